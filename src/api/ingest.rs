@@ -1,0 +1,141 @@
+//! `khabar.v1.IngestService`.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use super::{convert, remap_oversize};
+use crate::{
+    domain::{Timestamp, ValidArticle},
+    error::{Error, Result},
+    pb::khabar::v1::{self as pb, ingest_service_server::IngestService},
+    store::{ArticleStore, IngestReceipt, PendingWrite},
+};
+
+/// Requests of one IngestStream that may be in flight (queued or waiting for their flush)
+/// before the server stops reading more from that stream.
+const STREAM_WINDOW: usize = 256;
+
+/// Implements `khabar.v1.IngestService` on a store.
+#[derive(Clone)]
+pub struct IngestApi<S> {
+    store: S,
+}
+
+impl<S: ArticleStore> IngestApi<S> {
+    /// Serves ingests into `store`.
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+}
+
+fn validate(request: pb::IngestRequest) -> Result<ValidArticle> {
+    let pb::IngestRequest { article } = request;
+    let article = article.ok_or_else(|| Error::invalid_field("article", "is required"))?;
+    convert::article_draft(article)
+        .validate(Timestamp::now())
+        .map_err(|e| Error::invalid_article("article", e))
+}
+
+/// The in-stream answer for a rejected article: the same code, message and violations that
+/// Ingest would have answered with.
+fn rejection(error: Error) -> pb::IngestResponse {
+    let violations = match &error {
+        Error::InvalidArgument { violations, .. } => violations
+            .iter()
+            .map(|v| pb::FieldViolation {
+                field: v.field.clone(),
+                description: v.description.clone(),
+            })
+            .collect(),
+        Error::Store(_) => Vec::new(),
+    };
+    let status = Status::from(error);
+    pb::IngestResponse {
+        outcome: pb::IngestOutcome::Rejected.into(),
+        error: Some(pb::IngestError {
+            code: status.code().into(),
+            message: status.message().to_owned(),
+            violations,
+        }),
+        ..pb::IngestResponse::default()
+    }
+}
+
+/// What the responder task waits on, in request order.
+enum InFlight {
+    Rejected(Error),
+    Queued(PendingWrite<IngestReceipt>),
+    StreamFailed(Status),
+}
+
+#[tonic::async_trait]
+impl<S: ArticleStore> IngestService for IngestApi<S> {
+    async fn ingest(
+        &self,
+        request: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        let article = validate(request.into_inner())?;
+        let receipt = self.store.ingest(article).await.map_err(Error::from)?;
+        Ok(Response::new(convert::ingest_response(receipt)))
+    }
+
+    type IngestStreamStream = ReceiverStream<Result<pb::IngestResponse, Status>>;
+
+    async fn ingest_stream(
+        &self,
+        request: Request<Streaming<pb::IngestRequest>>,
+    ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let mut requests = request.into_inner();
+        let (in_flight_tx, mut in_flight_rx) = mpsc::channel(STREAM_WINDOW);
+        let (responses_tx, responses_rx) = mpsc::channel(STREAM_WINDOW);
+
+        // Reader: validates and queues each article before reading the next, so writes keep the
+        // stream's order while up to STREAM_WINDOW of them wait for their flush together.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = match requests.message().await {
+                    Ok(Some(request)) => match validate(request) {
+                        Ok(article) => match store.enqueue_ingest(article).await {
+                            Ok(pending) => InFlight::Queued(pending),
+                            Err(e) => InFlight::Rejected(e.into()),
+                        },
+                        Err(e) => InFlight::Rejected(e),
+                    },
+                    Ok(None) => break,
+                    Err(status) => InFlight::StreamFailed(remap_oversize(status)),
+                };
+                let failed = matches!(next, InFlight::StreamFailed(_));
+                if in_flight_tx.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+
+        // Responder: answers in request order, each once its write is durable.
+        tokio::spawn(async move {
+            while let Some(in_flight) = in_flight_rx.recv().await {
+                let response = match in_flight {
+                    InFlight::Rejected(e) => Ok(rejection(e)),
+                    InFlight::Queued(pending) => Ok(match pending.await {
+                        Ok(receipt) => convert::ingest_response(receipt),
+                        Err(e) => rejection(e.into()),
+                    }),
+                    InFlight::StreamFailed(status) => Err(status),
+                };
+                let failed = response.is_err();
+                if responses_tx.send(response).await.is_err() {
+                    debug!("ingest stream client went away");
+                    break;
+                }
+                if failed {
+                    break;
+                }
+            }
+        });
+
+        Ok(Response::new(ReceiverStream::new(responses_rx)))
+    }
+}

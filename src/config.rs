@@ -1,0 +1,107 @@
+//! Command line and environment configuration. Every option is a flag and a `KHABAR_*`
+//! environment variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default limit on one gRPC message, in bytes (4 MiB, gRPC's usual default).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+const MIN_MAX_MESSAGE_BYTES: usize = 64 << 10;
+const MAX_MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// khabar: a gRPC service that ingests news articles, stores them durably and serves them as
+/// live feeds.
+#[derive(Debug, Parser)]
+#[command(name = "khabar", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+}
+
+/// Options of `khabar serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC (plaintext HTTP/2).
+    #[arg(long, env = "KHABAR_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the sled database; created if missing.
+    #[arg(long, env = "KHABAR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Largest gRPC message accepted or sent, in bytes; larger requests get RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "KHABAR_MAX_MESSAGE_BYTES",
+        default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+        value_parser = parse_max_message_bytes,
+    )]
+    pub max_message_bytes: usize,
+
+    /// Size of sled's page cache, in bytes.
+    #[arg(long, env = "KHABAR_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub cache_bytes: u64,
+
+    /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
+    #[arg(long, env = "KHABAR_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn parse_max_message_bytes(raw: &str) -> Result<usize, String> {
+    let bytes: usize = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a whole number of bytes"))?;
+    if (MIN_MAX_MESSAGE_BYTES..=MAX_MAX_MESSAGE_BYTES).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "must be between {MIN_MAX_MESSAGE_BYTES} and {MAX_MAX_MESSAGE_BYTES} bytes, got {bytes}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["khabar", "serve"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Serve(serve) => serve,
+        })
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_with_local_data() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(args.data_dir, PathBuf::from("./data"));
+        assert_eq!(args.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn invalid_values_name_the_option() {
+        let err = parse(&["--max-message-bytes", "12"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-message-bytes"), "{err}");
+        assert!(err.contains("between"), "{err}");
+        let err = parse(&["--listen", "nowhere"]).unwrap_err().to_string();
+        assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

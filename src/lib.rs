@@ -1,0 +1,35 @@
+//! khabar (خبر, "news") ingests news articles over gRPC, validates and normalizes them, stores
+//! them durably in sled and appends every change to an ordered log that feeds are served from.
+//!
+//! # Layout
+//! - [`domain`]: the article model, its validation and text normalization. Knows nothing of
+//!   gRPC or storage.
+//! - [`store`]: the [`store::ArticleStore`] interface and its sled implementation: key layout,
+//!   on-disk records, the single writer with group commit, listings and the log.
+//! - [`api`]: the tonic services, conversions between protobuf and domain types, and the one
+//!   mapping from errors to `tonic::Status`.
+//! - [`server`]: wires store, services, health and reflection together and serves them.
+//! - [`config`]: command line and environment configuration.
+//! - [`pb`]: code generated from `proto/`.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod server;
+pub mod store;
+
+/// Code generated from the protobuf definitions in `proto/`.
+pub mod pb {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    /// The `khabar.v1` package.
+    pub mod khabar {
+        /// Version 1 of the khabar API.
+        pub mod v1 {
+            tonic::include_proto!("khabar.v1");
+        }
+    }
+
+    /// Encoded descriptors of every khabar proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("khabar_descriptor");
+}

@@ -1,0 +1,135 @@
+//! Assembles the store, the services, health and reflection, and serves them on a listener.
+
+use std::{future::Future, path::PathBuf};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tracing::info;
+
+use crate::{
+    api::{ArticleApi, IngestApi, OversizeLayer},
+    config::ServeArgs,
+    pb::{
+        self,
+        khabar::v1::{
+            article_service_server::ArticleServiceServer,
+            ingest_service_server::IngestServiceServer,
+        },
+    },
+    store::{SledStore, SledStoreConfig, StoreError},
+};
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// sled data directory.
+    pub data_dir: PathBuf,
+    /// Largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+    /// sled page cache size.
+    pub cache_bytes: u64,
+}
+
+impl From<&ServeArgs> for ServerConfig {
+    fn from(args: &ServeArgs) -> Self {
+        Self {
+            data_dir: args.data_dir.clone(),
+            max_message_bytes: args.max_message_bytes,
+            cache_bytes: args.cache_bytes,
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be opened.
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] StoreError),
+    /// Reflection could not be built from the descriptors.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A startup task failed.
+    #[error("startup failed: {0}")]
+    Startup(#[from] tokio::task::JoinError),
+}
+
+/// Serves khabar on `listener` until `shutdown` resolves, then closes the store.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let store_config = SledStoreConfig {
+        path: config.data_dir.clone(),
+        cache_capacity_bytes: config.cache_bytes,
+    };
+    // Opening replays sled's log, which blocks.
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
+
+    let limit = config.max_message_bytes;
+    let ingest = IngestServiceServer::new(IngestApi::new(store.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let articles = ArticleServiceServer::new(ArticleApi::new(store.clone(), limit))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_serving::<IngestServiceServer<IngestApi<SledStore>>>()
+        .await;
+    health_reporter
+        .set_serving::<ArticleServiceServer<ArticleApi<SledStore>>>()
+        .await;
+
+    let local_addr = listener.local_addr().ok();
+    info!(addr = ?local_addr, data_dir = %config.data_dir.display(), "serving gRPC");
+    Server::builder()
+        .layer(OversizeLayer)
+        .add_service(health)
+        .add_service(reflection_v1()?)
+        .add_service(reflection_v1alpha()?)
+        .add_service(ingest)
+        .add_service(articles)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    info!("server stopped; closing the store");
+    drop(store);
+    Ok(())
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Lets grpcurl decode google.rpc.BadRequest error details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+fn reflection_v1() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    ServerError,
+> {
+    Ok(reflection_builder().build_v1()?)
+}
+
+/// grpcurl 1.8 and other older clients only speak v1alpha.
+fn reflection_v1alpha() -> Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+    ServerError,
+> {
+    Ok(reflection_builder().build_v1alpha()?)
+}

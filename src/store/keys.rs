@@ -1,0 +1,142 @@
+//! Key layout of the sled tree. One tree, with a one-byte prefix per kind of record, so that one
+//! atomic batch covers an article, its index entries and its log event.
+//!
+//! | key                                       | value                      |
+//! |-------------------------------------------|----------------------------|
+//! | `a` id(16)                                | ArticleRecord              |
+//! | `k` source_id 0x00 uri                    | id(16)                     |
+//! | `l` cursor(8, big-endian)                 | EventRecord                |
+//! | `t` published_at(12, sortable) id(16)     | empty (listing index)      |
+//! | `m` name                                  | metadata                   |
+//!
+//! Big-endian cursors make the log a contiguous range in cursor order, so feeds read it
+//! sequentially; the time index does the same for listings, newest first by reverse scan.
+
+use crate::domain::{ArticleId, Timestamp};
+
+const ARTICLE: u8 = b'a';
+const NATURAL_KEY: u8 = b'k';
+const LOG: u8 = b'l';
+const TIME_INDEX: u8 = b't';
+const META: u8 = b'm';
+
+/// Key of the layout-version metadata record.
+pub fn layout_version() -> Vec<u8> {
+    [&[META][..], b"layout"].concat()
+}
+
+/// Key of an article record.
+pub fn article(id: ArticleId) -> [u8; 17] {
+    let mut key = [ARTICLE; 17];
+    key[1..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Key mapping (source id, uri) to the article id. Source ids are slugs, so they never contain
+/// the 0x00 separator.
+pub fn natural_key(source_id: &str, uri: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + source_id.len() + uri.len());
+    key.push(NATURAL_KEY);
+    key.extend_from_slice(source_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(uri.as_bytes());
+    key
+}
+
+/// Key of the log event at `cursor`.
+pub fn log(cursor: u64) -> [u8; 9] {
+    let mut key = [LOG; 9];
+    key[1..].copy_from_slice(&cursor.to_be_bytes());
+    key
+}
+
+/// The cursor of a log key.
+pub fn log_cursor(key: &[u8]) -> Option<u64> {
+    match key {
+        [LOG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Range covering the whole log.
+pub fn log_range() -> std::ops::RangeInclusive<[u8; 9]> {
+    log(0)..=log(u64::MAX)
+}
+
+/// Key of a listing-index entry.
+pub fn time_index(published_at: Timestamp, id: ArticleId) -> [u8; 29] {
+    let mut key = [TIME_INDEX; 29];
+    key[1..13].copy_from_slice(&published_at.to_sortable_bytes());
+    key[13..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Exclusive end of the listing-index range.
+pub fn time_index_end() -> Vec<u8> {
+    vec![TIME_INDEX + 1]
+}
+
+/// Splits a listing-index key into publication time and id.
+pub fn parse_time_index(key: &[u8]) -> Option<(Timestamp, ArticleId)> {
+    match key {
+        [TIME_INDEX, rest @ ..] if rest.len() == 28 => {
+            let published_at = Timestamp::from_sortable_bytes(&rest[..12])?;
+            let id = ArticleId::from_bytes(rest[12..].try_into().ok()?);
+            Some((published_at, id))
+        }
+        _ => None,
+    }
+}
+
+/// Printable form of a key for error messages.
+pub fn printable(key: &[u8]) -> String {
+    key.iter()
+        .map(|b| match b {
+            0x20..=0x7e => (*b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_cursor() {
+        assert!(log(255) < log(256));
+        assert!(log(1) < log(u64::MAX));
+        assert_eq!(log_cursor(&log(4242)), Some(4242));
+        assert_eq!(log_cursor(&article(ArticleId::from_bytes([7; 16]))), None);
+    }
+
+    #[test]
+    fn time_index_round_trips() {
+        let t = Timestamp::new(1_467_363_600, 5).unwrap();
+        let id = ArticleId::from_bytes([9; 16]);
+        assert_eq!(parse_time_index(&time_index(t, id)), Some((t, id)));
+        assert_eq!(parse_time_index(&log(1)), None);
+    }
+
+    #[test]
+    fn prefixes_do_not_overlap() {
+        let id = ArticleId::from_bytes([0xff; 16]);
+        let t = Timestamp::MAX;
+        let keys = [
+            article(id).to_vec(),
+            natural_key("a", "b"),
+            log(u64::MAX).to_vec(),
+            time_index(t, id).to_vec(),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a[0], b[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn printable_escapes_binary() {
+        assert_eq!(printable(&[b'l', 0, 1]), "l\\x00\\x01");
+    }
+}

@@ -1,0 +1,156 @@
+//! Durable storage of articles and of the ordered event log.
+//!
+//! [`ArticleStore`] is the interface the gRPC layer and the feeds use; [`SledStore`] implements
+//! it on an embedded sled database. The interface is transport-free and asynchronous so that a
+//! backend on a distributed engine can implement it too.
+//!
+//! # Guarantees every backend gives
+//! - A write is acknowledged (its future resolves `Ok`) only once it is durable: it survives the
+//!   process being killed right after the acknowledgement.
+//! - Every event-producing write (create, update, retract) appends exactly one [`LogEvent`] with
+//!   the next cursor, atomically with the article write. Cursors start at 1 and have no gaps.
+//! - [`ArticleStore::durable_head`] only ever shows cursors whose events are durable, so a feed
+//!   never serves an event that a crash could take back.
+
+mod codec;
+mod keys;
+mod list;
+mod sled_store;
+mod writer;
+
+use std::{future::Future, pin::Pin};
+
+use tokio::sync::watch;
+
+use crate::domain::{Article, ArticleId, ContentHash, Timestamp, ValidArticle};
+
+pub use list::{ListQuery, ListedPage, PageToken};
+pub use sled_store::{SledStore, SledStoreConfig};
+
+/// Result of the storage layer.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What an ingest did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// New article, version 1, CREATED event logged.
+    Created,
+    /// Content changed: new version, UPDATED event logged.
+    Updated,
+    /// Same content and counters: nothing written.
+    Unchanged,
+    /// Same content, new view count: counter stored, no new version, no event.
+    CountersUpdated,
+}
+
+/// The acknowledgement of a durable ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReceipt {
+    /// Identifier of the article.
+    pub id: ArticleId,
+    /// Version after the ingest.
+    pub version: u64,
+    /// What happened.
+    pub outcome: IngestOutcome,
+    /// Hash of the stored content.
+    pub content_hash: ContentHash,
+    /// Cursor of the event that produced the current version.
+    pub cursor: u64,
+}
+
+/// Kind of a logged event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// An article was stored for the first time.
+    Created,
+    /// An article's content changed.
+    Updated,
+    /// An article was retracted.
+    Retracted,
+}
+
+/// One entry of the ordered log: the article as it was right after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Position in the log; strictly increasing, no gaps.
+    pub cursor: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// When it was stored.
+    pub recorded_at: Timestamp,
+    /// Snapshot of the article after the change.
+    pub article: Article,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No article has this identifier.
+    #[error("article {0} not found")]
+    NotFound(ArticleId),
+    /// The natural key belongs to a retracted article, which ingest must not revive.
+    #[error("article {0} was retracted; a retracted article cannot be ingested again")]
+    Retracted(ArticleId),
+    /// A page token that this store did not issue for this query.
+    #[error("invalid page token: {0}")]
+    InvalidPageToken(&'static str),
+    /// The embedded database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sled::Error),
+    /// Syncing or opening files failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// Printable form of the key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The store stopped accepting writes (after a failed flush, or while closing).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A write whose place in the write order is fixed; resolves once the write is durable.
+pub type PendingWrite<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+/// Storage of articles and of the ordered log. Implementations are cheap to clone handles.
+pub trait ArticleStore: Clone + Send + Sync + 'static {
+    /// Queues a validated article for storage under its natural key (source id, uri). Writes
+    /// are applied in the order their `enqueue_ingest` futures resolve, so a caller that awaits
+    /// each before queueing the next keeps its own order while many writes are in flight.
+    fn enqueue_ingest(
+        &self,
+        article: ValidArticle,
+    ) -> impl Future<Output = Result<PendingWrite<IngestReceipt>>> + Send;
+
+    /// Stores a validated article and resolves once it is durable.
+    fn ingest(&self, article: ValidArticle) -> impl Future<Output = Result<IngestReceipt>> + Send {
+        async move { self.enqueue_ingest(article).await?.await }
+    }
+
+    /// Marks an article retracted and logs a RETRACTED event; idempotent. Resolves once durable.
+    fn retract(
+        &self,
+        id: ArticleId,
+        reason: String,
+    ) -> impl Future<Output = Result<Article>> + Send;
+
+    /// Reads one article.
+    fn get(&self, id: ArticleId) -> impl Future<Output = Result<Article>> + Send;
+
+    /// Lists articles newest first by publication time.
+    fn list(&self, query: ListQuery) -> impl Future<Output = Result<ListedPage>> + Send;
+
+    /// Reads up to `max` durable log events with cursors greater than `after`, in order.
+    fn read_log(
+        &self,
+        after: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<LogEvent>>> + Send;
+
+    /// Watches the highest durable cursor (0 while the log is empty).
+    fn durable_head(&self) -> watch::Receiver<u64>;
+}
