@@ -1,6 +1,6 @@
 //! The `khabar` binary: parses the configuration, sets up logging and runs the server.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use khabar::{
@@ -23,7 +23,11 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
             let listener = match TcpListener::bind(args.listen).await {
                 Ok(listener) => listener,
                 Err(e) => {

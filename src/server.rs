@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     api::{ArticleApi, IngestApi, OversizeLayer},
@@ -91,8 +91,10 @@ pub async fn run(
         .set_serving::<ArticleServiceServer<ArticleApi<SledStore>>>()
         .await;
 
-    let local_addr = listener.local_addr().ok();
-    info!(addr = ?local_addr, data_dir = %config.data_dir.display(), "serving gRPC");
+    match listener.local_addr() {
+        Ok(addr) => info!(%addr, data_dir = %config.data_dir.display(), "listening"),
+        Err(e) => warn!(error = %e, "listening on an unknown address"),
+    }
     Server::builder()
         .layer(OversizeLayer)
         .add_service(health)

@@ -179,3 +179,302 @@ fn check_layout(db: &sled::Db) -> Result<()> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{ArticleDraft, ArticleStatus, SourceDraft, Timestamp, TimestampDraft},
+        store::{EventKind, IngestOutcome},
+    };
+
+    fn open(dir: &std::path::Path) -> SledStore {
+        SledStore::open(&SledStoreConfig {
+            path: dir.to_owned(),
+            cache_capacity_bytes: 16 << 20,
+        })
+        .expect("open store")
+    }
+
+    fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
+        ArticleDraft {
+            source: SourceDraft {
+                id: source.into(),
+                name: "الخبر".into(),
+                url: String::new(),
+            },
+            uri: format!("https://alkhabar.example/{n}"),
+            headline: format!("عنوان {n}"),
+            body: "نص الخبر".into(),
+            language: "ar".into(),
+            published_at: Some(TimestampDraft {
+                seconds: 1_467_331_200 + i64::from(n),
+                nanos: 0,
+            }),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            view_count,
+            ..ArticleDraft::default()
+        }
+        .validate(Timestamp::now())
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn ingest_outcomes_follow_the_natural_key_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+
+        let created = store.ingest(article(1, "alkhabar", &[], 10)).await.unwrap();
+        assert_eq!(
+            (created.outcome, created.version, created.cursor),
+            (IngestOutcome::Created, 1, 1)
+        );
+
+        let same = store.ingest(article(1, "alkhabar", &[], 10)).await.unwrap();
+        assert_eq!(
+            (same.outcome, same.id, same.version, same.cursor),
+            (IngestOutcome::Unchanged, created.id, 1, 1)
+        );
+
+        let counted = store.ingest(article(1, "alkhabar", &[], 11)).await.unwrap();
+        assert_eq!(
+            (counted.outcome, counted.version, counted.cursor),
+            (IngestOutcome::CountersUpdated, 1, 1)
+        );
+        assert_eq!(counted.content_hash, created.content_hash);
+        assert_eq!(store.get(created.id).await.unwrap().view_count, 11);
+
+        let mut changed = article(1, "alkhabar", &[], 11);
+        changed.content.body.push_str(" (محدث)");
+        let updated = store.ingest(changed).await.unwrap();
+        assert_eq!(
+            (updated.outcome, updated.id, updated.version, updated.cursor),
+            (IngestOutcome::Updated, created.id, 2, 2)
+        );
+        assert_ne!(updated.content_hash, created.content_hash);
+
+        let other_source = store.ingest(article(1, "wire-a", &[], 0)).await.unwrap();
+        assert_eq!(other_source.outcome, IngestOutcome::Created);
+        assert_ne!(other_source.id, created.id);
+
+        let events = store.read_log(0, 100).await.unwrap();
+        let kinds: Vec<(u64, EventKind, u64)> = events
+            .iter()
+            .map(|e| (e.cursor, e.kind, e.article.version))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, EventKind::Created, 1),
+                (2, EventKind::Updated, 2),
+                (3, EventKind::Created, 1)
+            ]
+        );
+        assert!(events[1].article.content.body.ends_with("(محدث)"));
+    }
+
+    #[tokio::test]
+    async fn retraction_is_logged_once_and_blocks_reingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let created = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+
+        let retracted = store.retract(created.id, "خطأ".into()).await.unwrap();
+        assert_eq!(
+            (retracted.status, retracted.version, retracted.cursor),
+            (ArticleStatus::Canceled, 2, 2)
+        );
+        let again = store.retract(created.id, "مرة أخرى".into()).await.unwrap();
+        assert_eq!(again, retracted);
+        assert_eq!(*store.durable_head().borrow(), 2);
+
+        let err = store
+            .ingest(article(1, "alkhabar", &[], 0))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Retracted(id) if id == created.id),
+            "{err}"
+        );
+
+        let missing = ArticleId::from_bytes([1; 16]);
+        assert!(
+            matches!(store.retract(missing, "x".into()).await, Err(StoreError::NotFound(id)) if id == missing)
+        );
+        assert!(matches!(
+            store.get(missing).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_ingests_get_gap_free_cursors_that_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let writers: Vec<_> = (0..64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.ingest(article(n, "alkhabar", &[], 0)).await })
+            })
+            .collect();
+        let mut cursors = Vec::new();
+        for writer in writers {
+            cursors.push(writer.await.unwrap().unwrap().cursor);
+        }
+        cursors.sort_unstable();
+        assert_eq!(cursors, (1..=64).collect::<Vec<u64>>());
+        drop(store);
+
+        let reopened = open(dir.path());
+        assert_eq!(*reopened.durable_head().borrow(), 64);
+        let log = reopened.read_log(60, 100).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+            [61, 62, 63, 64]
+        );
+        let next = reopened
+            .ingest(article(1000, "alkhabar", &[], 0))
+            .await
+            .unwrap();
+        assert_eq!(next.cursor, 65);
+    }
+
+    #[tokio::test]
+    async fn lists_newest_first_with_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for n in 0..10 {
+            let source = if n % 2 == 0 { "alkhabar" } else { "wire-a" };
+            let tags: &[&str] = if n % 3 == 0 { &["سوريا"] } else { &[] };
+            store.ingest(article(n, source, tags, 0)).await.unwrap();
+        }
+        let query = ListQuery {
+            page_size: 3,
+            max_page_bytes: 1 << 20,
+            ..ListQuery::default()
+        };
+        let mut headlines = Vec::new();
+        let mut token = None;
+        loop {
+            let page = store
+                .list(ListQuery {
+                    page_token: token,
+                    ..query.clone()
+                })
+                .await
+                .unwrap();
+            assert!(page.articles.len() <= 3);
+            headlines.extend(page.articles.iter().map(|a| a.content.headline.clone()));
+            token = page.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..10).rev().map(|n| format!("عنوان {n}")).collect();
+        assert_eq!(headlines, expected);
+
+        let filtered = store
+            .list(ListQuery {
+                source_ids: vec!["alkhabar".into()],
+                tags: vec!["سوريا".into()],
+                ..query.clone()
+            })
+            .await
+            .unwrap();
+        let names: Vec<&str> = filtered
+            .articles
+            .iter()
+            .map(|a| a.content.headline.as_str())
+            .collect();
+        assert_eq!(names, ["عنوان 6", "عنوان 0"]);
+
+        let window = store
+            .list(ListQuery {
+                published_after: Timestamp::new(1_467_331_202, 0),
+                published_before: Timestamp::new(1_467_331_205, 0),
+                ..query.clone()
+            })
+            .await
+            .unwrap();
+        let names: Vec<&str> = window
+            .articles
+            .iter()
+            .map(|a| a.content.headline.as_str())
+            .collect();
+        assert_eq!(names, ["عنوان 4", "عنوان 3", "عنوان 2"]);
+
+        let first = store.list(query.clone()).await.unwrap();
+        let foreign = ListQuery {
+            languages: vec!["en".into()],
+            page_token: first.next_page_token,
+            ..query.clone()
+        };
+        assert!(matches!(
+            store.list(foreign).await,
+            Err(StoreError::InvalidPageToken(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn retracted_articles_are_listed_only_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let kept = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+        let gone = store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+        store.retract(gone.id, "خطأ".into()).await.unwrap();
+        let query = ListQuery {
+            page_size: 10,
+            max_page_bytes: 1 << 20,
+            ..ListQuery::default()
+        };
+        let ids = |page: ListedPage| page.articles.into_iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.list(query.clone()).await.unwrap()), [kept.id]);
+        let all = ListQuery {
+            include_retracted: true,
+            ..query
+        };
+        assert_eq!(ids(store.list(all).await.unwrap()), [gone.id, kept.id]);
+    }
+
+    #[tokio::test]
+    async fn moving_publication_time_moves_the_listing_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+        store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+        let mut moved = article(1, "alkhabar", &[], 0);
+        moved.content.published_at = Timestamp::new(1_467_331_300, 0).unwrap();
+        store.ingest(moved).await.unwrap();
+        let page = store
+            .list(ListQuery {
+                page_size: 10,
+                max_page_bytes: 1 << 20,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap();
+        let names: Vec<&str> = page
+            .articles
+            .iter()
+            .map(|a| a.content.headline.as_str())
+            .collect();
+        assert_eq!(names, ["عنوان 1", "عنوان 2"]);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_directory_with_another_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(keys::layout_version(), &b"99"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(&SledStoreConfig {
+            path: dir.path().to_owned(),
+            cache_capacity_bytes: 1 << 20,
+        })
+        .err()
+        .expect("must refuse");
+        assert!(err.to_string().contains("layout version 99"), "{err}");
+    }
+}

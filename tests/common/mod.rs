@@ -1,0 +1,229 @@
+//! Test harness: a real khabar server on an ephemeral loopback port with a real sled directory,
+//! and helpers to build requests from the fixtures.
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use khabar::{
+    pb::khabar::v1::{
+        self as pb, article_service_client::ArticleServiceClient,
+        ingest_service_client::IngestServiceClient,
+    },
+    server::{self, ServerConfig, ServerError},
+};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Bound on every wait in the tests, so that a hang fails instead of blocking CI.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Path of a file in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The raw text of a fixture.
+pub fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).expect("fixture is readable")
+}
+
+/// A khabar server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), ServerError>>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory with default settings.
+    pub async fn start() -> Self {
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            khabar::config::DEFAULT_MAX_MESSAGE_BYTES,
+        )
+        .await
+    }
+
+    /// Starts a server on `data_dir`.
+    pub async fn start_in(data_dir: TempDir, max_message_bytes: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let config = ServerConfig {
+            data_dir: data_dir.path().to_owned(),
+            max_message_bytes,
+            cache_bytes: 64 << 20,
+        };
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::run(listener, config, async {
+            let _ = shutdown_rx.await;
+        }));
+        let server = Self {
+            addr,
+            data_dir,
+            shutdown: Some(shutdown_tx),
+            handle,
+        };
+        server.wait_until_serving().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("valid url")
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .expect("connect to test server")
+    }
+
+    pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn articles_client(&self) -> ArticleServiceClient<Channel> {
+        ArticleServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    async fn wait_until_serving(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(channel) = Channel::from_shared(self.url())
+                .expect("valid url")
+                .connect()
+                .await
+            {
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await;
+                if answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server did not become healthy in {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server, waits for it to close its store, and hands back the data directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let result = tokio::time::timeout(WAIT, &mut self.handle)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic");
+        result.expect("server ran without error");
+        self.data_dir
+    }
+}
+
+/// Builds an IngestRequest from proto3 JSON as grpcurl would send it (the fixtures' form).
+pub fn ingest_request_from_json(json: &str) -> pb::IngestRequest {
+    let value: Value = serde_json::from_str(json).expect("fixture is JSON");
+    pb::IngestRequest {
+        article: value.get("article").map(article_from_json),
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn texts(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn timestamp(v: &Value, key: &str) -> Option<prost_types::Timestamp> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(|s| s.parse().expect("RFC 3339 timestamp"))
+}
+
+fn article_from_json(v: &Value) -> pb::Article {
+    pb::Article {
+        source: v.get("source").map(|s| pb::Source {
+            id: text(s, "id"),
+            name: text(s, "name"),
+            url: text(s, "url"),
+        }),
+        uri: text(v, "uri"),
+        headline: text(v, "headline"),
+        summary: text(v, "summary"),
+        body: text(v, "body"),
+        language: text(v, "language"),
+        published_at: timestamp(v, "publishedAt"),
+        updated_at: timestamp(v, "updatedAt"),
+        authors: texts(v, "authors"),
+        section: text(v, "section"),
+        tags: texts(v, "tags"),
+        places: texts(v, "places"),
+        organisations: texts(v, "organisations"),
+        people: texts(v, "people"),
+        info_sources: v
+            .get("infoSources")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| pb::InfoSource {
+                        name: text(i, "name"),
+                        uri: text(i, "uri"),
+                        role: text(i, "role"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        view_count: text(v, "viewCount").parse().unwrap_or_default(),
+        ..pb::Article::default()
+    }
+}
+
+/// The real Arabic seed article, as its fixture request.
+pub fn seed_request() -> pb::IngestRequest {
+    ingest_request_from_json(&fixture_text("seed-article.ingest.json"))
+}
+
+/// The seed article under another uri, with a marker in the headline.
+pub fn seed_variant(n: usize) -> pb::IngestRequest {
+    let mut request = seed_request();
+    let article = request.article.as_mut().expect("seed has an article");
+    article.uri = format!("https://alkhabar.example/news/{n}");
+    article.headline = format!("{} #{n}", article.headline);
+    request
+}
