@@ -1,0 +1,301 @@
+//! Crash safety: a khabar child process takes concurrent ingests and is killed with SIGKILL
+//! right after an acknowledgement; after a restart every acknowledged article and its log event
+//! must be there exactly once, with no gap in the cursors. `KHABAR_CRASH_RUNS` sets how many
+//! kill/restart rounds to run (default 3).
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{BuildHasher, Hasher},
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use common::{WAIT, seed_request};
+use khabar::{
+    domain::ArticleId,
+    pb::khabar::v1::{
+        self as pb, IngestOutcome, article_service_client::ArticleServiceClient,
+        ingest_service_client::IngestServiceClient,
+    },
+    store::{ArticleStore, EventKind, SledStore, SledStoreConfig},
+};
+use tonic::transport::Channel;
+
+const CLIENTS: usize = 16;
+const MAX_REQUESTS_PER_CLIENT: usize = 2_000;
+
+/// A khabar server in a child process.
+struct ChildServer {
+    child: Child,
+    addr: String,
+}
+
+impl ChildServer {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("KHABAR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start khabar");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // Reads the log for the bound address, then keeps draining it so the child never blocks.
+        std::thread::spawn(move || {
+            let mut addr_tx = Some(addr_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening addr=").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+        });
+        let addr = addr_rx.recv_timeout(WAIT).expect("khabar logs its address");
+        Self { child, addr }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .expect("connect to khabar")
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    uri: String,
+    id: String,
+    version: u64,
+    cursor: u64,
+    outcome: IngestOutcome,
+}
+
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+fn request(uri: &str, revision: usize) -> pb::IngestRequest {
+    let mut request = seed_request();
+    let article = request.article.as_mut().unwrap();
+    article.uri = uri.to_owned();
+    if revision > 0 {
+        article.body.push_str(&format!("\n\nتحديث رقم {revision}"));
+    }
+    request
+}
+
+/// Ingests from CLIENTS concurrent clients and kills the server right after ack number `kill_after`.
+async fn ingest_until_killed(server: ChildServer, run: usize, kill_after: usize) -> Vec<Ack> {
+    let channel = server.channel().await;
+    let server = Arc::new(Mutex::new(Some(server)));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let mut ingest = IngestServiceClient::new(channel.clone());
+            let (server, acks) = (server.clone(), acks.clone());
+            tokio::spawn(async move {
+                let mut mine: Vec<(String, usize)> = Vec::new();
+                for n in 0..MAX_REQUESTS_PER_CLIENT {
+                    // Every fourth request edits one of this client's earlier articles.
+                    let (uri, revision) = match (n % 4, mine.len()) {
+                        (3, len) if len > 0 => {
+                            let slot = &mut mine[n % len];
+                            slot.1 += 1;
+                            slot.clone()
+                        }
+                        _ => {
+                            let uri = format!("https://alkhabar.example/crash/{run}/{client}/{n}");
+                            mine.push((uri.clone(), 0));
+                            (uri, 0)
+                        }
+                    };
+                    let Ok(response) = ingest.ingest(request(&uri, revision)).await else {
+                        break;
+                    };
+                    let response = response.into_inner();
+                    let mut acks = acks.lock().unwrap();
+                    acks.push(Ack {
+                        uri,
+                        id: response.id.clone(),
+                        version: response.version,
+                        cursor: response.cursor,
+                        outcome: response.outcome(),
+                    });
+                    if acks.len() == kill_after {
+                        // SIGKILL right after this acknowledgement, with other requests in flight.
+                        if let Some(mut server) = server.lock().unwrap().take() {
+                            server.child.kill().expect("kill khabar");
+                            server.child.wait().expect("reap khabar");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        tokio::time::timeout(WAIT * 3, client)
+            .await
+            .expect("client ends")
+            .expect("client task");
+    }
+    assert!(
+        server.lock().unwrap().is_none(),
+        "the server was killed during the load"
+    );
+    Arc::try_unwrap(acks).unwrap().into_inner().unwrap()
+}
+
+/// Checks the data directory directly with the store: the log is gap-free and holds every
+/// acknowledged write exactly once. Returns the head cursor.
+async fn check_store(data_dir: &Path, acks: &[Ack]) -> u64 {
+    let store = SledStore::open(&SledStoreConfig {
+        path: data_dir.to_owned(),
+        cache_capacity_bytes: 64 << 20,
+    })
+    .expect("reopen after kill");
+    let head = *store.durable_head().borrow();
+    let mut events = Vec::new();
+    while (events.len() as u64) < head {
+        let batch = store.read_log(events.len() as u64, 1_000).await.unwrap();
+        assert!(!batch.is_empty(), "log ends before head {head}");
+        events.extend(batch);
+    }
+    let cursors: Vec<u64> = events.iter().map(|e| e.cursor).collect();
+    assert_eq!(
+        cursors,
+        (1..=head).collect::<Vec<u64>>(),
+        "log cursors are 1..=head with no gap"
+    );
+
+    let mut by_version = HashSet::new();
+    let mut created_per_uri: HashMap<&str, usize> = HashMap::new();
+    for event in &events {
+        assert!(
+            by_version.insert((event.article.id, event.article.version)),
+            "event for {} v{} logged twice",
+            event.article.id,
+            event.article.version
+        );
+        if event.kind == EventKind::Created {
+            *created_per_uri
+                .entry(event.article.content.uri.as_str())
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        created_per_uri.values().all(|n| *n == 1),
+        "an article was created twice"
+    );
+
+    for ack in acks {
+        let event = events
+            .get(ack.cursor as usize - 1)
+            .unwrap_or_else(|| panic!("acknowledged cursor {} lost (head {head})", ack.cursor));
+        assert_eq!(
+            event.article.id.to_string(),
+            ack.id,
+            "cursor {}",
+            ack.cursor
+        );
+        assert_eq!(event.article.content.uri, ack.uri);
+        match ack.outcome {
+            IngestOutcome::Created => {
+                assert_eq!((event.kind, event.article.version), (EventKind::Created, 1));
+            }
+            IngestOutcome::Updated => {
+                assert_eq!(
+                    (event.kind, event.article.version),
+                    (EventKind::Updated, ack.version)
+                );
+            }
+            other => panic!("unexpected outcome {other:?} for {}", ack.uri),
+        }
+        let id: ArticleId = ack.id.parse().unwrap();
+        let stored = store.get(id).await.expect("acknowledged article is stored");
+        assert!(stored.version >= ack.version);
+    }
+    head
+}
+
+/// Restarts the server on the directory and reads every acknowledged article over gRPC.
+async fn check_after_restart(data_dir: &Path, acks: &[Ack], head: u64) {
+    let server = ChildServer::start(data_dir);
+    let channel = server.channel().await;
+    let mut articles = ArticleServiceClient::new(channel.clone());
+    let latest: HashMap<&str, u64> = acks.iter().fold(HashMap::new(), |mut m, a| {
+        let v = m.entry(a.id.as_str()).or_default();
+        *v = (*v).max(a.version);
+        m
+    });
+    for (id, version) in latest {
+        let article = articles
+            .get_article(pb::GetArticleRequest { id: id.to_owned() })
+            .await
+            .expect("acknowledged article readable after restart")
+            .into_inner();
+        assert!(article.version >= version);
+    }
+    let next = IngestServiceClient::new(channel)
+        .ingest(request(
+            &format!("https://alkhabar.example/crash/after/{head}"),
+            0,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        next.cursor,
+        head + 1,
+        "the next cursor follows the recovered head"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_articles_survive_sigkill() {
+    let runs: usize = std::env::var("KHABAR_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for run in 0..runs {
+        let data_dir = tempfile::tempdir().unwrap();
+        let kill_after = 50 + (random_u64() % 350) as usize;
+        let acks = ingest_until_killed(ChildServer::start(data_dir.path()), run, kill_after).await;
+        assert!(acks.len() >= kill_after, "run {run}: {} acks", acks.len());
+        assert!(
+            acks.iter().any(|a| a.outcome == IngestOutcome::Updated),
+            "run {run} exercised updates"
+        );
+        let head = check_store(data_dir.path(), &acks).await;
+        assert!(head >= acks.iter().map(|a| a.cursor).max().unwrap_or(0));
+        check_after_restart(data_dir.path(), &acks, head).await;
+        eprintln!(
+            "crash run {run}: killed after ack {kill_after}, {} acks, head {head}: ok",
+            acks.len()
+        );
+    }
+}

