@@ -112,8 +112,11 @@ impl SledStore {
 
 impl ArticleStore for SledStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
-        self.enqueue(|reply| Command::Ingest { article, reply })
-            .await
+        self.enqueue(|reply| Command::Ingest {
+            article: Box::new(article),
+            reply,
+        })
+        .await
     }
 
     async fn retract(&self, id: ArticleId, reason: String) -> Result<Article> {

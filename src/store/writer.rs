@@ -34,7 +34,7 @@ const MAX_GROUP: usize = 1_024;
 pub enum Command {
     /// Store an article.
     Ingest {
-        article: ValidArticle,
+        article: Box<ValidArticle>,
         reply: oneshot::Sender<Result<IngestReceipt>>,
     },
     /// Retract an article.
@@ -51,7 +51,7 @@ enum Completion {
         oneshot::Sender<Result<IngestReceipt>>,
         Result<IngestReceipt>,
     ),
-    Retract(oneshot::Sender<Result<Article>>, Result<Article>),
+    Retract(oneshot::Sender<Result<Article>>, Box<Result<Article>>),
 }
 
 impl Completion {
@@ -59,7 +59,7 @@ impl Completion {
         // A caller that went away no longer needs the answer; its write is durable regardless.
         match self {
             Completion::Ingest(reply, result) => drop(reply.send(result)),
-            Completion::Retract(reply, result) => drop(reply.send(result)),
+            Completion::Retract(reply, result) => drop(reply.send(*result)),
         }
     }
 
@@ -143,12 +143,12 @@ impl Writer {
     fn apply(&mut self, command: Command) -> Completion {
         match command {
             Command::Ingest { article, reply } => {
-                let result = self.guarded(|w| w.ingest(article));
+                let result = self.guarded(|w| w.ingest(*article));
                 Completion::Ingest(reply, result)
             }
             Command::Retract { id, reason, reply } => {
                 let result = self.guarded(|w| w.retract(id, reason));
-                Completion::Retract(reply, result)
+                Completion::Retract(reply, Box::new(result))
             }
         }
     }
