@@ -5,7 +5,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use tracing::error;
 
 use crate::{
-    domain::{ValidationError, Violation},
+    domain::{ValidationError, Violation, describe_violations},
     store::StoreError,
 };
 
@@ -58,19 +58,6 @@ impl Error {
                 .collect(),
         }
     }
-}
-
-fn describe_violations(what: &str, violations: &[Violation]) -> String {
-    let n = violations.len();
-    let list: Vec<String> = violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect();
-    format!(
-        "invalid {what} ({n} violation{}): {}",
-        if n == 1 { "" } else { "s" },
-        list.join("; ")
-    )
 }
 
 impl From<Error> for Status {

@@ -751,3 +751,25 @@ async fn health_reports_each_service_and_reflection_speaks_v1_and_v1alpha() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn many_violations_still_fit_in_one_status() {
+    let server = TestServer::start().await;
+    let mut ingest = server.ingest_client().await;
+    let mut request = seed_request();
+    request.article.as_mut().unwrap().people = vec![" ".into(); 100];
+    let status = ingest.ingest(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields = violation_fields(&status);
+    assert_eq!(fields.len(), 50);
+    assert_eq!(fields[0], "article.people[0]");
+    assert_eq!(fields[49], "article", "the last one summarizes the rest");
+    assert!(
+        status
+            .message()
+            .contains("more, listed in the error details"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}

@@ -15,5 +15,5 @@ pub use text::normalize_line;
 pub use time::Timestamp;
 pub use validation::{
     ArticleDraft, InfoSourceDraft, MAX_BODY_BYTES, MAX_HEADLINE_CHARS, MAX_LIST_ITEM_CHARS,
-    MAX_LIST_ITEMS, SourceDraft, TimestampDraft, ValidationError, Violation,
+    MAX_LIST_ITEMS, SourceDraft, TimestampDraft, ValidationError, Violation, describe_violations,
 };

@@ -115,18 +115,33 @@ pub struct ValidationError {
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.violations.len();
-        write!(
-            f,
-            "invalid article ({n} violation{}): ",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for (i, v) in self.violations.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "; " };
-            write!(f, "{sep}{}: {}", v.field, v.description)?;
-        }
-        Ok(())
+        f.write_str(&describe_violations("article", &self.violations))
     }
+}
+
+/// Longest list of violations put in an error message; the rest are only in the details.
+const MAX_MESSAGE_CHARS: usize = 1_024;
+
+/// One line naming every violation, e.g. `invalid article (2 violations): uri: ...; body: ...`,
+/// cut short after about 1 KiB so that it fits in gRPC trailers.
+pub fn describe_violations(what: &str, violations: &[Violation]) -> String {
+    let n = violations.len();
+    let mut message = format!(
+        "invalid {what} ({n} violation{}): ",
+        if n == 1 { "" } else { "s" }
+    );
+    for (i, v) in violations.iter().enumerate() {
+        if i > 0 && message.len() + v.field.len() + v.description.len() > MAX_MESSAGE_CHARS {
+            message.push_str(&format!(
+                "; and {} more, listed in the error details",
+                n - i
+            ));
+            break;
+        }
+        let separator = if i == 0 { "" } else { "; " };
+        message.push_str(&format!("{separator}{}: {}", v.field, v.description));
+    }
+    message
 }
 
 impl ArticleDraft {
@@ -783,6 +798,22 @@ mod tests {
         assert!(
             description.starts_with("51 more violations"),
             "{description}"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_short_and_say_so() {
+        let mut draft = valid_draft();
+        draft.tags = vec![String::new(); 40];
+        let message = draft.validate(now()).unwrap_err().to_string();
+        assert!(
+            message.starts_with("invalid article (40 violations): tags[0]: is required"),
+            "{message}"
+        );
+        assert!(message.len() < MAX_MESSAGE_CHARS + 100, "{}", message.len());
+        assert!(
+            message.ends_with("more, listed in the error details"),
+            "{message}"
         );
     }
 
