@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "proto/khabar/v1/article.proto",
     "proto/khabar/v1/ingest.proto",
     "proto/khabar/v1/article_service.proto",
+    "proto/khabar/v1/feed.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

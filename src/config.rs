@@ -51,6 +51,15 @@ pub struct ServeArgs {
     #[arg(long, env = "KHABAR_CACHE_BYTES", default_value_t = 256 << 20)]
     pub cache_bytes: u64,
 
+    /// Longest silence on an idle feed, in milliseconds, before a checkpoint is sent.
+    #[arg(
+        long,
+        env = "KHABAR_FEED_HEARTBEAT_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000),
+    )]
+    pub feed_heartbeat_ms: u64,
+
     /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
     #[arg(long, env = "KHABAR_LOG", default_value = "info")]
     pub log: String,

@@ -6,6 +6,7 @@ use tracing::error;
 
 use crate::{
     domain::{ValidationError, Violation, describe_violations},
+    feed::FeedEnd,
     store::StoreError,
 };
 
@@ -26,6 +27,18 @@ pub enum Error {
     /// The storage layer failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is shutting down.
+    #[error("{0}")]
+    ShuttingDown(String),
+}
+
+impl From<FeedEnd> for Error {
+    fn from(end: FeedEnd) -> Self {
+        match end {
+            FeedEnd::ShuttingDown { .. } => Self::ShuttingDown(end.to_string()),
+            FeedEnd::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 impl Error {
@@ -75,8 +88,12 @@ impl From<Error> for Status {
                     ErrorDetails::with_bad_request(violations),
                 )
             }
+            Error::ShuttingDown(_) => Status::unavailable(message),
             Error::Store(store_error) => match store_error {
-                StoreError::NotFound(_) => Status::not_found(message),
+                StoreError::NotFound(_) | StoreError::ConsumerNotFound(_) => {
+                    Status::not_found(message)
+                }
+                StoreError::CursorBeyondHead { .. } => Status::failed_precondition(message),
                 StoreError::Retracted(_) => Status::failed_precondition(message),
                 StoreError::InvalidPageToken(why) => Status::with_error_details(
                     Code::InvalidArgument,
@@ -134,6 +151,11 @@ mod tests {
         let cases = [
             (StoreError::NotFound(id), Code::NotFound),
             (StoreError::Retracted(id), Code::FailedPrecondition),
+            (StoreError::ConsumerNotFound("c".into()), Code::NotFound),
+            (
+                StoreError::CursorBeyondHead { cursor: 9, head: 3 },
+                Code::FailedPrecondition,
+            ),
             (StoreError::InvalidPageToken("bad"), Code::InvalidArgument),
             (StoreError::Unavailable("closing".into()), Code::Unavailable),
             (

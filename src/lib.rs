@@ -6,6 +6,8 @@
 //!   gRPC or storage.
 //! - [`store`]: the [`store::ArticleStore`] interface and its sled implementation: key layout,
 //!   on-disk records, the single writer with group commit, listings and the log.
+//! - [`feed`]: subscriptions to the log: catch-up and live tail through one read path,
+//!   filters, checkpoints.
 //! - [`api`]: the tonic services, conversions between protobuf and domain types, and the one
 //!   mapping from errors to `tonic::Status`.
 //! - [`server`]: wires store, services, health and reflection together and serves them.
@@ -16,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod server;
 pub mod store;
 

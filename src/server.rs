@@ -1,20 +1,21 @@
 //! Assembles the store, the services, health and reflection, and serves them on a listener.
 
-use std::{future::Future, path::PathBuf};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    api::{ArticleApi, IngestApi, OversizeLayer},
+    api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
     config::ServeArgs,
+    feed::{FeedSettings, FeedStats},
     pb::{
         self,
         khabar::v1::{
-            article_service_server::ArticleServiceServer,
+            article_service_server::ArticleServiceServer, feed_service_server::FeedServiceServer,
             ingest_service_server::IngestServiceServer,
         },
     },
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// sled page cache size.
     pub cache_bytes: u64,
+    /// Longest silence on an idle feed before a checkpoint.
+    pub feed_heartbeat: Duration,
 }
 
 impl From<&ServeArgs> for ServerConfig {
@@ -38,6 +41,7 @@ impl From<&ServeArgs> for ServerConfig {
             data_dir: args.data_dir.clone(),
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
+            feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
         }
     }
 }
@@ -65,6 +69,16 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_with_stats(listener, config, Arc::default(), shutdown).await
+}
+
+/// [`run`], counting live feed subscriptions in `feed_stats`.
+pub async fn run_with_stats(
+    listener: TcpListener,
+    config: ServerConfig,
+    feed_stats: Arc<FeedStats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let store_config = SledStoreConfig {
         path: config.data_dir.clone(),
         cache_capacity_bytes: config.cache_bytes,
@@ -80,6 +94,19 @@ pub async fn run(
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
 
+    // Open feed streams would keep the server from stopping: they end themselves on this signal.
+    let (stop_feeds, feeds_stopping) = watch::channel(false);
+    let feeds = FeedServiceServer::new(FeedApi::new(
+        store.clone(),
+        FeedSettings {
+            heartbeat: config.feed_heartbeat,
+        },
+        feeds_stopping,
+        feed_stats,
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
+
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("", ServingStatus::Serving)
@@ -89,6 +116,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<ArticleServiceServer<ArticleApi<SledStore>>>()
+        .await;
+    health_reporter
+        .set_serving::<FeedServiceServer<FeedApi<SledStore>>>()
         .await;
 
     match listener.local_addr() {
@@ -102,7 +132,11 @@ pub async fn run(
         .add_service(reflection_v1alpha()?)
         .add_service(ingest)
         .add_service(articles)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(feeds)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            stop_feeds.send_replace(true);
+        })
         .await?;
     info!("server stopped; closing the store");
     drop(store);

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, filters::article_filter};
 use crate::{
-    domain::{ArticleId, MAX_LIST_ITEM_CHARS, MAX_LIST_ITEMS, Timestamp, normalize_line},
+    domain::{ArticleId, Timestamp, normalize_line},
     error::{Error, Result},
     pb::khabar::v1::{self as pb, article_service_server::ArticleService},
     store::{ArticleStore, ListQuery, PageToken},
@@ -35,32 +35,6 @@ impl<S: ArticleStore> ArticleApi<S> {
 fn parse_id(field: &str, raw: &str) -> Result<ArticleId> {
     raw.parse()
         .map_err(|e: crate::domain::ParseIdError| Error::invalid_field(field, e.to_string()))
-}
-
-fn filter_values(field: &str, raw: Vec<String>) -> Result<Vec<String>> {
-    if raw.len() > MAX_LIST_ITEMS {
-        return Err(Error::invalid_field(
-            field,
-            format!(
-                "has {} values; at most {MAX_LIST_ITEMS} are allowed",
-                raw.len()
-            ),
-        ));
-    }
-    raw.iter()
-        .enumerate()
-        .map(|(i, value)| {
-            let value = normalize_line(value);
-            if value.is_empty() || value.chars().count() > MAX_LIST_ITEM_CHARS {
-                Err(Error::invalid_field(
-                    format!("{field}[{i}]"),
-                    format!("must be 1 to {MAX_LIST_ITEM_CHARS} characters and not blank"),
-                ))
-            } else {
-                Ok(value)
-            }
-        })
-        .collect()
 }
 
 fn bound(field: &str, raw: Option<prost_types::Timestamp>) -> Result<Option<Timestamp>> {
@@ -107,9 +81,7 @@ impl<S: ArticleStore> ArticleApi<S> {
             token => Some(PageToken::decode(token)?),
         };
         Ok(ListQuery {
-            source_ids: filter_values("source_ids", source_ids)?,
-            languages: filter_values("languages", languages)?,
-            tags: filter_values("tags", tags)?,
+            filter: article_filter("", source_ids, languages, tags)?,
             published_after,
             published_before,
             include_retracted,

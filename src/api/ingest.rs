@@ -49,7 +49,7 @@ fn rejection(error: Error) -> pb::IngestResponse {
                 description: v.description.clone(),
             })
             .collect(),
-        Error::Store(_) => Vec::new(),
+        Error::Store(_) | Error::ShuttingDown(_) => Vec::new(),
     };
     let status = Status::from(error);
     pb::IngestResponse {

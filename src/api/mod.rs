@@ -4,9 +4,12 @@
 
 mod articles;
 mod convert;
+mod feed;
+mod filters;
 mod ingest;
 mod limits;
 
 pub use articles::ArticleApi;
+pub use feed::FeedApi;
 pub use ingest::IngestApi;
 pub use limits::{OversizeLayer, remap_oversize};

@@ -255,6 +255,38 @@ pub struct Article {
     pub retraction: Option<Retraction>,
 }
 
+impl Article {
+    /// Bytes the article takes in memory or in a message, give or take framing.
+    pub fn approximate_size(&self) -> usize {
+        let c = &self.content;
+        let lists = [&c.authors, &c.tags, &c.places, &c.organisations, &c.people];
+        let list_bytes: usize = lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|s| s.len() + 4)
+            .sum();
+        let info_bytes: usize = c
+            .info_sources
+            .iter()
+            .map(|i| i.name.len() + i.uri.len() + i.role.len() + 12)
+            .sum();
+        let text = [
+            &c.source.id,
+            &c.source.name,
+            &c.source.url,
+            &c.uri,
+            &c.headline,
+            &c.summary,
+            &c.body,
+            &c.language,
+            &c.section,
+        ];
+        let text_bytes: usize = text.iter().map(|s| s.len() + 4).sum();
+        let retraction = self.retraction.as_ref().map_or(0, |r| r.reason.len() + 24);
+        list_bytes + info_bytes + text_bytes + retraction + 256
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! about gRPC or about how articles are stored.
 
 mod article;
+mod filter;
 mod text;
 mod time;
 mod uri;
@@ -11,6 +12,7 @@ pub use article::{
     Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, ParseIdError,
     Retraction, Source, ValidArticle,
 };
+pub use filter::ArticleFilter;
 pub use text::normalize_line;
 pub use time::Timestamp;
 pub use validation::{

@@ -4,7 +4,7 @@
 
 use prost::Message;
 
-use super::{EventKind, LogEvent, StoreError, keys};
+use super::{Consumer, EventKind, LogEvent, StoreError, keys};
 use crate::domain::{
     Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, Retraction, Source,
     Timestamp,
@@ -110,6 +110,38 @@ struct EventRecord {
     recorded_at: Option<TimeRecord>,
     #[prost(bytes = "vec", tag = "3")]
     article: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ConsumerRecord {
+    #[prost(uint64, tag = "1")]
+    acked_cursor: u64,
+    #[prost(message, optional, tag = "2")]
+    created_at: Option<TimeRecord>,
+    #[prost(message, optional, tag = "3")]
+    acked_at: Option<TimeRecord>,
+}
+
+/// Encodes a consumer record (the name is the key).
+pub fn encode_consumer(consumer: &Consumer) -> Vec<u8> {
+    ConsumerRecord {
+        acked_cursor: consumer.acked_cursor,
+        created_at: Some(time_record(consumer.created_at)),
+        acked_at: consumer.acked_at.map(time_record),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes the consumer stored under `key`.
+pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError> {
+    let name = keys::consumer_name(key).ok_or_else(|| corrupt(key, "not a consumer key".into()))?;
+    let record = ConsumerRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
+    Ok(Consumer {
+        name: name.to_owned(),
+        acked_cursor: record.acked_cursor,
+        created_at: timestamp(record.created_at).map_err(|reason| corrupt(key, reason))?,
+        acked_at: optional_timestamp(record.acked_at).map_err(|reason| corrupt(key, reason))?,
+    })
 }
 
 /// Encodes an article record.
@@ -421,6 +453,21 @@ mod tests {
         assert_eq!(event.kind, EventKind::Retracted);
         assert_eq!(event.recorded_at, recorded_at);
         assert_eq!(event.article, article());
+    }
+
+    #[test]
+    fn consumer_round_trips() {
+        let consumer = Consumer {
+            name: "search-indexer".into(),
+            acked_cursor: 42,
+            created_at: Timestamp::new(1_800_000_000, 1).unwrap(),
+            acked_at: Some(Timestamp::new(1_800_000_100, 2).unwrap()),
+        };
+        let key = keys::consumer(&consumer.name);
+        assert_eq!(
+            decode_consumer(&key, &encode_consumer(&consumer)).unwrap(),
+            consumer
+        );
     }
 
     #[test]

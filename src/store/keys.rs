@@ -7,6 +7,7 @@
 //! | `k` source_id 0x00 uri                    | id(16)                     |
 //! | `l` cursor(8, big-endian)                 | EventRecord                |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)      |
+//! | `c` consumer name                         | ConsumerRecord             |
 //! | `m` name                                  | metadata                   |
 //!
 //! Big-endian cursors make the log a contiguous range in cursor order, so feeds read it
@@ -19,6 +20,7 @@ const NATURAL_KEY: u8 = b'k';
 const LOG: u8 = b'l';
 const TIME_INDEX: u8 = b't';
 const META: u8 = b'm';
+const CONSUMER: u8 = b'c';
 
 /// Key of the layout-version metadata record.
 pub fn layout_version() -> Vec<u8> {
@@ -41,6 +43,24 @@ pub fn natural_key(source_id: &str, uri: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(uri.as_bytes());
     key
+}
+
+/// Key of a durable consumer.
+pub fn consumer(name: &str) -> Vec<u8> {
+    [&[CONSUMER][..], name.as_bytes()].concat()
+}
+
+/// Range covering every consumer.
+pub fn consumer_range() -> std::ops::Range<Vec<u8>> {
+    vec![CONSUMER]..vec![CONSUMER + 1]
+}
+
+/// The consumer name of a consumer key.
+pub fn consumer_name(key: &[u8]) -> Option<&str> {
+    match key {
+        [CONSUMER, name @ ..] => std::str::from_utf8(name).ok(),
+        _ => None,
+    }
 }
 
 /// Key of the log event at `cursor`.
@@ -127,12 +147,22 @@ mod tests {
             natural_key("a", "b"),
             log(u64::MAX).to_vec(),
             time_index(t, id).to_vec(),
+            consumer("a"),
+            layout_version(),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
                 assert_ne!(a[0], b[0]);
             }
         }
+    }
+
+    #[test]
+    fn consumer_keys_round_trip_and_stay_in_range() {
+        let key = consumer("search-indexer");
+        assert_eq!(consumer_name(&key), Some("search-indexer"));
+        assert!(consumer_range().contains(&key));
+        assert!(!consumer_range().contains(&log(1).to_vec()));
     }
 
     #[test]

@@ -15,10 +15,11 @@
 mod codec;
 mod keys;
 mod list;
+mod recent;
 mod sled_store;
 mod writer;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use tokio::sync::watch;
 
@@ -82,6 +83,19 @@ pub struct LogEvent {
     pub article: Article,
 }
 
+/// A durable consumer's progress through the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Unique name.
+    pub name: String,
+    /// Every event up to this cursor has been acknowledged.
+    pub acked_cursor: u64,
+    /// When the consumer was created.
+    pub created_at: Timestamp,
+    /// When it last acknowledged, if ever.
+    pub acked_at: Option<Timestamp>,
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +105,17 @@ pub enum StoreError {
     /// The natural key belongs to a retracted article, which ingest must not revive.
     #[error("article {0} was retracted; a retracted article cannot be ingested again")]
     Retracted(ArticleId),
+    /// No durable consumer has this name.
+    #[error("consumer {0:?} not found")]
+    ConsumerNotFound(String),
+    /// A cursor past the end of the log.
+    #[error("cursor {cursor} is beyond the head of the log ({head})")]
+    CursorBeyondHead {
+        /// The cursor asked for.
+        cursor: u64,
+        /// The highest cursor in the log.
+        head: u64,
+    },
     /// A page token that this store did not issue for this query.
     #[error("invalid page token: {0}")]
     InvalidPageToken(&'static str),
@@ -144,13 +169,38 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
     /// Lists articles newest first by publication time.
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<ListedPage>> + Send;
 
-    /// Reads up to `max` durable log events with cursors greater than `after`, in order.
+    /// Reads up to `max` durable log events with cursors greater than `after`, in order and
+    /// without gaps. Events are shared, so many feeds can hold the same one cheaply.
     fn read_log(
         &self,
         after: u64,
         max: usize,
-    ) -> impl Future<Output = Result<Vec<LogEvent>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Arc<LogEvent>>>> + Send;
+
+    /// The cursor of the first event recorded at or after `time`, or head + 1 if there is none.
+    fn first_cursor_at(&self, time: Timestamp) -> impl Future<Output = Result<u64>> + Send;
 
     /// Watches the highest durable cursor (0 while the log is empty).
     fn durable_head(&self) -> watch::Receiver<u64>;
+
+    /// Returns the named consumer, creating it durably with `acked_cursor = start_after` if it
+    /// does not exist yet.
+    fn ensure_consumer(
+        &self,
+        name: String,
+        start_after: u64,
+    ) -> impl Future<Output = Result<Consumer>> + Send;
+
+    /// Moves a consumer's acknowledged cursor forward (an older cursor changes nothing);
+    /// resolves once durable.
+    fn ack(&self, name: String, cursor: u64) -> impl Future<Output = Result<Consumer>> + Send;
+
+    /// Reads one consumer.
+    fn consumer(&self, name: String) -> impl Future<Output = Result<Consumer>> + Send;
+
+    /// Every consumer, by name.
+    fn consumers(&self) -> impl Future<Output = Result<Vec<Consumer>>> + Send;
+
+    /// Deletes a consumer; resolves once durable.
+    fn delete_consumer(&self, name: String) -> impl Future<Output = Result<()>> + Send;
 }

@@ -5,12 +5,13 @@ use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
+use super::recent::RecentEvents;
 use super::{
-    ArticleStore, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result, StoreError,
-    codec, keys, list,
+    ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result,
+    StoreError, codec, keys, list,
     writer::{self, Command},
 };
-use crate::domain::{Article, ArticleId, ValidArticle};
+use crate::domain::{Article, ArticleId, Timestamp, ValidArticle};
 
 /// Version of the key layout in [`keys`]; a directory written with another layout is refused.
 const LAYOUT_VERSION: &[u8] = b"1";
@@ -35,6 +36,7 @@ pub struct SledStore {
 
 struct Inner {
     db: sled::Db,
+    recent: Arc<RecentEvents>,
     commands: Option<mpsc::Sender<Command>>,
     durable_head: watch::Receiver<u64>,
     threads: Vec<JoinHandle<()>>,
@@ -59,23 +61,32 @@ impl SledStore {
             .open()?;
         check_layout(&db)?;
         let data_file = File::open(config.path.join("db"))?;
-        let head = match db.range(keys::log_range()).next_back() {
+        let last_event = match db.range(keys::log_range()).next_back() {
             Some(entry) => {
-                let (key, _) = entry?;
-                keys::log_cursor(&key).ok_or_else(|| StoreError::Corrupt {
-                    key: keys::printable(&key),
-                    reason: "malformed log key".into(),
-                })?
+                let (key, value) = entry?;
+                Some(codec::decode_event(&key, &value)?)
             }
-            None => 0,
+            None => None,
         };
+        let head = last_event.as_ref().map_or(0, |e| e.cursor);
+        let last_recorded_at = last_event.map_or(Timestamp::MIN, |e| e.recorded_at);
+        let recent = Arc::new(RecentEvents::default());
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
-        let threads = writer::spawn(db.clone(), data_file, head, commands_rx, head_tx)?;
+        let threads = writer::spawn(
+            db.clone(),
+            data_file,
+            head,
+            commands_rx,
+            head_tx,
+            recent.clone(),
+            last_recorded_at,
+        )?;
         info!(path = %config.path.display(), head, "store opened");
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
+                recent,
                 commands: Some(commands_tx),
                 durable_head: head_rx,
                 threads,
@@ -138,25 +149,98 @@ impl ArticleStore for SledStore {
         self.read(move |db| list::list(db, &query)).await
     }
 
-    async fn read_log(&self, after: u64, max: usize) -> Result<Vec<LogEvent>> {
+    async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {
         let head = *self.inner.durable_head.borrow();
         if after >= head || max == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(events) = self.inner.recent.read(after, head, max) {
+            return Ok(events);
         }
         self.read(move |db| {
             db.range(keys::log(after + 1)..=keys::log(head))
                 .take(max)
                 .map(|entry| {
                     let (key, value) = entry?;
-                    codec::decode_event(&key, &value)
+                    codec::decode_event(&key, &value).map(Arc::new)
                 })
                 .collect()
         })
         .await
     }
 
+    async fn first_cursor_at(&self, time: Timestamp) -> Result<u64> {
+        let head = *self.inner.durable_head.borrow();
+        // Event times never decrease along the log, so a binary search finds the first one.
+        self.read(move |db| {
+            let (mut low, mut high) = (1, head + 1);
+            while low < high {
+                let middle = low + (high - low) / 2;
+                let key = keys::log(middle);
+                let bytes = db.get(key)?.ok_or_else(|| StoreError::Corrupt {
+                    key: keys::printable(&key),
+                    reason: format!("log entry missing below head {head}"),
+                })?;
+                if codec::decode_event(&key, &bytes)?.recorded_at < time {
+                    low = middle + 1;
+                } else {
+                    high = middle;
+                }
+            }
+            Ok(low)
+        })
+        .await
+    }
+
     fn durable_head(&self) -> watch::Receiver<u64> {
         self.inner.durable_head.clone()
+    }
+
+    async fn ensure_consumer(&self, name: String, start_after: u64) -> Result<Consumer> {
+        self.enqueue(|reply| Command::EnsureConsumer {
+            name,
+            start_after,
+            reply,
+        })
+        .await?
+        .await
+    }
+
+    async fn ack(&self, name: String, cursor: u64) -> Result<Consumer> {
+        self.enqueue(|reply| Command::Ack {
+            name,
+            cursor,
+            reply,
+        })
+        .await?
+        .await
+    }
+
+    async fn consumer(&self, name: String) -> Result<Consumer> {
+        self.read(move |db| {
+            let key = keys::consumer(&name);
+            let bytes = db.get(&key)?.ok_or(StoreError::ConsumerNotFound(name))?;
+            codec::decode_consumer(&key, &bytes)
+        })
+        .await
+    }
+
+    async fn consumers(&self) -> Result<Vec<Consumer>> {
+        self.read(|db| {
+            db.range(keys::consumer_range())
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    codec::decode_consumer(&key, &value)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_consumer(&self, name: String) -> Result<()> {
+        self.enqueue(|reply| Command::DeleteConsumer { name, reply })
+            .await?
+            .await
     }
 }
 
@@ -187,7 +271,9 @@ fn check_layout(db: &sled::Db) -> Result<()> {
 mod tests {
     use super::*;
     use crate::{
-        domain::{ArticleDraft, ArticleStatus, SourceDraft, Timestamp, TimestampDraft},
+        domain::{
+            ArticleDraft, ArticleFilter, ArticleStatus, SourceDraft, Timestamp, TimestampDraft,
+        },
         store::{EventKind, IngestOutcome},
     };
 
@@ -378,8 +464,11 @@ mod tests {
 
         let filtered = store
             .list(ListQuery {
-                source_ids: vec!["alkhabar".into()],
-                tags: vec!["سوريا".into()],
+                filter: ArticleFilter {
+                    source_ids: vec!["alkhabar".into()],
+                    tags: vec!["سوريا".into()],
+                    ..ArticleFilter::default()
+                },
                 ..query.clone()
             })
             .await
@@ -408,7 +497,10 @@ mod tests {
 
         let first = store.list(query.clone()).await.unwrap();
         let foreign = ListQuery {
-            languages: vec!["en".into()],
+            filter: ArticleFilter {
+                languages: vec!["en".into()],
+                ..ArticleFilter::default()
+            },
             page_token: first.next_page_token,
             ..query.clone()
         };

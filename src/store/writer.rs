@@ -23,52 +23,70 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error};
 use ulid::Generator;
 
-use super::{EventKind, IngestOutcome, IngestReceipt, Result, StoreError, codec, keys};
+use super::{
+    Consumer, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError, codec, keys,
+    recent::RecentEvents,
+};
 use crate::domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle};
 
 /// Most commands applied before their group is handed to the flusher; bounds ack latency when
 /// the queue never drains.
 const MAX_GROUP: usize = 1_024;
 
+/// Where the answer to a command goes.
+pub type Reply<T> = oneshot::Sender<Result<T>>;
+
 /// A write request and where its answer goes.
 pub enum Command {
     /// Store an article.
     Ingest {
         article: Box<ValidArticle>,
-        reply: oneshot::Sender<Result<IngestReceipt>>,
+        reply: Reply<IngestReceipt>,
     },
     /// Retract an article.
     Retract {
         id: ArticleId,
         reason: String,
-        reply: oneshot::Sender<Result<Article>>,
+        reply: Reply<Article>,
     },
+    /// Create a consumer unless it exists.
+    EnsureConsumer {
+        name: String,
+        start_after: u64,
+        reply: Reply<Consumer>,
+    },
+    /// Move a consumer's acknowledged cursor forward.
+    Ack {
+        name: String,
+        cursor: u64,
+        reply: Reply<Consumer>,
+    },
+    /// Delete a consumer.
+    DeleteConsumer { name: String, reply: Reply<()> },
 }
 
-/// A result that may be delivered only once the group it belongs to is durable.
-enum Completion {
-    Ingest(
-        oneshot::Sender<Result<IngestReceipt>>,
-        Result<IngestReceipt>,
-    ),
-    Retract(oneshot::Sender<Result<Article>>, Box<Result<Article>>),
-}
+/// A result that may be delivered only once the group it belongs to is durable: called with
+/// `None` once it is, or with the reason the flush failed.
+struct Completion(Box<dyn FnOnce(Option<&str>) + Send>);
 
 impl Completion {
+    fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
+        Self(Box::new(move |failure| {
+            let answer = match failure {
+                None => result,
+                Some(reason) => Err(StoreError::Unavailable(reason.to_owned())),
+            };
+            // A caller that went away no longer needs the answer; its write is durable regardless.
+            let _ = reply.send(answer);
+        }))
+    }
+
     fn deliver(self) {
-        // A caller that went away no longer needs the answer; its write is durable regardless.
-        match self {
-            Completion::Ingest(reply, result) => drop(reply.send(result)),
-            Completion::Retract(reply, result) => drop(reply.send(*result)),
-        }
+        (self.0)(None)
     }
 
     fn fail(self, reason: &str) {
-        let err = || StoreError::Unavailable(reason.to_owned());
-        match self {
-            Completion::Ingest(reply, _) => drop(reply.send(Err(err()))),
-            Completion::Retract(reply, _) => drop(reply.send(Err(err()))),
-        }
+        (self.0)(Some(reason))
     }
 }
 
@@ -89,6 +107,8 @@ pub fn spawn(
     head: u64,
     commands: mpsc::Receiver<Command>,
     durable_head: watch::Sender<u64>,
+    recent: Arc<RecentEvents>,
+    last_recorded_at: Timestamp,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     // Two groups in the pipe: one being synced, one ready; more would only add latency.
     let (groups_tx, groups_rx) = std_mpsc::sync_channel(2);
@@ -98,6 +118,8 @@ pub fn spawn(
         next_cursor: head + 1,
         ids: Generator::new(),
         failure: failure.clone(),
+        recent,
+        last_recorded_at,
     };
     let writer = std::thread::Builder::new()
         .name("khabar-writer".into())
@@ -113,6 +135,10 @@ struct Writer {
     next_cursor: u64,
     ids: Generator,
     failure: Failure,
+    recent: Arc<RecentEvents>,
+    /// Event times never go backwards, even if the wall clock does, so that the log can be
+    /// searched by time.
+    last_recorded_at: Timestamp,
 }
 
 impl Writer {
@@ -143,12 +169,26 @@ impl Writer {
     fn apply(&mut self, command: Command) -> Completion {
         match command {
             Command::Ingest { article, reply } => {
-                let result = self.guarded(|w| w.ingest(*article));
-                Completion::Ingest(reply, result)
+                Completion::new(reply, self.guarded(|w| w.ingest(*article)))
             }
             Command::Retract { id, reason, reply } => {
-                let result = self.guarded(|w| w.retract(id, reason));
-                Completion::Retract(reply, Box::new(result))
+                Completion::new(reply, self.guarded(|w| w.retract(id, reason)))
+            }
+            Command::EnsureConsumer {
+                name,
+                start_after,
+                reply,
+            } => Completion::new(
+                reply,
+                self.guarded(|w| w.ensure_consumer(name, start_after)),
+            ),
+            Command::Ack {
+                name,
+                cursor,
+                reply,
+            } => Completion::new(reply, self.guarded(|w| w.ack(name, cursor))),
+            Command::DeleteConsumer { name, reply } => {
+                Completion::new(reply, self.guarded(|w| w.delete_consumer(&name)))
             }
         }
     }
@@ -170,9 +210,14 @@ impl Writer {
         result
     }
 
+    fn now(&mut self) -> Timestamp {
+        self.last_recorded_at = self.last_recorded_at.max(Timestamp::now());
+        self.last_recorded_at
+    }
+
     fn ingest(&mut self, new: ValidArticle) -> Result<IngestReceipt> {
         let natural_key = keys::natural_key(&new.content.source.id, &new.content.uri);
-        let now = Timestamp::now();
+        let now = self.now();
         let content_hash = new.content.content_hash();
         let Some(id_bytes) = self.db.get(&natural_key)? else {
             let id = self.new_id();
@@ -241,7 +286,7 @@ impl Writer {
         if article.status == ArticleStatus::Canceled {
             return Ok(article);
         }
-        let now = Timestamp::now();
+        let now = self.now();
         article.status = ArticleStatus::Canceled;
         article.retraction = Some(Retraction {
             reason,
@@ -271,7 +316,72 @@ impl Writer {
         );
         self.db.apply_batch(batch)?;
         self.next_cursor += 1;
+        self.recent.push(LogEvent {
+            cursor: article.cursor,
+            kind,
+            recorded_at: now,
+            article: article.clone(),
+        });
         Ok(())
+    }
+
+    fn load_consumer(&self, name: &str) -> Result<Option<Consumer>> {
+        let key = keys::consumer(name);
+        self.db
+            .get(&key)?
+            .map(|bytes| codec::decode_consumer(&key, &bytes))
+            .transpose()
+    }
+
+    fn ensure_consumer(&mut self, name: String, start_after: u64) -> Result<Consumer> {
+        if let Some(existing) = self.load_consumer(&name)? {
+            return Ok(existing);
+        }
+        let head = self.next_cursor - 1;
+        if start_after > head {
+            return Err(StoreError::CursorBeyondHead {
+                cursor: start_after,
+                head,
+            });
+        }
+        let consumer = Consumer {
+            name,
+            acked_cursor: start_after,
+            created_at: Timestamp::now(),
+            acked_at: None,
+        };
+        self.db.insert(
+            keys::consumer(&consumer.name),
+            codec::encode_consumer(&consumer),
+        )?;
+        Ok(consumer)
+    }
+
+    fn ack(&mut self, name: String, cursor: u64) -> Result<Consumer> {
+        let mut consumer = self
+            .load_consumer(&name)?
+            .ok_or(StoreError::ConsumerNotFound(name))?;
+        let head = self.next_cursor - 1;
+        if cursor > head {
+            return Err(StoreError::CursorBeyondHead { cursor, head });
+        }
+        if cursor <= consumer.acked_cursor {
+            return Ok(consumer);
+        }
+        consumer.acked_cursor = cursor;
+        consumer.acked_at = Some(Timestamp::now());
+        self.db.insert(
+            keys::consumer(&consumer.name),
+            codec::encode_consumer(&consumer),
+        )?;
+        Ok(consumer)
+    }
+
+    fn delete_consumer(&mut self, name: &str) -> Result<()> {
+        match self.db.remove(keys::consumer(name))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::ConsumerNotFound(name.to_owned())),
+        }
     }
 
     fn load(&self, id: ArticleId) -> Result<Option<Article>> {

@@ -5,13 +5,15 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use khabar::{
+    feed::FeedStats,
     pb::khabar::v1::{
         self as pb, article_service_client::ArticleServiceClient,
-        ingest_service_client::IngestServiceClient,
+        feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,
     },
     server::{self, ServerConfig, ServerError},
 };
@@ -25,6 +27,9 @@ use tonic_health::pb::{
 
 /// Bound on every wait in the tests, so that a hang fails instead of blocking CI.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Feed heartbeat of test servers: short, so checkpoint tests run fast.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// Path of a file in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -42,6 +47,7 @@ pub fn fixture_text(name: &str) -> String {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: TempDir,
+    pub feed_stats: Arc<FeedStats>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServerError>>,
 }
@@ -66,14 +72,22 @@ impl TestServer {
             data_dir: data_dir.path().to_owned(),
             max_message_bytes,
             cache_bytes: 64 << 20,
+            feed_heartbeat: HEARTBEAT,
         };
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run(listener, config, async {
-            let _ = shutdown_rx.await;
-        }));
+        let feed_stats = Arc::new(FeedStats::default());
+        let handle = tokio::spawn(server::run_with_stats(
+            listener,
+            config,
+            feed_stats.clone(),
+            async {
+                let _ = shutdown_rx.await;
+            },
+        ));
         let server = Self {
             addr,
             data_dir,
+            feed_stats,
             shutdown: Some(shutdown_tx),
             handle,
         };
@@ -96,6 +110,10 @@ impl TestServer {
 
     pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
         IngestServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn feed_client(&self) -> FeedServiceClient<Channel> {
+        FeedServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
     }
 
     pub async fn articles_client(&self) -> ArticleServiceClient<Channel> {

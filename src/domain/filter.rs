@@ -1,0 +1,51 @@
+/// Which articles a listing or a feed wants: AND across fields, OR within one; an empty field
+/// matches everything. Values are compared after the same normalization as article fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArticleFilter {
+    /// Source ids.
+    pub source_ids: Vec<String>,
+    /// BCP-47 language ranges, matched as in RFC 4647 basic filtering: "ar" matches "ar" and
+    /// "ar-SY", case-insensitively.
+    pub languages: Vec<String>,
+    /// Tags; an article matches if it carries any of them.
+    pub tags: Vec<String>,
+}
+
+impl ArticleFilter {
+    /// Whether the article content passes the filter.
+    pub fn matches(&self, content: &super::ArticleContent) -> bool {
+        (self.source_ids.is_empty() || self.source_ids.contains(&content.source.id))
+            && (self.languages.is_empty()
+                || self
+                    .languages
+                    .iter()
+                    .any(|range| language_matches(range, &content.language)))
+            && (self.tags.is_empty() || content.tags.iter().any(|t| self.tags.contains(t)))
+    }
+}
+
+/// RFC 4647 basic filtering: the range equals the tag or is a prefix of it ending at a subtag.
+fn language_matches(range: &str, tag: &str) -> bool {
+    match tag.get(..range.len()) {
+        Some(head) if head.eq_ignore_ascii_case(range) => {
+            tag.len() == range.len() || tag.as_bytes()[range.len()] == b'-'
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_ranges_match_by_prefix_at_subtag_boundaries() {
+        assert!(language_matches("ar", "ar"));
+        assert!(language_matches("ar", "ar-SY"));
+        assert!(language_matches("AR", "ar-sy"));
+        assert!(language_matches("ar-SY", "ar-SY"));
+        assert!(!language_matches("ar", "arz"));
+        assert!(!language_matches("ar-SY", "ar"));
+        assert!(!language_matches("en", "ar"));
+    }
+}

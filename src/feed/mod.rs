@@ -1,0 +1,260 @@
+//! Feeds: lossless, resumable subscriptions to the ordered log.
+//!
+//! # Design
+//! A subscription remembers one number, the last cursor it examined, and only ever reads the log
+//! forward from there: first through stored history, then, once caught up, it waits on the
+//! store's durable-head watch and reads again. Live events and history come through the same
+//! read, so there is no hand-over between a "history" and a "live" path where events could be
+//! lost or repeated, and no event is served before it is durable. Recent events come from the
+//! store's in-memory window, older ones from disk, transparently.
+//!
+//! Ingest never waits for subscribers: a slow subscriber only falls behind and reads from disk
+//! later. Memory per subscription is bounded by one read batch ([`READ_BATCH`] events, shared
+//! with the store's window when recent) plus the outgoing channel ([`CHANNEL_CAPACITY`] items).
+//! A subscriber that went away is noticed when a send fails or, while idle, by the closed
+//! channel, and its task ends.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+
+use crate::{
+    domain::{ArticleFilter, Timestamp},
+    store::{ArticleStore, EventKind, LogEvent, StoreError},
+};
+
+/// Events read from the log at a time.
+pub const READ_BATCH: usize = 128;
+/// Items buffered between a subscription and its client.
+pub const CHANNEL_CAPACITY: usize = 64;
+
+/// Which events a subscription delivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    /// Which articles.
+    pub articles: ArticleFilter,
+    /// Which kinds of event; empty means all.
+    pub kinds: Vec<EventKind>,
+}
+
+impl FeedFilter {
+    /// Whether the event passes the filter.
+    pub fn matches(&self, event: &LogEvent) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && self.articles.matches(&event.article.content)
+    }
+}
+
+/// What a subscription sends.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    /// A matching event.
+    Event(Arc<LogEvent>),
+    /// Every event up to `cursor` was examined and the matching ones were sent.
+    Checkpoint {
+        /// Latest cursor examined.
+        cursor: u64,
+        /// When the checkpoint was made.
+        at: Timestamp,
+    },
+}
+
+/// Why a subscription ended by itself.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedEnd {
+    /// The server is shutting down.
+    #[error("khabar is shutting down; resubscribe with after_cursor {last_cursor} to resume")]
+    ShuttingDown {
+        /// Last cursor examined.
+        last_cursor: u64,
+    },
+    /// Reading the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings shared by all subscriptions.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// Longest silence on an idle feed before a checkpoint is sent.
+    pub heartbeat: Duration,
+}
+
+/// Counts live subscriptions (for tests and metrics).
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    live: AtomicUsize,
+}
+
+impl FeedStats {
+    /// Subscriptions whose task is still running.
+    pub fn live_subscriptions(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps a subscription counted while its task runs, however the task ends.
+struct LiveGuard(Arc<FeedStats>);
+
+impl LiveGuard {
+    fn new(stats: Arc<FeedStats>) -> Self {
+        stats.live.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts a subscription that delivers every event after `after` that passes `filter`, then
+/// follows the log, until the receiver is dropped or `shutdown` turns true.
+pub fn subscribe<S: ArticleStore>(
+    store: S,
+    after: u64,
+    filter: FeedFilter,
+    settings: FeedSettings,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<FeedStats>,
+) -> mpsc::Receiver<Result<FeedItem, FeedEnd>> {
+    let (items, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let subscription = Subscription {
+        _live: LiveGuard::new(stats),
+        head: store.durable_head(),
+        store,
+        after,
+        filter,
+        settings,
+        shutdown,
+        items,
+        last_sent: Instant::now(),
+    };
+    tokio::spawn(subscription.run());
+    receiver
+}
+
+struct Subscription<S> {
+    _live: LiveGuard,
+    store: S,
+    head: watch::Receiver<u64>,
+    after: u64,
+    filter: FeedFilter,
+    settings: FeedSettings,
+    shutdown: watch::Receiver<bool>,
+    items: mpsc::Sender<Result<FeedItem, FeedEnd>>,
+    last_sent: Instant,
+}
+
+/// Whether the subscription goes on.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl<S: ArticleStore> Subscription<S> {
+    async fn run(mut self) {
+        loop {
+            let flow = match self.step().await {
+                Ok(flow) => flow,
+                Err(end) => {
+                    // The client may already be gone; either way the subscription ends here.
+                    let _ = self.items.send(Err(end)).await;
+                    Flow::Stop
+                }
+            };
+            if let Flow::Stop = flow {
+                return;
+            }
+        }
+    }
+
+    /// Reads one batch if the log is ahead, else waits for something to happen.
+    async fn step(&mut self) -> Result<Flow, FeedEnd> {
+        if *self.shutdown.borrow() {
+            return Err(self.shutting_down());
+        }
+        let head = *self.head.borrow_and_update();
+        if self.after < head {
+            return self.deliver_batch().await;
+        }
+        let heartbeat_due = self.last_sent + self.settings.heartbeat;
+        tokio::select! {
+            _ = self.shutdown.changed() => Ok(Flow::Continue),
+            () = self.items.closed() => Ok(Flow::Stop),
+            changed = self.head.changed() => match changed {
+                Ok(()) => Ok(Flow::Continue),
+                Err(_) => Err(StoreError::Unavailable("the store closed".into()).into()),
+            },
+            () = tokio::time::sleep_until(heartbeat_due) => self.send_checkpoint().await,
+        }
+    }
+
+    async fn deliver_batch(&mut self) -> Result<Flow, FeedEnd> {
+        let events = self.store.read_log(self.after, READ_BATCH).await?;
+        for event in events {
+            if event.cursor != self.after + 1 {
+                return Err(StoreError::Corrupt {
+                    key: format!("log cursor {}", self.after + 1),
+                    reason: format!("expected next, found cursor {}", event.cursor),
+                }
+                .into());
+            }
+            self.after = event.cursor;
+            if self.filter.matches(&event) {
+                if let Flow::Stop = self.send(FeedItem::Event(event)).await? {
+                    return Ok(Flow::Stop);
+                }
+            }
+        }
+        // A long run of filtered-out history still reports progress at the heartbeat rate.
+        if self.last_sent.elapsed() >= self.settings.heartbeat {
+            return self.send_checkpoint().await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn send_checkpoint(&mut self) -> Result<Flow, FeedEnd> {
+        let checkpoint = FeedItem::Checkpoint {
+            cursor: self.after,
+            at: Timestamp::now(),
+        };
+        self.send(checkpoint).await
+    }
+
+    /// Sends one item, waiting for room (a slow client holds only its own subscription), but
+    /// giving up on shutdown.
+    async fn send(&mut self, item: FeedItem) -> Result<Flow, FeedEnd> {
+        let delivered = tokio::select! {
+            sent = self.items.send(Ok(item)) => Some(sent.is_ok()),
+            _ = self.shutdown.wait_for(|stopping| *stopping) => None,
+        };
+        match delivered {
+            None => Err(self.shutting_down()),
+            Some(delivered) => {
+                self.last_sent = Instant::now();
+                Ok(if delivered {
+                    Flow::Continue
+                } else {
+                    Flow::Stop
+                })
+            }
+        }
+    }
+
+    fn shutting_down(&self) -> FeedEnd {
+        FeedEnd::ShuttingDown {
+            last_cursor: self.after,
+        }
+    }
+}
