@@ -1,6 +1,7 @@
-//! Crash safety: a khabar child process takes concurrent ingests and is killed with SIGKILL
-//! right after an acknowledgement; after a restart every acknowledged article and its log event
-//! must be there exactly once, with no gap in the cursors. `KHABAR_CRASH_RUNS` sets how many
+//! Crash safety: a khabar child process takes concurrent ingests and consumer acks and is
+//! killed with SIGKILL right after an acknowledgement; after a restart every acknowledged
+//! article and its log event must be there exactly once, with no gap in the cursors, and the
+//! consumer's confirmed ack must hold. `KHABAR_CRASH_RUNS` sets how many
 //! kill/restart rounds to run (default 3).
 
 mod common;
@@ -11,7 +12,10 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use common::{WAIT, seed_request};
@@ -19,13 +23,15 @@ use khabar::{
     domain::ArticleId,
     pb::khabar::v1::{
         self as pb, IngestOutcome, article_service_client::ArticleServiceClient,
-        ingest_service_client::IngestServiceClient,
+        feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,
+        subscribe_request::Start,
     },
     store::{ArticleStore, EventKind, SledStore, SledStoreConfig},
 };
 use tonic::transport::Channel;
 
 const CLIENTS: usize = 16;
+const CONSUMER: &str = "crash-consumer";
 const MAX_REQUESTS_PER_CLIENT: usize = 2_000;
 
 /// A khabar server in a child process.
@@ -110,14 +116,55 @@ fn request(uri: &str, revision: usize) -> pb::IngestRequest {
 }
 
 /// Ingests from CLIENTS concurrent clients and kills the server right after ack number `kill_after`.
-async fn ingest_until_killed(server: ChildServer, run: usize, kill_after: usize) -> Vec<Ack> {
+/// Ingests from CLIENTS concurrent clients while a durable consumer acknowledges the latest
+/// cursor, and kills the server right after ack number `kill_after`. Returns the article
+/// acknowledgements and the highest consumer cursor the server confirmed.
+async fn ingest_until_killed(
+    server: ChildServer,
+    run: usize,
+    kill_after: usize,
+) -> (Vec<Ack>, u64) {
     let channel = server.channel().await;
+    let latest_cursor = Arc::new(AtomicU64::new(0));
+    let mut feeds = FeedServiceClient::new(channel.clone());
+    drop(
+        feeds
+            .subscribe(pb::SubscribeRequest {
+                consumer: CONSUMER.into(),
+                start: Some(Start::FromBeginning(true)),
+                ..Default::default()
+            })
+            .await
+            .expect("create the consumer"),
+    );
+    let acker = {
+        let latest_cursor = latest_cursor.clone();
+        tokio::spawn(async move {
+            let mut confirmed = 0;
+            for _ in 0..10_000 {
+                let cursor = latest_cursor.load(Ordering::Relaxed);
+                match feeds
+                    .ack(pb::AckRequest {
+                        consumer: CONSUMER.into(),
+                        cursor,
+                    })
+                    .await
+                {
+                    Ok(consumer) => confirmed = consumer.into_inner().acked_cursor,
+                    Err(_) => break,
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            confirmed
+        })
+    };
     let server = Arc::new(Mutex::new(Some(server)));
     let acks = Arc::new(Mutex::new(Vec::new()));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let mut ingest = IngestServiceClient::new(channel.clone());
-            let (server, acks) = (server.clone(), acks.clone());
+            let (server, acks, latest_cursor) =
+                (server.clone(), acks.clone(), latest_cursor.clone());
             tokio::spawn(async move {
                 let mut mine: Vec<(String, usize)> = Vec::new();
                 for n in 0..MAX_REQUESTS_PER_CLIENT {
@@ -138,6 +185,7 @@ async fn ingest_until_killed(server: ChildServer, run: usize, kill_after: usize)
                         break;
                     };
                     let response = response.into_inner();
+                    latest_cursor.fetch_max(response.cursor, Ordering::Relaxed);
                     let mut acks = acks.lock().unwrap();
                     acks.push(Ack {
                         uri,
@@ -167,18 +215,33 @@ async fn ingest_until_killed(server: ChildServer, run: usize, kill_after: usize)
         server.lock().unwrap().is_none(),
         "the server was killed during the load"
     );
-    Arc::try_unwrap(acks).unwrap().into_inner().unwrap()
+    let confirmed = tokio::time::timeout(WAIT, acker)
+        .await
+        .expect("acker ends")
+        .unwrap();
+    (
+        Arc::try_unwrap(acks).unwrap().into_inner().unwrap(),
+        confirmed,
+    )
 }
 
 /// Checks the data directory directly with the store: the log is gap-free and holds every
 /// acknowledged write exactly once. Returns the head cursor.
-async fn check_store(data_dir: &Path, acks: &[Ack]) -> u64 {
+async fn check_store(data_dir: &Path, acks: &[Ack], confirmed_consumer_ack: u64) -> u64 {
     let store = SledStore::open(&SledStoreConfig {
         path: data_dir.to_owned(),
         cache_capacity_bytes: 64 << 20,
     })
     .expect("reopen after kill");
     let head = *store.durable_head().borrow();
+    let consumer = store
+        .consumer(CONSUMER.into())
+        .await
+        .expect("the consumer survives");
+    assert!(
+        consumer.acked_cursor >= confirmed_consumer_ack,
+        "confirmed consumer ack {confirmed_consumer_ack} lost: {consumer:?}"
+    );
     let mut events = Vec::new();
     while (events.len() as u64) < head {
         let batch = store.read_log(events.len() as u64, 1_000).await.unwrap();
@@ -284,17 +347,22 @@ async fn acknowledged_articles_survive_sigkill() {
     for run in 0..runs {
         let data_dir = tempfile::tempdir().unwrap();
         let kill_after = 50 + (random_u64() % 350) as usize;
-        let acks = ingest_until_killed(ChildServer::start(data_dir.path()), run, kill_after).await;
+        let (acks, confirmed_consumer_ack) =
+            ingest_until_killed(ChildServer::start(data_dir.path()), run, kill_after).await;
+        assert!(
+            confirmed_consumer_ack > 0,
+            "run {run}: the consumer acknowledged something"
+        );
         assert!(acks.len() >= kill_after, "run {run}: {} acks", acks.len());
         assert!(
             acks.iter().any(|a| a.outcome == IngestOutcome::Updated),
             "run {run} exercised updates"
         );
-        let head = check_store(data_dir.path(), &acks).await;
+        let head = check_store(data_dir.path(), &acks, confirmed_consumer_ack).await;
         assert!(head >= acks.iter().map(|a| a.cursor).max().unwrap_or(0));
         check_after_restart(data_dir.path(), &acks, head).await;
         eprintln!(
-            "crash run {run}: killed after ack {kill_after}, {} acks, head {head}: ok",
+            "crash run {run}: killed after ack {kill_after}, {} acks, head {head}, consumer ack {confirmed_consumer_ack}: ok",
             acks.len()
         );
     }
