@@ -419,15 +419,16 @@ fn flush_groups(
     while let Ok(first) = groups.recv() {
         let mut pending = vec![first];
         pending.extend(groups.try_iter());
-        let synced = db
-            .flush()
-            .map_err(StoreError::from)
-            .and_then(|_| data_file.sync_data().map_err(StoreError::from));
+        let flush_started = std::time::Instant::now();
+        let flushed = db.flush().map_err(StoreError::from);
+        let flush_time = flush_started.elapsed();
+        let synced = flushed.and_then(|_| data_file.sync_data().map_err(StoreError::from));
+        let sync_time = flush_started.elapsed() - flush_time;
         match synced {
             Ok(()) => {
                 let head = pending.iter().map(|g| g.head).max().unwrap_or(0);
                 let writes: usize = pending.iter().map(|g| g.completions.len()).sum();
-                debug!(head, writes, "group flushed");
+                debug!(head, writes, ?flush_time, ?sync_time, "group flushed");
                 // Head first, so that a cursor is visible to feeds by the time it is acked.
                 durable_head.send_if_modified(|current| {
                     let advanced = head > *current;
