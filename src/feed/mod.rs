@@ -202,6 +202,14 @@ impl<S: ArticleStore> Subscription<S> {
 
     async fn deliver_batch(&mut self) -> Result<Flow, FeedEnd> {
         let events = self.store.read_log(self.after, READ_BATCH).await?;
+        if events.is_empty() {
+            // The head says there is more; an empty read would otherwise spin forever.
+            return Err(StoreError::Corrupt {
+                key: format!("log cursor {}", self.after + 1),
+                reason: "missing below the durable head".into(),
+            }
+            .into());
+        }
         for event in events {
             if event.cursor != self.after + 1 {
                 return Err(StoreError::Corrupt {
@@ -211,10 +219,10 @@ impl<S: ArticleStore> Subscription<S> {
                 .into());
             }
             self.after = event.cursor;
-            if self.filter.matches(&event) {
-                if let Flow::Stop = self.send(FeedItem::Event(event)).await? {
-                    return Ok(Flow::Stop);
-                }
+            if self.filter.matches(&event)
+                && let Flow::Stop = self.send(FeedItem::Event(event)).await?
+            {
+                return Ok(Flow::Stop);
             }
         }
         // A long run of filtered-out history still reports progress at the heartbeat rate.

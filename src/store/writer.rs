@@ -65,9 +65,12 @@ pub enum Command {
     DeleteConsumer { name: String, reply: Reply<()> },
 }
 
-/// A result that may be delivered only once the group it belongs to is durable: called with
-/// `None` once it is, or with the reason the flush failed.
-struct Completion(Box<dyn FnOnce(Option<&str>) + Send>);
+/// Answers one command: called with `None` once its group is durable, or with the reason the
+/// flush failed.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// A result that may be delivered only once the group it belongs to is durable.
+struct Completion(Answer);
 
 impl Completion {
     fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
