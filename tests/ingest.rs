@@ -3,7 +3,7 @@
 mod common;
 
 use common::{
-    TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request, seed_variant,
+    SERVICES, TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request, seed_variant,
 };
 use khabar::pb::khabar::v1::{self as pb, ArticleStatus, IngestOutcome};
 use tokio_stream::StreamExt;
@@ -676,7 +676,12 @@ async fn health_reports_each_service_and_reflection_speaks_v1_and_v1alpha() {
 
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
-    for service in ["", "khabar.v1.IngestService", "khabar.v1.ArticleService"] {
+    for service in [
+        "",
+        "khabar.v1.IngestService",
+        "khabar.v1.ArticleService",
+        "khabar.v1.FeedService",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -715,11 +720,7 @@ async fn health_reports_each_service_and_reflection_speaks_v1_and_v1alpha() {
         panic!("expected a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "khabar.v1.IngestService",
-        "khabar.v1.ArticleService",
-        "grpc.health.v1.Health",
-    ] {
+    for expected in SERVICES {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing from {names:?}"
