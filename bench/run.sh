@@ -1,30 +1,35 @@
 #!/usr/bin/env bash
-# Runs the benchmark workload (bench/WORKLOAD.md of the shared folder: W1 durable ingest, W2 feeds)
-# against khabar, REPS times, and prints a table of medians with min-max.
+# Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar and, in the same
+# run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
+# fsync rate, raw sled inserts with khabar's flush policy, and a no-op tonic RPC with the same
+# payload. Prints a table of medians (min-max) over the repetitions, then one line per target.
 #
-#   bench/run.sh [--quick] [--reps N] [--seed PATH]
+#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE]
 #
-# --quick uses N = 2,000 articles instead of 20,000. Servers listen on loopback only, are started
-# and stopped by PID, and every load run is bounded by --max-seconds.
+# --quick uses N = 2,000 articles instead of 20,000. Needs nats-server and redis-server (Debian
+# packages of those names). Every server listens on 127.0.0.1 only, is started and stopped by its
+# PID, and every load run is bounded by --max-seconds.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 articles=20000
 tail_articles=2000
 reps=3
-seed=""
+seed="$root/tests/fixtures/seed-article-ar.txt"
+out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) articles=2000; shift ;;
     --reps) reps="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH]" >&2; exit 2 ;;
+    --out) out="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE]" >&2; exit 2 ;;
   esac
 done
-if [ -z "$seed" ]; then
-  seed="$root/tests/fixtures/seed-article-ar.txt"
-fi
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
+for tool in nats-server redis-server python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install nats-server redis-server)" >&2; exit 2; }
+done
 
 cd "$root"
 cargo build --release --locked --quiet --bin khabar --example bench
@@ -39,87 +44,222 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts khabar on a fresh data directory; sets server_pid and server_url.
-start_server() {
-  local data="$work/data-$1" log="$work/server-$1.log"
-  rm -rf "$data"
-  "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info 2>"$log" &
-  server_pid=$!
-  local addr=""
-  for _ in $(seq 1 200); do
-    addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log" | head -n 1)
-    [ -n "$addr" ] && break
-    sleep 0.05
-  done
-  [ -n "$addr" ] || { echo "khabar did not start; see $log" >&2; cat "$log" >&2; exit 1; }
-  server_url="http://$addr"
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Stops the server; sets rss to its peak RSS in MiB. (Not in a subshell: only this shell can
-# wait for its child.)
-stop_server() {
+# Waits until $log shows "listening addr=..."; sets server_addr.
+wait_for_listen_line() {
+  local log="$1"
+  server_addr=""
+  for _ in $(seq 1 200); do
+    server_addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$server_addr" ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "server did not start; its log:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# Starts a system on a fresh data directory; sets server_pid and server (the address to load).
+start() {
+  local system="$1" data="$work/data" log="$work/server.log" port
+  rm -rf "$data"
+  mkdir -p "$data"
+  case "$system" in
+    khabar)
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
+    redis-always|redis-everysec)
+      port=$(free_port)
+      redis-server --bind 127.0.0.1 --port "$port" --dir "$data" --appendonly yes \
+        --appendfsync "${system#redis-}" --save "" --daemonize no >"$log" 2>&1 &
+      server_pid=$!
+      server="127.0.0.1:$port" ;;
+    jetstream)
+      port=$(free_port)
+      nats-server -a 127.0.0.1 -p "$port" -js -sd "$data" >"$log" 2>&1 &
+      server_pid=$!
+      server="127.0.0.1:$port" ;;
+    noop)
+      "$bench" --max-seconds 600 noop-server --listen 127.0.0.1:0 2>"$log" >/dev/null &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
+  esac
+}
+
+# Stops the running system; sets rss to its peak RSS in MiB. (Runs in this shell, not a
+# subshell: only the parent can wait for its child.)
+stop() {
   local hwm_kb
   hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   kill -TERM "$server_pid"
-  wait "$server_pid" || { echo "khabar exited with an error" >&2; exit 1; }
+  wait "$server_pid" || true
   server_pid=""
   rss=$((hwm_kb / 1024))
 }
 
-results="$work/results.jsonl"
-record() { # config rss_mib json
-  python3 -c 'import json,sys; r=json.loads(sys.argv[3]); r["config"]=sys.argv[1]; r["rss_mib"]=int(sys.argv[2]); print(json.dumps(r))' "$1" "$2" "$3" >>"$results"
+target_of() {
+  case "$1" in
+    khabar|noop) echo khabar ;;
+    redis-*) echo redis ;;
+    jetstream) echo nats ;;
+  esac
 }
 
-run_bench() { "$bench" --server "$server_url" --max-seconds 300 "$@"; }
+load() { # system, then the bench subcommand and its flags
+  local system="$1"
+  shift
+  "$bench" --server "$server" --target "$(target_of "$system")" --max-seconds 300 "$@"
+}
 
-echo "khabar benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
+results="$work/results.jsonl"
+record() { # system row rss json
+  python3 -c 'import json,sys; r=json.loads(sys.argv[4]); r.update(system=sys.argv[1], row=sys.argv[2], rss_mib=int(sys.argv[3])); print(json.dumps(r))' \
+    "$1" "$2" "$3" "$4" >>"$results"
+}
+
+echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
 for rep in $(seq 1 "$reps"); do
-  for config in "W1a unary 1" "W1b unary 32" "W1b stream 32" "W1c stream 100"; do
-    read -r name mode in_flight <<<"$config"
-    label="$name $mode/$in_flight"
-    start_server "$rep-$name-$mode"
-    out=$(run_bench ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed")
-    if [ "$name" != "W1c" ]; then
-      stop_server
-      record "$label" "$rss" "$out"
-      continue
-    fi
-    # W2 runs on the store W1c just filled.
-    w2a=$(run_bench catchup --consumers 4 --events "$articles")
-    w2a1=$(run_bench catchup --consumers 1 --events "$articles")
-    w2b=$(run_bench tail --subscribers 4 --rate 500 --articles "$tail_articles" --seed "$seed")
-    stop_server
-    record "$label" "$rss" "$out"
-    record "W2a catch-up x4" "$rss" "$w2a"
-    record "W2a catch-up x1" "$rss" "$w2a1"
-    record "W2b tail x4 @500/s" "$rss" "$w2b"
+  for system in khabar redis-always redis-everysec jetstream; do
+    configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
+    [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
+    for config in $configs; do
+      IFS=: read -r name mode in_flight <<<"$config"
+      start "$system"
+      result=$(load "$system" ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed")
+      if [ "$name" != W1c ] || [ "$system" = redis-everysec ]; then
+        stop
+        record "$system" "$name $mode/$in_flight" "$rss" "$result"
+        continue
+      fi
+      # W2 on the store W1c just filled.
+      w2a=$(load "$system" catchup --consumers 4 --events "$articles")
+      w2a1=$(load "$system" catchup --consumers 1 --events "$articles")
+      w2b=$(load "$system" tail --subscribers 4 --rate 500 --articles "$tail_articles" --seed "$seed")
+      stop
+      record "$system" "$name $mode/$in_flight" "$rss" "$result"
+      record "$system" "W2a catch-up x4" "$rss" "$w2a"
+      record "$system" "W2a catch-up x1" "$rss" "$w2a1"
+      record "$system" "W2b tail x4 @500/s" "$rss" "$w2b"
+    done
+  done
+
+  # Ceilings.
+  mkdir -p "$work/disk"
+  record ceiling "fsync" 0 "$("$bench" fsync --dir "$work/disk" --seconds 2)"
+  for in_flight in 1 32 100; do
+    rm -rf "$work/sled"
+    record ceiling "sled inserts/$in_flight" 0 \
+      "$("$bench" sled --dir "$work/sled" --articles "$articles" --in-flight "$in_flight" --seed "$seed")"
+  done
+  for config in unary:1 unary:32 stream:32 stream:100; do
+    IFS=: read -r mode in_flight <<<"$config"
+    start noop
+    result=$(load noop ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed")
+    stop
+    record ceiling "no-op tonic $mode/$in_flight" "$rss" "$result"
   done
   echo "repetition $rep done" >&2
 done
 
-python3 - "$results" <<'PY'
+report=$(python3 - "$results" "$articles" "$reps" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-configs = list(dict.fromkeys(r["config"] for r in rows))
-def cell(values, fmt="{:.0f}"):
+n = int(sys.argv[2])
+durability = {
+    "khabar": "fsync before ack (group commit)",
+    "redis-always": "fsync before ack (appendfsync always)",
+    "redis-everysec": "fsync every second (appendfsync everysec)",
+    "jetstream": "page cache; fsync every 2 min (NATS 2.9.10 default)",
+}
+
+def median(system, row, key):
+    values = [r[key] for r in rows if r["system"] == system and r["row"] == row and key in r]
+    return statistics.median(values) if values else None
+
+def spread(system, row, key, fmt="{:.0f}"):
+    values = [r[key] for r in rows if r["system"] == system and r["row"] == row and key in r]
+    if not values:
+        return "-"
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-print("| workload | throughput, median (min-max) | MB/s | latency p50 / p99 / max ms | peak RSS MiB |")
-print("| --- | --- | --- | --- | --- |")
-for c in configs:
-    rs = [r for r in rows if r["config"] == c]
-    rss = max(r["rss_mib"] for r in rs)
-    if rs[0]["workload"] == "ingest":
-        thr = cell([r["articles_per_sec"] for r in rs]) + " articles/s"
-        mb = cell([r["mb_per_sec"] for r in rs], "{:.1f}")
-    elif rs[0]["workload"] == "catchup":
-        thr = cell([r["events_per_sec_total"] for r in rs]) + " events/s total"
-        mb = ""
-    else:
-        thr = cell([r["rate_achieved"] for r in rs]) + " articles/s published"
-        mb = ""
-    lat = ""
-    if "p50_ms" in rs[0]:
-        lat = " / ".join(cell([r[k] for r in rs], "{:.2f}") for k in ("p50_ms", "p99_ms", "max_ms"))
-    print(f"| {c} | {thr} | {mb} | {lat} | {rss} |")
+
+def rss(system, row):
+    values = [r["rss_mib"] for r in rows if r["system"] == system and r["row"] == row]
+    return str(max(values)) if values else "-"
+
+def metric(row):
+    if row.startswith("W1") or row.startswith("sled") or row.startswith("no-op"):
+        return "articles_per_sec"
+    if row.startswith("W2a"):
+        return "events_per_sec_total"
+    return None
+
+print(f"N = {n} articles; median (min-max) of {sys.argv[3]} repetitions")
+print()
+print("| workload | system | durability | throughput | p50 / p99 / max ms | khabar / this | peak RSS MiB |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+workload_rows = list(dict.fromkeys(r["row"] for r in rows if r["system"] != "ceiling"))
+workload_rows.sort(key=lambda w: (w[:3], w))
+for row in workload_rows:
+    for system in ["khabar", "redis-always", "redis-everysec", "jetstream"]:
+        key = metric(row)
+        if not any(r["system"] == system and r["row"] == row for r in rows):
+            continue
+        if key:
+            unit = " articles/s" if key == "articles_per_sec" else " events/s"
+            throughput = spread(system, row, key) + unit
+        else:
+            throughput = spread(system, row, "rate_achieved") + " published/s"
+        latency = " / ".join(spread(system, row, k, "{:.2f}") for k in ("p50_ms", "p99_ms", "max_ms")) \
+            if median(system, row, "p50_ms") is not None else ""
+        ratio = ""
+        if system != "khabar":
+            if key and median("khabar", row, key):
+                ratio = f"{median('khabar', row, key) / median(system, row, key):.2f}"
+            elif not key and median("khabar", row, "p99_ms") is not None:
+                ratio = f"p99 {median('khabar', row, 'p99_ms') / median(system, row, 'p99_ms'):.2f}"
+        print(f"| {row} | {system} | {durability[system]} | {throughput} | {latency} | {ratio} | {rss(system, row)} |")
+
+print()
+print("Ceilings:")
+print()
+print("| ceiling | throughput | p50 / p99 ms | khabar / this |")
+print("| --- | --- | --- | --- |")
+khabar_at = {"1": median("khabar", "W1a unary/1", "articles_per_sec"),
+             "32": max(filter(None, [median("khabar", "W1b unary/32", "articles_per_sec"),
+                                     median("khabar", "W1b stream/32", "articles_per_sec")]), default=None),
+             "100": median("khabar", "W1c stream/100", "articles_per_sec")}
+for row in dict.fromkeys(r["row"] for r in rows if r["system"] == "ceiling"):
+    if row == "fsync":
+        print(f"| fsync (4 KiB write + fdatasync) | {spread('ceiling', row, 'syncs_per_sec')} syncs/s | | |")
+        continue
+    in_flight = row.rsplit("/", 1)[1]
+    latency = " / ".join(spread("ceiling", row, k, "{:.2f}") for k in ("p50_ms", "p99_ms")) \
+        if median("ceiling", row, "p50_ms") is not None else ""
+    ceiling = median("ceiling", row, "articles_per_sec")
+    ratio = f"{khabar_at[in_flight] / ceiling:.2f}" if khabar_at.get(in_flight) else ""
+    print(f"| {row} | {spread('ceiling', row, 'articles_per_sec')} articles/s | {latency} | {ratio} |")
+
+print()
+def best_peer_line(name, khabar_rows, peer_rows, key, unit):
+    k = max(filter(None, [median("khabar", r, key) for r in khabar_rows]), default=0)
+    peers = {p: max(filter(None, [median(p, r, key) for r in peer_rows]), default=0) for p in ["jetstream", "redis-always"]}
+    best = max(peers.values()) or 1
+    print(f"target {name}: khabar/best-peer = {k / best:.2f} (khabar {k:.0f}{unit}, jetstream {peers['jetstream']:.0f}{unit}, redis {peers['redis-always']:.0f}{unit})")
+best_peer_line("W1b", ["W1b unary/32", "W1b stream/32"], ["W1b unary/32", "W1b stream/32"], "articles_per_sec", "/s")
+best_peer_line("W1c", ["W1c stream/100"], ["W1c stream/100"], "articles_per_sec", "/s")
+best_peer_line("W2a", ["W2a catch-up x4"], ["W2a catch-up x4"], "events_per_sec_total", "/s")
+print(f"target W2b-p99-ms: {median('khabar', 'W2b tail x4 @500/s', 'p99_ms'):.2f}")
+ceilings_32 = [median("ceiling", r, "articles_per_sec") for r in ("sled inserts/32", "no-op tonic unary/32", "no-op tonic stream/32")]
+ceiling = min(filter(None, [ceilings_32[0], max(filter(None, ceilings_32[1:]), default=None)]))
+print(f"target W1b/ceiling = {khabar_at['32'] / ceiling:.2f}")
 PY
+)
+echo "$report"
+if [ -n "$out" ]; then echo "$report" >"$out"; fi

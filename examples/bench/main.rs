@@ -29,17 +29,31 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::transport::Channel;
 
+mod ceilings;
+mod nats;
+mod redis;
+
 #[derive(Parser)]
 #[command(about = "Load generator for khabar benchmarks")]
 struct Cli {
-    /// khabar's address.
+    /// The system's address: a URL for khabar, host:port for redis and nats.
     #[arg(long, default_value = "http://127.0.0.1:50051", global = true)]
     server: String,
+    /// Which system `--server` is.
+    #[arg(long, value_enum, default_value_t = Target::Khabar, global = true)]
+    target: Target,
     /// Give up (and exit non-zero) after this long.
     #[arg(long, default_value_t = 600, global = true)]
     max_seconds: u64,
     #[command(subcommand)]
     command: Workload,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Khabar,
+    Redis,
+    Nats,
 }
 
 #[derive(Subcommand)]
@@ -51,9 +65,11 @@ enum Workload {
         /// Index of the first article (to add new articles to a non-empty store).
         #[arg(long, default_value_t = 0)]
         start_index: usize,
+        /// unary: concurrent calls (redis: connections); stream: one stream (redis: one
+        /// pipelined connection). NATS always publishes asynchronously on one connection.
         #[arg(long, value_enum, default_value_t = Mode::Stream)]
         mode: Mode,
-        /// Requests in flight: concurrent unary calls, or the window of one IngestStream.
+        /// Requests in flight.
         #[arg(long, default_value_t = 32)]
         in_flight: usize,
         /// The seed article text (`seed-article-ar.txt`).
@@ -82,6 +98,29 @@ enum Workload {
         #[arg(long)]
         seed: PathBuf,
     },
+    /// Ceiling: small write + fdatasync in a loop on a directory's disk.
+    Fsync {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Ceiling: raw sled inserts of the article bytes, flushed and synced per group.
+    Sled {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        articles: usize,
+        #[arg(long, default_value_t = 32)]
+        in_flight: usize,
+        #[arg(long)]
+        seed: PathBuf,
+    },
+    /// Ceiling: serve a no-op IngestService (for `ingest` against it).
+    NoopServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,22 +132,29 @@ enum Mode {
 }
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
+/// One JSON result line.
+type Report = serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let cli = Cli::parse();
     let deadline = Duration::from_secs(cli.max_seconds);
-    let run = async {
-        match cli.command {
-            Workload::Ingest {
-                articles,
-                start_index,
-                mode,
-                in_flight,
-                seed,
-            } => {
+    let server = cli.server.clone();
+    let target = cli.target;
+    let run = async move {
+        match (cli.command, target) {
+            (
+                Workload::Ingest {
+                    articles,
+                    start_index,
+                    mode,
+                    in_flight,
+                    seed,
+                },
+                Target::Khabar,
+            ) => {
                 ingest(
-                    &cli.server,
+                    &server,
                     &Seed::load(&seed)?,
                     start_index,
                     articles,
@@ -117,18 +163,59 @@ async fn main() -> Result<(), Failure> {
                 )
                 .await
             }
-            Workload::Catchup { consumers, events } => {
-                catchup(&cli.server, consumers, events).await
+            (
+                Workload::Ingest {
+                    articles,
+                    start_index,
+                    mode,
+                    in_flight,
+                    seed,
+                },
+                peer,
+            ) => {
+                let bytes = Arc::new(Seed::load(&seed)?.encoded(start_index, articles));
+                if peer == Target::Redis {
+                    redis::wait_ready(&server).await?;
+                }
+                let mut report = match (peer, mode) {
+                    (Target::Redis, Mode::Unary) => {
+                        redis::ingest_connections(&server, bytes, in_flight).await?
+                    }
+                    (Target::Redis, Mode::Stream) => {
+                        redis::ingest_pipelined(&server, bytes, in_flight).await?
+                    }
+                    _ => {
+                        nats::create_stream(&server).await?;
+                        nats::ingest(&server, bytes, in_flight).await?
+                    }
+                };
+                merge(
+                    &mut report,
+                    json!({"in_flight": in_flight, "mode": mode_name(mode)}),
+                );
+                Ok(report)
             }
-            Workload::Tail {
-                subscribers,
-                rate,
-                articles,
-                start_index,
-                seed,
-            } => {
+            (Workload::Catchup { consumers, events }, Target::Khabar) => {
+                catchup(&server, consumers, events).await
+            }
+            (Workload::Catchup { consumers, events }, Target::Redis) => {
+                redis::catchup(&server, consumers, events as usize).await
+            }
+            (Workload::Catchup { consumers, events }, Target::Nats) => {
+                nats::catchup(&server, consumers, events as usize).await
+            }
+            (
+                Workload::Tail {
+                    subscribers,
+                    rate,
+                    articles,
+                    start_index,
+                    seed,
+                },
+                Target::Khabar,
+            ) => {
                 tail(
-                    &cli.server,
+                    &server,
                     &Seed::load(&seed)?,
                     subscribers,
                     rate,
@@ -137,13 +224,60 @@ async fn main() -> Result<(), Failure> {
                 )
                 .await
             }
+            (
+                Workload::Tail {
+                    subscribers,
+                    rate,
+                    articles,
+                    start_index,
+                    seed,
+                },
+                Target::Redis,
+            ) => {
+                let bytes = Arc::new(Seed::load(&seed)?.encoded(start_index, articles));
+                redis::tail(&server, bytes, subscribers, rate).await
+            }
+            (
+                Workload::Tail {
+                    subscribers,
+                    rate,
+                    articles,
+                    start_index,
+                    seed,
+                },
+                Target::Nats,
+            ) => {
+                let bytes = Arc::new(Seed::load(&seed)?.encoded(start_index, articles));
+                nats::tail(&server, bytes, subscribers, rate, start_index).await
+            }
+            (Workload::Fsync { dir, seconds }, _) => ceilings::fsync_rate(&dir, seconds),
+            (
+                Workload::Sled {
+                    dir,
+                    articles,
+                    in_flight,
+                    seed,
+                },
+                _,
+            ) => {
+                let bytes = Seed::load(&seed)?.encoded(0, articles);
+                ceilings::sled_inserts(&dir, &bytes, in_flight)
+            }
+            (Workload::NoopServer { listen }, _) => ceilings::serve_noop(&listen, deadline).await,
         }
     };
-    let report = tokio::time::timeout(deadline, run)
+    let report = tokio::time::timeout(deadline + Duration::from_secs(1), run)
         .await
         .map_err(|_| format!("gave up after {deadline:?}"))??;
     println!("{report}");
     Ok(())
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Unary => "unary",
+        Mode::Stream => "stream",
+    }
 }
 
 /// The seed article split as WORKLOAD.md describes.
@@ -181,6 +315,18 @@ impl Seed {
             paragraphs: body.iter().map(|p| (*p).to_owned()).collect(),
             origin: origin.to_owned(),
         })
+    }
+
+    /// The protobuf bytes of articles `start..start + count`, as peers store them.
+    fn encoded(&self, start: usize, count: usize) -> Vec<Vec<u8>> {
+        (start..start + count)
+            .map(|i| {
+                self.article(i)
+                    .article
+                    .map(|a| a.encode_to_vec())
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Article `i` of the workload.
@@ -231,13 +377,53 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank].as_secs_f64() * 1e3
 }
 
-fn latency_report(mut latencies: Vec<Duration>) -> serde_json::Value {
+/// Adds p50, p99 and max of `latencies` to `report`.
+fn latency_fields(report: &mut Report, mut latencies: Vec<Duration>) {
     latencies.sort_unstable();
+    merge(
+        report,
+        json!({
+            "p50_ms": percentile_ms(&latencies, 0.50),
+            "p99_ms": percentile_ms(&latencies, 0.99),
+            "max_ms": latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        }),
+    );
+}
+
+fn catchup_report(
+    consumers: usize,
+    events: u64,
+    started: Instant,
+    per_consumer: Vec<f64>,
+) -> Report {
+    let seconds = started.elapsed().as_secs_f64();
     json!({
-        "p50_ms": percentile_ms(&latencies, 0.50),
-        "p99_ms": percentile_ms(&latencies, 0.99),
-        "max_ms": latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        "workload": "catchup",
+        "consumers": consumers,
+        "events": events,
+        "seconds": seconds,
+        "events_per_sec_per_consumer": per_consumer,
+        "events_per_sec_total": (consumers as u64 * events) as f64 / seconds,
     })
+}
+
+fn tail_report(
+    subscribers: usize,
+    articles: usize,
+    rate: u32,
+    published: f64,
+    latencies: Vec<Duration>,
+) -> Report {
+    let mut report = json!({
+        "workload": "tail",
+        "subscribers": subscribers,
+        "articles": articles,
+        "rate_target": rate,
+        "rate_achieved": published,
+        "samples": latencies.len(),
+    });
+    latency_fields(&mut report, latencies);
+    report
 }
 
 async fn ingest(
@@ -271,7 +457,7 @@ async fn ingest(
         "articles_per_sec": articles as f64 / seconds,
         "mb_per_sec": article_bytes as f64 / seconds / 1e6,
     });
-    merge(&mut report, latency_report(latencies));
+    latency_fields(&mut report, latencies);
     Ok(report)
 }
 
@@ -395,15 +581,7 @@ async fn catchup(
     for reader in readers {
         per_consumer.push(reader.await??);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(json!({
-        "workload": "catchup",
-        "consumers": consumers,
-        "events": events,
-        "seconds": seconds,
-        "events_per_sec_per_consumer": per_consumer,
-        "events_per_sec_total": (consumers as u64 * events) as f64 / seconds,
-    }))
+    Ok(catchup_report(consumers, events, started, per_consumer))
 }
 
 async fn tail(
@@ -473,16 +651,13 @@ async fn tail(
     for reader in readers {
         latencies.extend(reader.await??);
     }
-    let mut report = json!({
-        "workload": "tail",
-        "subscribers": subscribers,
-        "articles": articles,
-        "rate_target": rate,
-        "rate_achieved": articles as f64 / publish_seconds,
-        "samples": latencies.len(),
-    });
-    merge(&mut report, latency_report(latencies));
-    Ok(report)
+    Ok(tail_report(
+        subscribers,
+        articles,
+        rate,
+        articles as f64 / publish_seconds,
+        latencies,
+    ))
 }
 
 fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
