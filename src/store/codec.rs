@@ -144,9 +144,17 @@ pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError>
     })
 }
 
-/// Encodes an article record.
+/// Encodes an article with its content (the form log events carry).
 pub fn encode_article(article: &Article) -> Vec<u8> {
     article_record(article).encode_to_vec()
+}
+
+/// Encodes an article without its content, for the article table: the content is in the log
+/// event at `article.cursor`, which produced the current version, so it is written only once.
+pub fn encode_article_head(article: &Article) -> Vec<u8> {
+    let mut record = article_record(article);
+    record.content = None;
+    record.encode_to_vec()
 }
 
 /// Encodes a log event around an already encoded article.
@@ -163,10 +171,24 @@ pub fn encode_event(kind: EventKind, recorded_at: Timestamp, encoded_article: Ve
     .encode_to_vec()
 }
 
-/// Decodes the article stored under `key`.
+/// Decodes an article record that carries its content (a log event's).
 pub fn decode_article(key: &[u8], bytes: &[u8]) -> Result<Article, StoreError> {
-    let record = ArticleRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
-    article_from_record(record).map_err(|reason| corrupt(key, reason))
+    decode_article_with(key, bytes, |_| Err(corrupt(key, "missing content".into())))
+}
+
+/// Decodes an article record; a record without content (see [`encode_article_head`]) gets it
+/// from `content_at`, called with the record's cursor.
+pub fn decode_article_with(
+    key: &[u8],
+    bytes: &[u8],
+    content_at: impl FnOnce(u64) -> Result<ArticleContent, StoreError>,
+) -> Result<Article, StoreError> {
+    let mut record = ArticleRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
+    let content = match record.content.take() {
+        Some(content) => content_from_record(content).map_err(|reason| corrupt(key, reason))?,
+        None => content_at(record.cursor)?,
+    };
+    article_from_record(record, content).map_err(|reason| corrupt(key, reason))
 }
 
 /// Decodes the log event stored under `key`.
@@ -293,10 +315,10 @@ fn content_record(content: &ArticleContent) -> ContentRecord {
     }
 }
 
-fn article_from_record(record: ArticleRecord) -> Result<Article, String> {
+fn article_from_record(record: ArticleRecord, content: ArticleContent) -> Result<Article, String> {
     let ArticleRecord {
         id,
-        content,
+        content: _,
         view_count,
         version,
         status,
@@ -312,7 +334,7 @@ fn article_from_record(record: ArticleRecord) -> Result<Article, String> {
         .map_err(|_| "content hash is not 32 bytes")?;
     Ok(Article {
         id: ArticleId::from_bytes(id),
-        content: content_from_record(content.ok_or("missing content")?)?,
+        content,
         view_count,
         version,
         status: match status {
@@ -438,6 +460,25 @@ mod tests {
         let key = keys::article(article().id);
         let decoded = decode_article(&key, &encode_article(&article())).unwrap();
         assert_eq!(decoded, article());
+    }
+
+    #[test]
+    fn article_head_leaves_content_to_the_log() {
+        let key = keys::article(article().id);
+        let head = encode_article_head(&article());
+        assert!(head.len() < encode_article(&article()).len() / 2);
+        let mut asked = None;
+        let decoded = decode_article_with(&key, &head, |cursor| {
+            asked = Some(cursor);
+            Ok(article().content)
+        })
+        .unwrap();
+        assert_eq!(asked, Some(77));
+        assert_eq!(decoded, article());
+        assert!(
+            decode_article(&key, &head).is_err(),
+            "a head alone is not a whole article"
+        );
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //!
 //! | key                                       | value                      |
 //! |-------------------------------------------|----------------------------|
-//! | `a` id(16)                                | ArticleRecord              |
+//! | `a` id(16)                                | ArticleRecord, no content  |
 //! | `k` source_id 0x00 uri                    | id(16)                     |
 //! | `l` cursor(8, big-endian)                 | EventRecord                |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)      |
 //! | `c` consumer name                         | ConsumerRecord             |
 //! | `m` name                                  | metadata                   |
+//!
+//! An article's content is stored once, in the log event that produced its current version
+//! (`cursor` in its record); the article record holds the rest.
 //!
 //! Big-endian cursors make the log a contiguous range in cursor order, so feeds read it
 //! sequentially; the time index does the same for listings, newest first by reverse scan.

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Result, StoreError, codec, keys};
+use super::{Result, StoreError, keys, sled_store::load_article};
 use crate::domain::{Article, ArticleFilter, ArticleId, ArticleStatus, Timestamp};
 
 /// Index entries examined for one page at most. A very selective filter returns a short (even
@@ -149,9 +149,7 @@ pub fn list(tree: &sled::Tree, query: &ListQuery) -> Result<ListedPage> {
             })?;
         last_examined = Some((published_at, id));
         scanned += 1;
-        let article_key = keys::article(id);
-        if let Some(bytes) = tree.get(article_key)? {
-            let article = codec::decode_article(&article_key, &bytes)?;
+        if let Some(article) = load_article(tree, id)? {
             // A concurrent update may have moved the article; it is listed at its new place.
             if article.content.published_at == published_at && query.matches(&article) {
                 page_bytes += article.approximate_size();

@@ -137,12 +137,8 @@ impl ArticleStore for SledStore {
     }
 
     async fn get(&self, id: ArticleId) -> Result<Article> {
-        self.read(move |db| {
-            let key = keys::article(id);
-            let bytes = db.get(key)?.ok_or(StoreError::NotFound(id))?;
-            codec::decode_article(&key, &bytes)
-        })
-        .await
+        self.read(move |db| load_article(db, id)?.ok_or(StoreError::NotFound(id)))
+            .await
     }
 
     async fn list(&self, query: ListQuery) -> Result<ListedPage> {
@@ -242,6 +238,24 @@ impl ArticleStore for SledStore {
             .await?
             .await
     }
+}
+
+/// Reads an article: its head from the article table, its content from the log event that
+/// produced its current version.
+pub(super) fn load_article(db: &sled::Tree, id: ArticleId) -> Result<Option<Article>> {
+    let key = keys::article(id);
+    let Some(bytes) = db.get(key)? else {
+        return Ok(None);
+    };
+    codec::decode_article_with(&key, &bytes, |cursor| {
+        let log_key = keys::log(cursor);
+        let event = db.get(log_key)?.ok_or_else(|| StoreError::Corrupt {
+            key: keys::printable(&key),
+            reason: format!("its content event {cursor} is missing"),
+        })?;
+        Ok(codec::decode_event(&log_key, &event)?.article.content)
+    })
+    .map(Some)
 }
 
 fn check_layout(db: &sled::Db) -> Result<()> {

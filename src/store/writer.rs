@@ -25,7 +25,7 @@ use ulid::Generator;
 
 use super::{
     Consumer, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError, codec, keys,
-    recent::RecentEvents,
+    recent::RecentEvents, sled_store::load_article,
 };
 use crate::domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle};
 
@@ -265,7 +265,7 @@ impl Writer {
             }
             article.view_count = new.view_count;
             self.db
-                .insert(keys::article(id), codec::encode_article(&article))?;
+                .insert(keys::article(id), codec::encode_article_head(&article))?;
             return Ok(receipt(&article, IngestOutcome::CountersUpdated));
         }
 
@@ -311,8 +311,11 @@ impl Writer {
         now: Timestamp,
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
+        batch.insert(
+            &keys::article(article.id),
+            codec::encode_article_head(article),
+        );
         let encoded = codec::encode_article(article);
-        batch.insert(&keys::article(article.id), encoded.as_slice());
         batch.insert(
             &keys::log(article.cursor),
             codec::encode_event(kind, now, encoded),
@@ -388,11 +391,7 @@ impl Writer {
     }
 
     fn load(&self, id: ArticleId) -> Result<Option<Article>> {
-        let key = keys::article(id);
-        self.db
-            .get(key)?
-            .map(|bytes| codec::decode_article(&key, &bytes))
-            .transpose()
+        load_article(&self.db, id)
     }
 
     fn new_id(&mut self) -> ArticleId {
