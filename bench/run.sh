@@ -27,9 +27,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
-for tool in nats-server redis-server python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install nats-server redis-server)" >&2; exit 2; }
-done
+if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing the peers from Debian: nats-server redis-server" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server redis-server >/dev/null
+  else
+    echo "nats-server and redis-server are needed: apt-get install nats-server redis-server" >&2
+    exit 2
+  fi
+fi
+command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 2; }
 
 cd "$root"
 cargo build --release --locked --quiet --bin khabar --example bench

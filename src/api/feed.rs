@@ -15,7 +15,7 @@ use crate::{
     error::{Error, Result},
     feed::{self, FeedFilter, FeedItem, FeedSettings, FeedStats},
     pb::khabar::v1::{self as pb, feed_service_server::FeedService, subscribe_request::Start},
-    store::{ArticleStore, Consumer, EventKind, StoreError},
+    store::{ArticleStore, Consumer, EventKind, LogEvent, StoreError},
 };
 
 const MAX_CONSUMER_NAME_CHARS: usize = 128;
@@ -149,16 +149,24 @@ fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
 fn feed_event_pb(item: FeedItem) -> pb::FeedEvent {
     match item {
         FeedItem::Event(event) => {
-            let kind = match event.kind {
+            // Events read from disk belong to this subscription alone and are moved, not copied;
+            // shared recent events are cloned.
+            let LogEvent {
+                cursor,
+                kind,
+                recorded_at,
+                article,
+            } = Arc::unwrap_or_clone(event);
+            let kind = match kind {
                 EventKind::Created => pb::EventKind::Created,
                 EventKind::Updated => pb::EventKind::Updated,
                 EventKind::Retracted => pb::EventKind::Retracted,
             };
             pb::FeedEvent {
-                cursor: event.cursor,
+                cursor,
                 kind: kind.into(),
-                article: Some(article_pb(event.article.clone())),
-                timestamp: Some(timestamp_pb(event.recorded_at)),
+                article: Some(article_pb(article)),
+                timestamp: Some(timestamp_pb(recorded_at)),
             }
         }
         FeedItem::Checkpoint { cursor, at } => pb::FeedEvent {
