@@ -60,6 +60,16 @@ pub struct ServeArgs {
     )]
     pub feed_heartbeat_ms: u64,
 
+    /// On SIGTERM or SIGINT, how long to wait for open calls (in-flight ingests, streams) to
+    /// finish before dropping them, in milliseconds. Acknowledged writes are durable either way.
+    #[arg(
+        long,
+        env = "KHABAR_SHUTDOWN_GRACE_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(0..=600_000),
+    )]
+    pub shutdown_grace_ms: u64,
+
     /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
     #[arg(long, env = "KHABAR_LOG", default_value = "info")]
     pub log: String,

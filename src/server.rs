@@ -2,7 +2,10 @@
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+};
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
@@ -32,6 +35,8 @@ pub struct ServerConfig {
     pub cache_bytes: u64,
     /// Longest silence on an idle feed before a checkpoint.
     pub feed_heartbeat: Duration,
+    /// How long shutdown waits for open calls before dropping them.
+    pub shutdown_grace: Duration,
 }
 
 impl From<&ServeArgs> for ServerConfig {
@@ -41,6 +46,7 @@ impl From<&ServeArgs> for ServerConfig {
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         }
     }
 }
@@ -107,24 +113,18 @@ pub async fn run_with_stats(
     .max_encoding_message_size(limit);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_serving::<IngestServiceServer<IngestApi<SledStore>>>()
-        .await;
-    health_reporter
-        .set_serving::<ArticleServiceServer<ArticleApi<SledStore>>>()
-        .await;
-    health_reporter
-        .set_serving::<FeedServiceServer<FeedApi<SledStore>>>()
-        .await;
+    for service in HEALTH_CHECKED {
+        health_reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
 
     match listener.local_addr() {
         Ok(addr) => info!(%addr, data_dir = %config.data_dir.display(), "listening"),
         Err(e) => warn!(error = %e, "listening on an unknown address"),
     }
-    Server::builder()
+    let (signalled_tx, signalled) = oneshot::channel::<()>();
+    let serve = Server::builder()
         .layer(OversizeLayer)
         .add_service(health)
         .add_service(reflection_v1()?)
@@ -137,14 +137,39 @@ pub async fn run_with_stats(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {
                 shutdown.await;
+                info!(grace = ?config.shutdown_grace, "shutting down: refusing new calls, finishing open ones");
+                for service in HEALTH_CHECKED {
+                    health_reporter.set_service_status(service, ServingStatus::NotServing).await;
+                }
                 stop_feeds.send_replace(true);
+                let _ = signalled_tx.send(());
             },
-        )
-        .await?;
+        );
+    // Graceful shutdown waits for every open call; a client that keeps a stream open must not
+    // hold the process forever, so the wait ends after the grace period.
+    let grace_over = async {
+        if signalled.await.is_ok() {
+            tokio::time::sleep(config.shutdown_grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace_over => warn!("shutdown grace period over; dropping the calls still open"),
+    }
     info!("server stopped; closing the store");
     drop(store);
     Ok(())
 }
+
+/// Services whose health is reported, "" being the server as a whole.
+const HEALTH_CHECKED: [&str; 4] = [
+    "",
+    "khabar.v1.IngestService",
+    "khabar.v1.ArticleService",
+    "khabar.v1.FeedService",
+];
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()

@@ -9,16 +9,14 @@ mod common;
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, Hasher},
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
 
-use common::{WAIT, seed_request};
+use common::{ChildServer, WAIT, seed_request};
 use khabar::{
     domain::ArticleId,
     pb::khabar::v1::{
@@ -28,67 +26,10 @@ use khabar::{
     },
     store::{ArticleStore, EventKind, SledStore, SledStoreConfig},
 };
-use tonic::transport::Channel;
 
 const CLIENTS: usize = 16;
 const CONSUMER: &str = "crash-consumer";
 const MAX_REQUESTS_PER_CLIENT: usize = 2_000;
-
-/// A khabar server in a child process.
-struct ChildServer {
-    child: Child,
-    addr: String,
-}
-
-impl ChildServer {
-    fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("KHABAR_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start khabar");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        // Reads the log for the bound address, then keeps draining it so the child never blocks.
-        std::thread::spawn(move || {
-            let mut addr_tx = Some(addr_tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening addr=").nth(1)
-                    && let Some(tx) = addr_tx.take()
-                {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let addr = addr_rx.recv_timeout(WAIT).expect("khabar logs its address");
-        Self { child, addr }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect_timeout(WAIT)
-            .connect()
-            .await
-            .expect("connect to khabar")
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Ack {

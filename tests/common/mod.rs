@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::Arc,
     time::Duration,
 };
@@ -81,6 +83,7 @@ impl TestServer {
             max_message_bytes,
             cache_bytes: 64 << 20,
             feed_heartbeat: HEARTBEAT,
+            shutdown_grace: WAIT / 4,
         };
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let feed_stats = Arc::new(FeedStats::default());
@@ -252,4 +255,92 @@ pub fn seed_variant(n: usize) -> pb::IngestRequest {
     article.uri = format!("https://alkhabar.example/news/{n}");
     article.headline = format!("{} #{n}", article.headline);
     request
+}
+
+/// A khabar server in a child process.
+pub struct ChildServer {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl ChildServer {
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts `khabar serve` on `data_dir` with extra flags, and waits until it listens.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(flags)
+            .env("KHABAR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start khabar");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // Reads the log for the bound address, then keeps draining it so the child never blocks.
+        std::thread::spawn(move || {
+            let mut addr_tx = Some(addr_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening addr=").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+        });
+        let addr = addr_rx.recv_timeout(WAIT).expect("khabar logs its address");
+        Self { child, addr }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .expect("connect to khabar")
+    }
+}
+
+impl ChildServer {
+    /// Sends SIGTERM, as `docker stop` and systemd do.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "khabar did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
