@@ -25,6 +25,34 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server.
     Serve(ServeArgs),
+    /// Ask a server whether it is serving (grpc.health.v1); exit 0 if it is, 1 if not. Meant for
+    /// container health checks.
+    Health(HealthArgs),
+}
+
+/// Options of `khabar health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Server to ask.
+    #[arg(long, env = "KHABAR_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+
+    /// Service to ask about; empty for the server as a whole.
+    #[arg(long, default_value = "")]
+    pub service: String,
+
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 3_000)]
+    pub timeout_ms: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Options of `khabar serve`.
@@ -73,6 +101,10 @@ pub struct ServeArgs {
     /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
     #[arg(long, env = "KHABAR_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "KHABAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 fn parse_max_message_bytes(raw: &str) -> Result<usize, String> {
@@ -96,6 +128,7 @@ mod tests {
         let argv = ["khabar", "serve"].iter().chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Serve(serve) => serve,
+            Command::Health(_) => unreachable!("parsed as serve"),
         })
     }
 
@@ -116,6 +149,17 @@ mod tests {
         assert!(err.contains("between"), "{err}");
         let err = parse(&["--listen", "nowhere"]).unwrap_err().to_string();
         assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format", "json"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        let err = parse(&["--log-format", "xml"]).unwrap_err().to_string();
+        assert!(err.contains("--log-format"), "{err}");
     }
 
     #[test]

@@ -1,71 +1,140 @@
-//! The `khabar` binary: parses the configuration, sets up logging and runs the server.
+//! The `khabar` binary: parses the configuration, sets up logging and runs the server, or runs
+//! one of the client commands.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use khabar::{
-    config::{Cli, Command},
+    config::{Cli, Command, HealthArgs, LogFormat, ServeArgs},
     server::{self, ServerConfig},
 };
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let filter = match EnvFilter::try_new(&args.log) {
-                Ok(filter) => filter,
-                Err(e) => {
-                    eprintln!("error: invalid value {:?} for --log: {e}", args.log);
-                    return ExitCode::from(2);
-                }
-            };
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init();
-            let listener = match TcpListener::bind(args.listen).await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    error!(listen = %args.listen, error = %e, "cannot listen (--listen)");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match server::run(listener, ServerConfig::from(&args), shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %e, "server failed");
-                    ExitCode::FAILURE
-                }
-            }
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Health(args) => health(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let filter = match EnvFilter::try_new(&args.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: invalid value {:?} for --log: {e}", args.log);
+            return ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let shutdown = shutdown_signal();
+    warn_if_exposed(args.listen);
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(listen = %args.listen, error = %e, "cannot listen (--listen)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::run(listener, ServerConfig::from(&args), shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "server failed");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// khabar has no authentication of its own yet: say so when others can reach it.
+fn warn_if_exposed(listen: SocketAddr) {
+    if !listen.ip().is_loopback() {
+        warn!(
+            %listen,
+            "listening beyond loopback without authentication: anyone who can reach this address can \
+             ingest and retract articles; restrict access with the network (firewall, private network)"
+        );
+    }
+}
+
+/// `khabar health`: exit 0 when the server reports SERVING.
+async fn health(args: HealthArgs) -> ExitCode {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
+            .connect_timeout(timeout)
+            .connect()
+            .await?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: args.service.clone(),
+            })
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(response.into_inner().status())
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(ServingStatus::Serving)) => {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            println!("{}", status.as_str_name());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: health check of {} failed: {e}", args.server);
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!(
+                "error: health check of {} timed out after {timeout:?}",
+                args.server
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the SIGINT and SIGTERM handlers now, so that a signal that arrives during start-up
+/// is not lost (the default action would kill the process), and resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(_) => {
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "cannot listen for signals; falling back to Ctrl-C only");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        info!("shutdown signal received");
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
+        info!("shutdown signal received");
     }
-    info!("shutdown signal received");
 }

@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -261,6 +261,23 @@ pub fn seed_variant(n: usize) -> pb::IngestRequest {
 pub struct ChildServer {
     pub child: Child,
     pub addr: String,
+    /// The server's log lines so far (the first 10,000).
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The bound address in a "listening" log line, text (`addr=...`) or JSON (`"addr":"..."`).
+fn listening_addr(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = line
+        .split("addr=")
+        .nth(1)
+        .or_else(|| line.split("\"addr\":\"").nth(1))?;
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 impl ChildServer {
@@ -282,24 +299,25 @@ impl ChildServer {
             .expect("start khabar");
         let stderr = child.stderr.take().expect("stderr piped");
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        // Reads the log for the bound address, then keeps draining it so the child never blocks.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Reads the log for the bound address, and keeps draining it so the child never blocks.
+        let kept = log.clone();
         std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening addr=").nth(1)
+                if let Some(addr) = listening_addr(&line)
                     && let Some(tx) = addr_tx.take()
                 {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                    let _ = tx.send(addr);
+                }
+                let mut kept = kept.lock().unwrap();
+                if kept.len() < 10_000 {
+                    kept.push(line);
                 }
             }
         });
         let addr = addr_rx.recv_timeout(WAIT).expect("khabar logs its address");
-        Self { child, addr }
+        Self { child, addr, log }
     }
 
     pub async fn channel(&self) -> Channel {
