@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{AuthPolicy, TokenConfigError, Tokens};
+
 /// Default limit on one gRPC message, in bytes (4 MiB, gRPC's usual default).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 const MIN_MAX_MESSAGE_BYTES: usize = 64 << 10;
@@ -24,10 +26,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a server whether it is serving (grpc.health.v1); exit 0 if it is, 1 if not. Meant for
     /// container health checks.
     Health(HealthArgs),
+    /// Print the `sha256:<hex>` form of a bearer token read from standard input, for
+    /// --tokens-file, so that the configuration holds no usable secret.
+    HashToken,
 }
 
 /// Options of `khabar health`.
@@ -105,6 +110,138 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "KHABAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Address for the Prometheus endpoint (plain HTTP, `GET /metrics`); none unless set.
+    #[arg(long, env = "KHABAR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain of the server; turns TLS on (with --tls-key).
+    #[arg(long, env = "KHABAR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the server certificate.
+    #[arg(long, env = "KHABAR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s); when set, clients must present a certificate signed by one of them
+    /// (mutual TLS).
+    #[arg(long, env = "KHABAR_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// File of bearer tokens, one `NAME ROLES TOKEN` entry per line: ROLES is a comma-separated
+    /// subset of ingest, read, admin; TOKEN is `sha256:<hex>` (see `khabar hash-token`) or the
+    /// token itself. With any token configured, every call needs one (health and reflection
+    /// excepted, see --auth-health and --auth-reflection).
+    #[arg(long, env = "KHABAR_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Bearer tokens given directly, entries as in --tokens-file separated by ';' or newlines.
+    #[arg(long, env = "KHABAR_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+
+    /// Require a token (any role) for grpc.health.v1 too.
+    #[arg(long, env = "KHABAR_AUTH_HEALTH")]
+    pub auth_health: bool,
+
+    /// Require a token (any role) for server reflection too.
+    #[arg(long, env = "KHABAR_AUTH_REFLECTION")]
+    pub auth_reflection: bool,
+}
+
+/// A configuration that cannot be used; the message names the option.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file named by an option cannot be read.
+    #[error("{option}: cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The option naming the file.
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Token configuration is invalid.
+    #[error(transparent)]
+    Tokens(#[from] TokenConfigError),
+    /// An option needs another one.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl ServeArgs {
+    /// Reads the TLS files named by the options, if any.
+    pub fn tls(&self) -> Result<Option<TlsSettings>, ConfigError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(TlsSettings {
+            cert_pem: read_file("--tls-cert", cert)?,
+            key_pem: read_file("--tls-key", key)?,
+            client_ca_pem: self
+                .tls_client_ca
+                .as_ref()
+                .map(|ca| read_file("--tls-client-ca", ca))
+                .transpose()?,
+        }))
+    }
+
+    /// Builds the authentication policy from the token options.
+    pub fn auth_policy(&self) -> Result<AuthPolicy, ConfigError> {
+        let mut tokens = Tokens::default();
+        if let Some(path) = &self.tokens_file {
+            let bytes = read_file("--tokens-file", path)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ConfigError::Inconsistent(format!(
+                    "--tokens-file: {} is not UTF-8 text",
+                    path.display()
+                ))
+            })?;
+            tokens.add_entries(&text, &format!("--tokens-file {}", path.display()))?;
+        }
+        if let Some(entries) = &self.tokens {
+            tokens.add_entries(entries, "--tokens (KHABAR_TOKENS)")?;
+        }
+        if tokens.is_empty() && (self.auth_health || self.auth_reflection) {
+            return Err(ConfigError::Inconsistent(
+                "--auth-health and --auth-reflection need tokens (--tokens-file or --tokens)"
+                    .to_owned(),
+            ));
+        }
+        Ok(AuthPolicy {
+            tokens,
+            protect_health: self.auth_health,
+            protect_reflection: self.auth_reflection,
+        })
+    }
+}
+
+/// PEM material for serving TLS.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// Server certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Server private key.
+    pub key_pem: Vec<u8>,
+    /// CAs that sign client certificates, for mutual TLS.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+        option,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn parse_max_message_bytes(raw: &str) -> Result<usize, String> {
@@ -127,8 +264,8 @@ mod tests {
     fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let argv = ["khabar", "serve"].iter().chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Serve(serve) => serve,
-            Command::Health(_) => unreachable!("parsed as serve"),
+            Command::Serve(serve) => *serve,
+            _ => unreachable!("parsed as serve"),
         })
     }
 
@@ -160,6 +297,37 @@ mod tests {
         );
         let err = parse(&["--log-format", "xml"]).unwrap_err().to_string();
         assert!(err.contains("--log-format"), "{err}");
+    }
+
+    #[test]
+    fn tls_key_and_cert_go_together() {
+        let err = parse(&["--tls-cert", "c.pem"]).unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let err = parse(&["--tls-client-ca", "ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-cert"), "{err}");
+        let args = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let err = args.tls().unwrap_err().to_string();
+        assert!(err.starts_with("--tls-cert: cannot read c.pem"), "{err}");
+    }
+
+    #[test]
+    fn token_problems_name_the_option() {
+        let args = parse(&["--tokens", "reader read short"]).unwrap();
+        let err = args.auth_policy().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--tokens (KHABAR_TOKENS), entry 1"),
+            "{err}"
+        );
+        let args = parse(&["--tokens-file", "missing-tokens"]).unwrap();
+        let err = args.auth_policy().unwrap_err().to_string();
+        assert!(err.starts_with("--tokens-file: cannot read"), "{err}");
+        let args = parse(&["--auth-health"]).unwrap();
+        let err = args.auth_policy().unwrap_err().to_string();
+        assert!(err.contains("need tokens"), "{err}");
+        let args = parse(&["--tokens", "a read 0123456789abcdef; b ingest,read sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]).unwrap();
+        assert_eq!(args.auth_policy().unwrap().tokens.len(), 2);
     }
 
     #[test]

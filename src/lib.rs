@@ -10,15 +10,20 @@
 //!   filters, checkpoints.
 //! - [`api`]: the tonic services, conversions between protobuf and domain types, and the one
 //!   mapping from errors to `tonic::Status`.
-//! - [`server`]: wires store, services, health and reflection together and serves them.
+//! - [`auth`]: bearer tokens and the roles they grant, checked before any service runs.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
+//! - [`server`]: wires store, services, health, reflection, TLS, auth and metrics together and
+//!   serves them.
 //! - [`config`]: command line and environment configuration.
 //! - [`pb`]: code generated from `proto/`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

@@ -5,8 +5,9 @@ use std::{io::IsTerminal, net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use khabar::{
+    auth,
     config::{Cli, Command, HealthArgs, LogFormat, ServeArgs},
-    server::{self, ServerConfig},
+    server::{self, ServerConfig, Telemetry},
 };
 use tokio::net::TcpListener;
 use tonic_health::pb::{
@@ -18,8 +19,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Health(args) => health(args).await,
+        Command::HashToken => hash_token(),
     }
 }
 
@@ -40,7 +42,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     let shutdown = shutdown_signal();
-    warn_if_exposed(args.listen);
+    let config = match ServerConfig::from_args(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    warn_about_security(&args, &config);
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -48,7 +57,21 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(listener, ServerConfig::from(&args), shutdown).await {
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                error!(metrics_listen = %addr, error = %e, "cannot listen (--metrics-listen)");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let telemetry = Telemetry {
+        metrics_listener,
+        ..Telemetry::default()
+    };
+    match server::serve(listener, config, telemetry, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "server failed");
@@ -57,15 +80,46 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// khabar has no authentication of its own yet: say so when others can reach it.
-fn warn_if_exposed(listen: SocketAddr) {
-    if !listen.ip().is_loopback() {
+/// Says so when others can reach an open server, or when secrets sit in plain text.
+fn warn_about_security(args: &ServeArgs, config: &ServerConfig) {
+    let listen: SocketAddr = args.listen;
+    if !listen.ip().is_loopback() && !config.auth.enabled() {
         warn!(
             %listen,
             "listening beyond loopback without authentication: anyone who can reach this address can \
-             ingest and retract articles; restrict access with the network (firewall, private network)"
+             ingest and retract articles; configure tokens (--tokens-file) or restrict access with \
+             the network"
         );
     }
+    if config.auth.enabled() && config.tls.is_none() && !listen.ip().is_loopback() {
+        warn!(
+            %listen,
+            "bearer tokens travel in clear text without TLS; set --tls-cert and --tls-key"
+        );
+    }
+    let plain = config.auth.tokens.plain_text_count();
+    if plain > 0 {
+        warn!(
+            tokens = plain,
+            "tokens configured in plain text; prefer their sha256: form (khabar hash-token)"
+        );
+    }
+}
+
+/// `khabar hash-token`: reads a token from standard input and prints its configured form.
+fn hash_token() -> ExitCode {
+    let mut token = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut token) {
+        eprintln!("error: cannot read the token from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let token = token.trim_end_matches(['\r', '\n']);
+    if let Err(problem) = auth::check_token_strength(token) {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
+    println!("{}", auth::hashed_token_entry(token));
+    ExitCode::SUCCESS
 }
 
 /// `khabar health`: exit 0 when the server reports SERVING.

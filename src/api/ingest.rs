@@ -1,5 +1,7 @@
 //! `khabar.v1.IngestService`.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -9,6 +11,7 @@ use super::{convert, remap_oversize};
 use crate::{
     domain::{Timestamp, ValidArticle},
     error::{Error, Result},
+    metrics::Metrics,
     pb::khabar::v1::{self as pb, ingest_service_server::IngestService},
     store::{ArticleStore, IngestReceipt, PendingWrite},
 };
@@ -21,12 +24,22 @@ const STREAM_WINDOW: usize = 256;
 #[derive(Clone)]
 pub struct IngestApi<S> {
     store: S,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: ArticleStore> IngestApi<S> {
-    /// Serves ingests into `store`.
-    pub fn new(store: S) -> Self {
-        Self { store }
+    /// Serves ingests into `store`, counting outcomes in `metrics`.
+    pub fn new(store: S, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
+    }
+}
+
+/// Counts what became of one ingest.
+fn count(metrics: &Metrics, result: &Result<IngestReceipt>) {
+    match result {
+        Ok(receipt) => metrics.record_ingest(receipt.outcome),
+        Err(Error::InvalidArgument { violations, .. }) => metrics.record_rejection(violations),
+        Err(_) => metrics.record_rejection(&[]),
     }
 }
 
@@ -76,9 +89,12 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
         &self,
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
-        let article = validate(request.into_inner())?;
-        let receipt = self.store.ingest(article).await.map_err(Error::from)?;
-        Ok(Response::new(convert::ingest_response(receipt)))
+        let result = match validate(request.into_inner()) {
+            Ok(article) => self.store.ingest(article).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        count(&self.metrics, &result);
+        Ok(Response::new(convert::ingest_response(result?)))
     }
 
     type IngestStreamStream = ReceiverStream<Result<pb::IngestResponse, Status>>;
@@ -115,16 +131,21 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
         });
 
         // Responder: answers in request order, each once its write is durable.
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             while let Some(in_flight) = in_flight_rx.recv().await {
-                let response = match in_flight {
-                    InFlight::Rejected(e) => Ok(rejection(e)),
-                    InFlight::Queued(pending) => Ok(match pending.await {
-                        Ok(receipt) => convert::ingest_response(receipt),
-                        Err(e) => rejection(e.into()),
-                    }),
+                let outcome = match in_flight {
+                    InFlight::Rejected(e) => Ok(Err(e)),
+                    InFlight::Queued(pending) => Ok(pending.await.map_err(Error::from)),
                     InFlight::StreamFailed(status) => Err(status),
                 };
+                let response = outcome.map(|result| {
+                    count(&metrics, &result);
+                    match result {
+                        Ok(receipt) => convert::ingest_response(receipt),
+                        Err(e) => rejection(e),
+                    }
+                });
                 let failed = response.is_err();
                 if responses_tx.send(response).await.is_err() {
                     debug!("ingest stream client went away");

