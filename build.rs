@@ -1,4 +1,5 @@
-//! Compiles the protobuf API with a vendored protoc, so building needs nothing installed.
+//! Compiles the protobuf API with a vendored protoc, so building needs nothing installed, and
+//! generates its proto3 JSON mapping (serde) for the command-line client.
 
 use std::{env, error::Error, path::PathBuf};
 
@@ -15,9 +16,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     unsafe { env::set_var("PROTOC", protoc) };
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let descriptor_path = out_dir.join("khabar_descriptor.bin");
     tonic_prost_build::configure()
-        .file_descriptor_set_path(out_dir.join("khabar_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor_path)
+        // Well-known types from pbjson-types carry serde's proto3 JSON forms (RFC 3339 times).
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_protos(PROTOS, &["proto"])?;
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".khabar"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

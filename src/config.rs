@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{AuthPolicy, TokenConfigError, Tokens};
+use crate::{
+    auth::{AuthPolicy, TokenConfigError, Tokens},
+    client::ClientArgs,
+};
 
 /// Default limit on one gRPC message, in bytes (4 MiB, gRPC's usual default).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -30,25 +33,102 @@ pub enum Command {
     /// Ask a server whether it is serving (grpc.health.v1); exit 0 if it is, 1 if not. Meant for
     /// container health checks.
     Health(HealthArgs),
+    /// Ingest articles from a file or standard input (JSON or NDJSON) through IngestStream.
+    Ingest(IngestArgs),
+    /// Print one article as JSON.
+    Get(GetArgs),
+    /// Follow the feed, printing one JSON line per event.
+    Tail(TailArgs),
     /// Print the `sha256:<hex>` form of a bearer token read from standard input, for
     /// --tokens-file, so that the configuration holds no usable secret.
     HashToken,
 }
 
+/// Options of `khabar ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// File to read, or `-` for standard input. It holds NDJSON (one item per line), one JSON
+    /// document, or a JSON array of items; an item is an article or an ingest request
+    /// `{"article": {...}}` in proto3 JSON, as grpcurl takes them.
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+
+    /// Articles sent ahead of their acknowledgements.
+    #[arg(long, env = "KHABAR_INGEST_WINDOW", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub window: u16,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `khabar get`.
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// Article identifier.
+    pub id: String,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `khabar tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// Start with the first event of the log (default: only new events).
+    #[arg(long, conflicts_with = "after")]
+    pub from_beginning: bool,
+
+    /// Start after this cursor.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<u64>,
+
+    /// Only events of this source (repeatable).
+    #[arg(long = "source", value_name = "ID")]
+    pub sources: Vec<String>,
+
+    /// Only events of articles in this language range, e.g. `ar` (repeatable).
+    #[arg(long = "language", value_name = "TAG")]
+    pub languages: Vec<String>,
+
+    /// Only events of articles with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Durable consumer to resume and acknowledge as events are printed; a new consumer starts
+    /// where --from-beginning or --after say.
+    #[arg(long, env = "KHABAR_CONSUMER", value_name = "NAME")]
+    pub consumer: Option<String>,
+
+    /// Also print checkpoints (sent on idle feeds and while filters skip events).
+    #[arg(long)]
+    pub checkpoints: bool,
+
+    /// Stop after printing this many events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// Options of `khabar health`.
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Server to ask.
-    #[arg(long, env = "KHABAR_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-
     /// Service to ask about; empty for the server as a whole.
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "KHABAR_HEALTH_SERVICE", default_value = "")]
     pub service: String,
 
     /// Give up after this many milliseconds.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, env = "KHABAR_HEALTH_TIMEOUT_MS", default_value_t = 3_000)]
     pub timeout_ms: u64,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// How log lines are written.

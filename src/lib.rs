@@ -15,10 +15,13 @@
 //! - [`server`]: wires store, services, health, reflection, TLS, auth and metrics together and
 //!   serves them.
 //! - [`config`]: command line and environment configuration.
+//! - [`client`] and [`cli`]: the command-line client (`khabar ingest`, `get`, `tail`, `health`).
 //! - [`pb`]: code generated from `proto/`.
 
 pub mod api;
 pub mod auth;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -35,6 +38,7 @@ pub mod pb {
         /// Version 1 of the khabar API.
         pub mod v1 {
             tonic::include_proto!("khabar.v1");
+            include!(concat!(env!("OUT_DIR"), "/khabar.v1.serde.rs"));
         }
     }
 

@@ -1,18 +1,15 @@
 //! The `khabar` binary: parses the configuration, sets up logging and runs the server, or runs
 //! one of the client commands.
 
-use std::{io::IsTerminal, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
 
 use clap::Parser;
 use khabar::{
-    auth,
-    config::{Cli, Command, HealthArgs, LogFormat, ServeArgs},
+    cli,
+    config::{Cli, Command, LogFormat, ServeArgs},
     server::{self, ServerConfig, Telemetry},
 };
 use tokio::net::TcpListener;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -20,8 +17,11 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
-        Command::Health(args) => health(args).await,
-        Command::HashToken => hash_token(),
+        Command::Health(args) => cli::health(args).await,
+        Command::Ingest(args) => cli::ingest(args).await,
+        Command::Get(args) => cli::get(args).await,
+        Command::Tail(args) => cli::tail(args).await,
+        Command::HashToken => cli::hash_token(),
     }
 }
 
@@ -103,60 +103,6 @@ fn warn_about_security(args: &ServeArgs, config: &ServerConfig) {
             tokens = plain,
             "tokens configured in plain text; prefer their sha256: form (khabar hash-token)"
         );
-    }
-}
-
-/// `khabar hash-token`: reads a token from standard input and prints its configured form.
-fn hash_token() -> ExitCode {
-    let mut token = String::new();
-    if let Err(e) = std::io::stdin().read_line(&mut token) {
-        eprintln!("error: cannot read the token from standard input: {e}");
-        return ExitCode::from(2);
-    }
-    let token = token.trim_end_matches(['\r', '\n']);
-    if let Err(problem) = auth::check_token_strength(token) {
-        eprintln!("error: {problem}");
-        return ExitCode::from(2);
-    }
-    println!("{}", auth::hashed_token_entry(token));
-    ExitCode::SUCCESS
-}
-
-/// `khabar health`: exit 0 when the server reports SERVING.
-async fn health(args: HealthArgs) -> ExitCode {
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
-            .connect_timeout(timeout)
-            .connect()
-            .await?;
-        let response = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: args.service.clone(),
-            })
-            .await?;
-        Ok::<_, Box<dyn std::error::Error>>(response.into_inner().status())
-    };
-    match tokio::time::timeout(timeout, check).await {
-        Ok(Ok(ServingStatus::Serving)) => {
-            println!("SERVING");
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(status)) => {
-            println!("{}", status.as_str_name());
-            ExitCode::FAILURE
-        }
-        Ok(Err(e)) => {
-            eprintln!("error: health check of {} failed: {e}", args.server);
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!(
-                "error: health check of {} timed out after {timeout:?}",
-                args.server
-            );
-            ExitCode::FAILURE
-        }
     }
 }
 

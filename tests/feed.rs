@@ -502,18 +502,20 @@ async fn from_time_starts_at_the_first_event_recorded_then() {
     let server = TestServer::start().await;
     ingest_all(&server, variants(0..5)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let now = std::time::SystemTime::now();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = pbjson_types::Timestamp {
+        seconds: since_epoch.as_secs() as i64,
+        nanos: since_epoch.subsec_nanos() as i32,
+    };
     tokio::time::sleep(Duration::from_millis(50)).await;
     ingest_all(&server, variants(5..8)).await;
-    let mut feed = subscribe(
-        &mut server.feed_client().await,
-        start(Start::FromTime(now.into())),
-    )
-    .await;
+    let mut feed = subscribe(&mut server.feed_client().await, start(Start::FromTime(now))).await;
     let event = next_event(&mut feed).await;
     assert_eq!(event.cursor, 6);
-    let recorded = std::time::SystemTime::try_from(event.timestamp.unwrap()).unwrap();
-    assert!(recorded >= now);
+    let recorded = event.timestamp.unwrap();
+    assert!((recorded.seconds, recorded.nanos) >= (now.seconds, now.nanos));
     server.stop().await;
 }
 

@@ -503,11 +503,11 @@ async fn list_pages_newest_first_with_filters() {
         .seconds;
     let window = articles
         .list_articles(pb::ListArticlesRequest {
-            published_after: Some(prost_types::Timestamp {
+            published_after: Some(pbjson_types::Timestamp {
                 seconds: base + 60,
                 nanos: 0,
             }),
-            published_before: Some(prost_types::Timestamp {
+            published_before: Some(pbjson_types::Timestamp {
                 seconds: base + 180,
                 nanos: 0,
             }),
@@ -538,7 +538,7 @@ async fn list_rejects_bad_requests_field_by_field() {
         .into_inner();
     assert!(!first.next_page_token.is_empty());
 
-    let t = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let t = |seconds| Some(pbjson_types::Timestamp { seconds, nanos: 0 });
     let cases = [
         (
             pb::ListArticlesRequest {

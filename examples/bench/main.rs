@@ -346,7 +346,7 @@ impl Seed {
                 body: paragraphs.join("\n\n"),
                 language: "ar".into(),
                 // 2016-07-01T00:00:00Z plus i seconds.
-                published_at: Some(prost_types::Timestamp {
+                published_at: Some(pbjson_types::Timestamp {
                     seconds: 1_467_331_200 + i as i64,
                     nanos: 0,
                 }),

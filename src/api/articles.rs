@@ -37,7 +37,7 @@ fn parse_id(field: &str, raw: &str) -> Result<ArticleId> {
         .map_err(|e: crate::domain::ParseIdError| Error::invalid_field(field, e.to_string()))
 }
 
-fn bound(field: &str, raw: Option<prost_types::Timestamp>) -> Result<Option<Timestamp>> {
+fn bound(field: &str, raw: Option<pbjson_types::Timestamp>) -> Result<Option<Timestamp>> {
     raw.map(|t| {
         Timestamp::new(t.seconds, t.nanos).ok_or_else(|| {
             Error::invalid_field(field, "must be a valid time between years 0001 and 9999")

@@ -63,7 +63,7 @@ pub fn article_draft(article: pb::Article) -> ArticleDraft {
 }
 
 /// A timestamp as sent, before range checks.
-pub fn timestamp_draft(t: prost_types::Timestamp) -> TimestampDraft {
+pub fn timestamp_draft(t: pbjson_types::Timestamp) -> TimestampDraft {
     TimestampDraft {
         seconds: t.seconds,
         nanos: t.nanos,
@@ -71,8 +71,8 @@ pub fn timestamp_draft(t: prost_types::Timestamp) -> TimestampDraft {
 }
 
 /// A domain timestamp as protobuf.
-pub fn timestamp_pb(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub fn timestamp_pb(t: Timestamp) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
         seconds: t.seconds(),
         // Always below 1e9.
         nanos: t.nanos() as i32,

@@ -19,7 +19,6 @@ use khabar::{
     },
     server::{self, ServerConfig, ServerError, Telemetry},
 };
-use serde_json::Value;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -257,75 +256,7 @@ impl TestServer {
 
 /// Builds an IngestRequest from proto3 JSON as grpcurl would send it (the fixtures' form).
 pub fn ingest_request_from_json(json: &str) -> pb::IngestRequest {
-    let value: Value = serde_json::from_str(json).expect("fixture is JSON");
-    pb::IngestRequest {
-        article: value.get("article").map(article_from_json),
-    }
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn texts(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn timestamp(v: &Value, key: &str) -> Option<prost_types::Timestamp> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(|s| s.parse().expect("RFC 3339 timestamp"))
-}
-
-fn article_from_json(v: &Value) -> pb::Article {
-    pb::Article {
-        source: v.get("source").map(|s| pb::Source {
-            id: text(s, "id"),
-            name: text(s, "name"),
-            url: text(s, "url"),
-        }),
-        uri: text(v, "uri"),
-        headline: text(v, "headline"),
-        summary: text(v, "summary"),
-        body: text(v, "body"),
-        language: text(v, "language"),
-        published_at: timestamp(v, "publishedAt"),
-        updated_at: timestamp(v, "updatedAt"),
-        authors: texts(v, "authors"),
-        section: text(v, "section"),
-        tags: texts(v, "tags"),
-        places: texts(v, "places"),
-        organisations: texts(v, "organisations"),
-        people: texts(v, "people"),
-        info_sources: v
-            .get("infoSources")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|i| pb::InfoSource {
-                        name: text(i, "name"),
-                        uri: text(i, "uri"),
-                        role: text(i, "role"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        view_count: text(v, "viewCount").parse().unwrap_or_default(),
-        ..pb::Article::default()
-    }
+    serde_json::from_str(json).expect("fixture is a proto3 JSON IngestRequest")
 }
 
 /// The real Arabic seed article, as its fixture request.

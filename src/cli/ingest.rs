@@ -1,0 +1,238 @@
+//! `khabar ingest FILE|-`: sends every item through one IngestStream, at most `--window` ahead
+//! of their acknowledgements, and reports each rejection and a summary.
+
+use std::{
+    fs::File,
+    io::{BufReader, IsTerminal, Write},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{
+    EXIT_REFUSED, EXIT_USAGE, connect_error, describe,
+    input::{Item, Position, read_items},
+    usage_error,
+};
+use crate::{
+    config::IngestArgs,
+    pb::khabar::v1::{self as pb, IngestOutcome},
+};
+
+/// What the response loop handles next, in input order.
+enum Pending {
+    /// Rejected before sending.
+    Local(Position, String),
+    /// Sent; its response is the next one on the stream.
+    Sent(Position),
+}
+
+/// Counts of outcomes.
+#[derive(Debug, Default)]
+struct Summary {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    counters_updated: u64,
+    rejected: u64,
+}
+
+impl Summary {
+    fn total(&self) -> u64 {
+        self.created + self.updated + self.unchanged + self.counters_updated + self.rejected
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} created, {} updated, {} unchanged, {} counters updated, {} rejected ({} items)",
+            self.created,
+            self.updated,
+            self.unchanged,
+            self.counters_updated,
+            self.rejected,
+            self.total()
+        )
+    }
+}
+
+/// A self-rewriting progress line on standard error, shown only on a terminal.
+struct Progress {
+    shown: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            shown: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, summary: &Summary) {
+        if self.shown && self.last.elapsed() >= Duration::from_millis(100) {
+            self.last = Instant::now();
+            eprint!("\r\x1b[2K{summary}");
+        }
+    }
+
+    fn clear(&self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Prints a rejection on standard error: the field violations one per line when there are
+/// any (the status message repeats them), the message otherwise.
+fn report_rejection(
+    progress: &Progress,
+    position: Position,
+    reason: &str,
+    violations: &[pb::FieldViolation],
+) {
+    progress.clear();
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{position}: rejected: {reason}");
+    for violation in violations {
+        let _ = writeln!(stderr, "  {}: {}", violation.field, violation.description);
+    }
+}
+
+/// Runs `khabar ingest`.
+pub async fn ingest(args: IngestArgs) -> ExitCode {
+    let input: Box<dyn std::io::BufRead + Send> = if args.input == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        match File::open(&args.input) {
+            Ok(file) => Box::new(BufReader::new(file)),
+            Err(e) => return usage_error(format!("cannot open {}: {e}", args.input)),
+        }
+    };
+    let connection = match args.client.connect().await {
+        Ok(connection) => connection,
+        Err(e) => return connect_error(e),
+    };
+
+    let window = usize::from(args.window);
+    // The reader runs on its own thread: file and stdin reads block.
+    let (items_tx, mut items_rx) = mpsc::channel::<Item>(window);
+    let reader =
+        std::thread::spawn(move || read_items(input, |item| items_tx.blocking_send(item).is_ok()));
+
+    let (requests_tx, requests_rx) = mpsc::channel::<pb::IngestRequest>(window);
+    let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(window * 4);
+    let in_flight = Arc::new(Semaphore::new(window));
+    let dispatcher_permits = in_flight.clone();
+    let dispatcher = tokio::spawn(async move {
+        while let Some(item) = items_rx.recv().await {
+            let pending = match item.request {
+                Ok(request) => {
+                    let Ok(permit) = dispatcher_permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    // Given back by the response loop when the answer arrives.
+                    permit.forget();
+                    if pending_tx.send(Pending::Sent(item.position)).await.is_err()
+                        || requests_tx.send(request).await.is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Err(message) => Pending::Local(item.position, message),
+            };
+            if pending_tx.send(pending).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut client = connection.ingest();
+    let mut responses = match client.ingest_stream(ReceiverStream::new(requests_rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            dispatcher.abort();
+            return usage_error(format!(
+                "the server refused the ingest stream: {}",
+                describe(&status)
+            ));
+        }
+    };
+
+    let mut summary = Summary::default();
+    let mut progress = Progress::new();
+    let mut failure = None;
+    while let Some(pending) = pending_rx.recv().await {
+        match pending {
+            Pending::Local(position, message) => {
+                summary.rejected += 1;
+                report_rejection(&progress, position, &message, &[]);
+            }
+            Pending::Sent(position) => {
+                let response = match responses.message().await {
+                    Ok(Some(response)) => response,
+                    Ok(None) => {
+                        failure = Some(format!(
+                            "the server ended the stream before answering {position}"
+                        ));
+                        break;
+                    }
+                    Err(status) => {
+                        failure = Some(format!(
+                            "the stream failed at {position}: {}",
+                            describe(&status)
+                        ));
+                        break;
+                    }
+                };
+                in_flight.add_permits(1);
+                match response.outcome() {
+                    IngestOutcome::Created => summary.created += 1,
+                    IngestOutcome::Updated => summary.updated += 1,
+                    IngestOutcome::Unchanged => summary.unchanged += 1,
+                    IngestOutcome::CountersUpdated => summary.counters_updated += 1,
+                    IngestOutcome::Rejected | IngestOutcome::Unspecified => {
+                        summary.rejected += 1;
+                        let error = response.error.unwrap_or_default();
+                        let code = tonic::Code::from_i32(error.code);
+                        let reason = if error.violations.is_empty() {
+                            format!("{code:?}: {}", error.message)
+                        } else {
+                            format!("{code:?}: {} field violation(s)", error.violations.len())
+                        };
+                        report_rejection(&progress, position, &reason, &error.violations);
+                    }
+                }
+            }
+        }
+        progress.update(&summary);
+    }
+    progress.clear();
+    dispatcher.abort();
+    drop(pending_rx);
+
+    println!("{summary}");
+    if let Some(failure) = failure {
+        eprintln!("error: {failure}; the items before it were acknowledged as counted above");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match reader.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return usage_error(format!("reading {} failed: {e}", args.input));
+        }
+        Err(_) => return usage_error("the input reader failed"),
+    }
+    if summary.rejected > 0 {
+        ExitCode::from(EXIT_REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

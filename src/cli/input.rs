@@ -1,0 +1,258 @@
+//! Input of `khabar ingest`: NDJSON (one item per line, read as it comes), one JSON document,
+//! or a JSON array of items. An item is an article or an ingest request `{"article": {...}}`
+//! in proto3 JSON (camelCase or the proto's own field names).
+
+use std::{fmt, io::BufRead};
+
+use serde_json::Value;
+
+use crate::pb::khabar::v1 as pb;
+
+/// Where an item was in the input, for reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line of an NDJSON input.
+    Line(usize),
+    /// 1-based index in a JSON array.
+    Index(usize),
+    /// The single JSON document of the input.
+    Document,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Line(line) => write!(f, "line {line}"),
+            Position::Index(index) => write!(f, "item {index}"),
+            Position::Document => f.write_str("document"),
+        }
+    }
+}
+
+/// One item of the input, parsed or not.
+#[derive(Debug)]
+pub struct Item {
+    /// Where it was.
+    pub position: Position,
+    /// The request to send, or why the item cannot be sent.
+    pub request: Result<pb::IngestRequest, String>,
+}
+
+/// Turns one JSON value into an ingest request.
+pub fn parse_item(value: Value) -> Result<pb::IngestRequest, String> {
+    match &value {
+        Value::Object(fields) if fields.contains_key("article") => {
+            serde_json::from_value::<pb::IngestRequest>(value)
+                .map_err(|e| format!("not a valid ingest request: {e}"))
+        }
+        Value::Object(_) => serde_json::from_value::<pb::Article>(value)
+            .map(|article| pb::IngestRequest {
+                article: Some(article),
+            })
+            .map_err(|e| format!("not a valid article: {e}")),
+        _ => Err("expected a JSON object: an article or {\"article\": {...}}".to_owned()),
+    }
+}
+
+fn parse_line(line: &str) -> Result<pb::IngestRequest, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    parse_item(value)
+}
+
+/// Reads every item of `input` in order, handing each to `sink`; stops early when `sink`
+/// returns false. NDJSON is read line by line; a document or an array is read whole.
+pub fn read_items(
+    mut input: impl BufRead,
+    mut sink: impl FnMut(Item) -> bool,
+) -> std::io::Result<()> {
+    let mut line = String::new();
+    let mut line_number = 0;
+    // The first non-blank line decides: a complete JSON value alone means NDJSON.
+    let first = loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        line_number += 1;
+        if !line.trim().is_empty() {
+            break line.clone();
+        }
+    };
+    if serde_json::from_str::<Value>(&first).is_ok() {
+        if !sink(Item {
+            position: Position::Line(line_number),
+            request: parse_line(&first),
+        }) {
+            return Ok(());
+        }
+        loop {
+            line.clear();
+            if input.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            line_number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if !sink(Item {
+                position: Position::Line(line_number),
+                request: parse_line(&line),
+            }) {
+                return Ok(());
+            }
+        }
+    }
+
+    let first_line = line_number;
+    let mut document = first;
+    input.read_to_string(&mut document)?;
+    match serde_json::from_str::<Value>(&document) {
+        Ok(Value::Array(items)) => {
+            for (index, value) in items.into_iter().enumerate() {
+                if !sink(Item {
+                    position: Position::Index(index + 1),
+                    request: parse_item(value),
+                }) {
+                    break;
+                }
+            }
+        }
+        Ok(value) => {
+            sink(Item {
+                position: Position::Document,
+                request: parse_item(value),
+            });
+        }
+        // Not one document: NDJSON whose first line is broken. Report each line on its own.
+        Err(_) if document.lines().skip(1).any(is_json_line) => {
+            for (offset, text) in document.lines().enumerate() {
+                if text.trim().is_empty() {
+                    continue;
+                }
+                if !sink(Item {
+                    position: Position::Line(first_line + offset),
+                    request: parse_line(text),
+                }) {
+                    break;
+                }
+            }
+        }
+        Err(e) => {
+            sink(Item {
+                position: Position::Document,
+                request: Err(format!("not JSON: {e}")),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_json_line(line: &str) -> bool {
+    !line.trim().is_empty() && serde_json::from_str::<Value>(line).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARTICLE: &str = r#"{"source":{"id":"s","name":"S"},"uri":"urn:x:1","headline":"خبر","publishedAt":"2016-07-01T00:00:00Z","viewCount":"7"}"#;
+
+    fn items(input: &str) -> Vec<(Position, Result<String, String>)> {
+        let mut out = Vec::new();
+        read_items(input.as_bytes(), |item| {
+            let request = item
+                .request
+                .map(|r| r.article.map(|a| a.headline).unwrap_or_default());
+            out.push((item.position, request));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn ndjson_lines_are_articles_or_requests_and_blank_lines_are_skipped() {
+        let input = format!("{ARTICLE}\n\n{{\"article\":{ARTICLE}}}\n");
+        let got = items(&input);
+        assert_eq!(
+            got,
+            vec![
+                (Position::Line(1), Ok("خبر".to_owned())),
+                (Position::Line(3), Ok("خبر".to_owned())),
+            ]
+        );
+    }
+
+    #[test]
+    fn snake_case_names_and_timestamps_are_read() {
+        let request = parse_line(
+            r#"{"article":{"headline":"h","published_at":"2016-07-01T10:00:00+02:00","view_count":3}}"#,
+        )
+        .unwrap();
+        let article = request.article.unwrap();
+        assert_eq!(article.view_count, 3);
+        assert_eq!(article.published_at.unwrap().seconds, 1_467_360_000);
+    }
+
+    #[test]
+    fn a_pretty_document_is_one_item() {
+        let input = "{\n  \"article\": {\n    \"headline\": \"عاجل\"\n  }\n}\n";
+        assert_eq!(
+            items(input),
+            vec![(Position::Document, Ok("عاجل".to_owned()))]
+        );
+    }
+
+    #[test]
+    fn an_array_gives_indexed_items() {
+        let input = format!("[\n {ARTICLE},\n 42\n]");
+        let got = items(&input);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (Position::Index(1), Ok("خبر".to_owned())));
+        assert_eq!(got[1].0, Position::Index(2));
+        assert!(
+            got[1]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("expected a JSON object")
+        );
+    }
+
+    #[test]
+    fn broken_lines_are_reported_and_the_rest_goes_on() {
+        let input = format!("not json\n{ARTICLE}\n{{\"uri\": 5}}\n{{\"headline\":\n");
+        let got = items(&input);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].0, Position::Line(1));
+        assert!(got[0].1.as_ref().unwrap_err().starts_with("not JSON"));
+        assert_eq!(got[1], (Position::Line(2), Ok("خبر".to_owned())));
+        assert!(
+            got[2]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("not a valid article"),
+            "{got:?}"
+        );
+        assert_eq!(got[3].0, Position::Line(4));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_not_silently_dropped() {
+        let err = parse_line(r#"{"headlin":"typo"}"#).unwrap_err();
+        assert!(err.contains("headlin"), "{err}");
+    }
+
+    #[test]
+    fn empty_input_has_no_items_and_the_sink_can_stop_early() {
+        assert!(items("\n  \n").is_empty());
+        let mut seen = 0;
+        read_items(format!("{ARTICLE}\n{ARTICLE}\n").as_bytes(), |_| {
+            seen += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(seen, 1);
+    }
+}

@@ -1,0 +1,86 @@
+//! The client commands of the `khabar` binary: `ingest`, `get`, `tail`, `health` and
+//! `hash-token`. They speak to a server only through its public gRPC API.
+
+mod get;
+mod ingest;
+mod input;
+mod tail;
+
+use std::{process::ExitCode, time::Duration};
+
+use tonic::Status;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+pub use get::get;
+pub use ingest::ingest;
+pub use tail::tail;
+
+use crate::{auth, client::ClientError, config::HealthArgs};
+
+/// Exit code when the server answered with an error or rejected input.
+const EXIT_REFUSED: u8 = 1;
+/// Exit code for usage, configuration and connection problems.
+const EXIT_USAGE: u8 = 2;
+
+fn usage_error(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn connect_error(error: ClientError) -> ExitCode {
+    usage_error(error)
+}
+
+/// One line for a status: its code name and message.
+fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// `khabar health`: exit 0 when the server reports SERVING.
+pub async fn health(args: HealthArgs) -> ExitCode {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let server = args.client.server.clone();
+    let check = async {
+        let connection = args.client.connect().await.map_err(|e| e.to_string())?;
+        let response = connection
+            .health()
+            .check(HealthCheckRequest {
+                service: args.service.clone(),
+            })
+            .await
+            .map_err(|status| describe(&status))?;
+        Ok::<_, String>(response.into_inner().status())
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(ServingStatus::Serving)) => {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            println!("{}", status.as_str_name());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: health check of {server} failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("error: health check of {server} timed out after {timeout:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `khabar hash-token`: reads a token from standard input and prints its configured form.
+pub fn hash_token() -> ExitCode {
+    let mut token = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut token) {
+        return usage_error(format!("cannot read the token from standard input: {e}"));
+    }
+    let token = token.trim_end_matches(['\r', '\n']);
+    if let Err(problem) = auth::check_token_strength(token) {
+        return usage_error(problem);
+    }
+    println!("{}", auth::hashed_token_entry(token));
+    ExitCode::SUCCESS
+}
