@@ -12,6 +12,7 @@ use tonic::{
 };
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::config::{UnreadableFile, read_file};
 use crate::pb::khabar::v1::{
     article_service_client::ArticleServiceClient, feed_service_client::FeedServiceClient,
     ingest_service_client::IngestServiceClient,
@@ -74,15 +75,8 @@ pub enum ClientError {
         reason: String,
     },
     /// A file named by an option cannot be read.
-    #[error("{option}: cannot read {}: {source}", path.display())]
-    Unreadable {
-        /// The option.
-        option: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableFile),
     /// The token cannot be sent as metadata.
     #[error("the bearer token may only hold printable ASCII characters")]
     InvalidToken,
@@ -149,20 +143,12 @@ impl Connection {
     }
 }
 
-fn read(option: &'static str, path: &PathBuf) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::Unreadable {
-        option,
-        path: path.clone(),
-        source,
-    })
-}
-
 impl ClientArgs {
     fn bearer(&self) -> Result<Bearer, ClientError> {
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => Some(token.trim().to_owned()),
             (None, Some(path)) => {
-                let bytes = read("--token-file", path)?;
+                let bytes = read_file("--token-file", path)?;
                 let text = String::from_utf8(bytes).map_err(|_| ClientError::InvalidToken)?;
                 Some(text.lines().next().unwrap_or_default().trim().to_owned())
             }
@@ -193,14 +179,14 @@ impl ClientArgs {
                 let mut tls = ClientTlsConfig::new();
                 tls = match &self.ca_cert {
                     Some(path) => {
-                        tls.ca_certificate(Certificate::from_pem(read("--ca-cert", path)?))
+                        tls.ca_certificate(Certificate::from_pem(read_file("--ca-cert", path)?))
                     }
                     None => tls.with_native_roots(),
                 };
                 if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
                     tls = tls.identity(Identity::from_pem(
-                        read("--client-cert", cert)?,
-                        read("--client-key", key)?,
+                        read_file("--client-cert", cert)?,
+                        read_file("--client-key", key)?,
                     ));
                 }
                 if let Some(name) = &self.tls_server_name {

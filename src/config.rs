@@ -232,15 +232,8 @@ pub struct ServeArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file named by an option cannot be read.
-    #[error("{option}: cannot read {}: {source}", path.display())]
-    Unreadable {
-        /// The option naming the file.
-        option: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Unreadable(#[from] UnreadableFile),
     /// Token configuration is invalid.
     #[error(transparent)]
     Tokens(#[from] TokenConfigError),
@@ -316,8 +309,21 @@ impl std::fmt::Debug for TlsSettings {
     }
 }
 
-fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+/// A file named by an option (of the server or of a client command) that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{option}: cannot read {}: {source}", path.display())]
+pub struct UnreadableFile {
+    /// The option naming the file.
+    pub option: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Reads the file that `option` names.
+pub fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>, UnreadableFile> {
+    std::fs::read(path).map_err(|source| UnreadableFile {
         option,
         path: path.to_owned(),
         source,

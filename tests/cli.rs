@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{ChildServer, WAIT};
+use common::{ChildServer, WAIT, run_bounded};
 
 fn khabar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_khabar"))
@@ -183,21 +183,12 @@ fn unusable_tls_material_fails_at_start() {
 #[test]
 fn hash_token_prints_the_configured_form() {
     let run = |token: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
-            .arg("hash-token")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(token.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_khabar")).arg("hash-token"),
+            Some(token),
+            WAIT,
+        )
+        .unwrap()
     };
     let out = run("0123456789abcdef\n");
     assert!(out.status.success(), "{out:?}");

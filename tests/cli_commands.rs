@@ -4,13 +4,11 @@
 mod common;
 
 use std::{
-    io::Write,
     process::{Command, Output, Stdio},
     sync::Arc,
-    time::Instant,
 };
 
-use common::{TestServer, WAIT, fixture, fixture_text};
+use common::{TestServer, WAIT, fixture, fixture_text, run_bounded};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     config::TlsSettings,
@@ -20,31 +18,15 @@ use tonic::transport::{Certificate, ClientTlsConfig};
 
 /// Runs `khabar ARGS` with `stdin`, killing it if it outlives [`WAIT`].
 fn khabar(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
-        .args(args)
-        .env_remove("KHABAR_SERVER")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run khabar");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin piped");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    let started = Instant::now();
-    while child.try_wait().expect("poll khabar").is_none() {
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("khabar {args:?} did not finish in {WAIT:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("collect output")
+    run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_khabar"))
+            .args(args)
+            .env_remove("KHABAR_SERVER")
+            .stdin(Stdio::null()),
+        stdin,
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("khabar {args:?}: {e}"))
 }
 
 fn stdout(out: &Output) -> String {

@@ -19,15 +19,14 @@ mod common;
 use std::{
     ffi::OsStr,
     fs::File,
-    io::{self, Read},
+    io,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    thread::JoinHandle,
+    process::{Command, Output, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{fixture, grpcurl_binary};
+use common::{fixture, grpcurl_binary, run_bounded};
 use serde_json::Value;
 
 /// Longest wait for a container to be reported healthy.
@@ -42,44 +41,6 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 const BUILD_LIMIT: Duration = Duration::from_secs(600);
 /// The non-root user of the default base image (distroless `nonroot`).
 const NONROOT: &str = "65532";
-
-/// Runs `command` (its standard output and error captured) and kills it if it takes longer than
-/// `limit`.
-fn run_bounded(command: &mut Command, limit: Duration) -> io::Result<Output> {
-    fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    }
-    let mut child: Child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = drain(child.stdout.take().expect("stdout is piped"));
-    let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{command:?} did not finish within {limit:?}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
-}
 
 fn describe(output: &Output) -> String {
     format!(
@@ -128,6 +89,7 @@ fn find_docker() -> Result<DockerCli, String> {
         let run = |args: &[&str]| {
             run_bounded(
                 Command::new(&path).args(args).stdin(Stdio::null()),
+                None,
                 Duration::from_secs(30),
             )
         };
@@ -184,7 +146,7 @@ impl Docker {
     }
 
     fn output<S: AsRef<OsStr>>(&self, args: &[S], limit: Duration) -> io::Result<Output> {
-        run_bounded(&mut self.command(args), limit)
+        run_bounded(&mut self.command(args), None, limit)
     }
 
     /// Runs docker and returns its trimmed standard output; fails the test if it fails.
@@ -314,7 +276,7 @@ impl Drop for Docker {
 /// to run: its shared libraries and the dynamic loader, CA certificates, `/etc/passwd` and
 /// `/etc/group` with root and nonroot (65532), `/home/nonroot` and `/tmp`.
 fn assemble_base(binary: &Path, root: &Path) {
-    let ldd = run_bounded(Command::new("ldd").arg(binary), COMMAND_LIMIT).expect("run ldd");
+    let ldd = run_bounded(Command::new("ldd").arg(binary), None, COMMAND_LIMIT).expect("run ldd");
     assert!(ldd.status.success(), "ldd failed: {}", describe(&ldd));
     let mut files: Vec<PathBuf> = String::from_utf8_lossy(&ldd.stdout)
         .split_whitespace()
@@ -375,7 +337,7 @@ fn pack(root: &Path, tar: &Path) {
         .arg(root)
         .arg("./home/nonroot");
     for command in [&mut create, &mut append] {
-        let out = run_bounded(command, COMMAND_LIMIT).expect("run tar");
+        let out = run_bounded(command, None, COMMAND_LIMIT).expect("run tar");
         assert!(out.status.success(), "tar failed: {}", describe(&out));
     }
 }
@@ -386,6 +348,7 @@ fn grpcurl(addr: &str, method: &str, data: &str, stdin: Stdio) -> Value {
         Command::new(grpcurl_binary())
             .args(["-plaintext", "-max-time", "20", "-d", data, addr, method])
             .stdin(stdin),
+        None,
         COMMAND_LIMIT,
     )
     .unwrap_or_else(|e| panic!("grpcurl {method}: {e}"));

@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+use std::process::{Command, Output, Stdio};
 
-use common::{SERVICES, TestServer, fixture_text, grpcurl_binary};
+use common::{SERVICES, TestServer, WAIT, fixture_text, grpcurl_binary, run_bounded};
 use serde_json::Value;
 
 struct Grpcurl {
@@ -18,27 +15,16 @@ struct Grpcurl {
 
 impl Grpcurl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(&self.binary)
-            .args(["-plaintext", "-max-time", "20", "-format-error"])
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("grpcurl runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().expect("grpcurl finishes")
+        run_bounded(
+            Command::new(&self.binary)
+                .args(["-plaintext", "-max-time", "20", "-format-error"])
+                .args(args)
+                .stdin(Stdio::null()),
+            stdin,
+            // Beyond grpcurl's own -max-time.
+            2 * WAIT,
+        )
+        .expect("grpcurl finishes")
     }
 
     /// Calls `method` with the JSON body and returns the parsed response; panics on failure.

