@@ -23,6 +23,19 @@ fn main() -> Result<(), Box<dyn Error>> {
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_protos(PROTOS, &["proto"])?;
+    // FeedService's server a second time, sending `crate::api::EncodedFeedEvent` (a FeedEvent
+    // around stored article bytes) instead of the generated `FeedEvent`; every other type is the
+    // one generated above. Clients keep the ordinary generated code.
+    let raw_dir = out_dir.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&raw_dir)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .extern_path(".khabar.v1", "crate::pb::khabar::v1")
+        .extern_path(".khabar.v1.FeedEvent", "crate::api::EncodedFeedEvent")
+        .compile_protos(&["proto/khabar/v1/feed.proto"], &["proto"])?;
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?

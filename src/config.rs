@@ -160,9 +160,20 @@ pub struct ServeArgs {
     )]
     pub max_message_bytes: usize,
 
-    /// Size of sled's page cache, in bytes.
-    #[arg(long, env = "KHABAR_CACHE_BYTES", default_value_t = 256 << 20)]
+    /// Size of the index's page cache (sled), in bytes.
+    #[arg(long, env = "KHABAR_CACHE_BYTES", default_value_t = 64 << 20)]
     pub cache_bytes: u64,
+
+    /// How often the index is made durable, in milliseconds. Writes are durable in the log
+    /// before they are acknowledged whatever this is; it bounds how much of the log is applied
+    /// to the index again after a crash.
+    #[arg(
+        long,
+        env = "KHABAR_INDEX_CHECKPOINT_MS",
+        default_value_t = 2_000,
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000),
+    )]
+    pub index_checkpoint_ms: u64,
 
     /// Longest silence on an idle feed, in milliseconds, before a checkpoint is sent.
     #[arg(

@@ -29,6 +29,7 @@ pub mod feed;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod wire;
 
 /// Code generated from the protobuf definitions in `proto/`.
 pub mod pb {
@@ -40,6 +41,13 @@ pub mod pb {
             tonic::include_proto!("khabar.v1");
             include!(concat!(env!("OUT_DIR"), "/khabar.v1.serde.rs"));
         }
+    }
+
+    /// The server side of `khabar.v1.FeedService`, generated a second time so that feeds send
+    /// [`crate::api::EncodedFeedEvent`] (stored article bytes as they are) where the generated
+    /// code of [`khabar::v1`] would encode a `FeedEvent` from its fields.
+    pub mod raw {
+        tonic::include_proto!("raw/khabar.v1");
     }
 
     /// Encoded descriptors of every khabar proto file, for server reflection.

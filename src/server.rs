@@ -20,9 +20,10 @@ use crate::{
     pb::{
         self,
         khabar::v1::{
-            article_service_server::ArticleServiceServer, feed_service_server::FeedServiceServer,
+            article_service_server::ArticleServiceServer,
             ingest_service_server::IngestServiceServer,
         },
+        raw::feed_service_server::FeedServiceServer,
     },
     store::{SledStore, SledStoreConfig, StoreError},
 };
@@ -34,8 +35,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
-    /// sled page cache size.
+    /// Index page cache size.
     pub cache_bytes: u64,
+    /// How often the index is made durable.
+    pub index_checkpoint: Duration,
     /// Longest silence on an idle feed before a checkpoint.
     pub feed_heartbeat: Duration,
     /// How long shutdown waits for open calls before dropping them.
@@ -53,6 +56,7 @@ impl ServerConfig {
             data_dir: args.data_dir.clone(),
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
+            index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
             feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             tls: args.tls()?,
@@ -65,7 +69,8 @@ impl ServerConfig {
         Self {
             data_dir,
             max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
-            cache_bytes: 256 << 20,
+            cache_bytes: 64 << 20,
+            index_checkpoint: Duration::from_secs(2),
             feed_heartbeat: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
@@ -150,8 +155,9 @@ pub async fn serve(
         builder = builder.tls_config(tls_config).map_err(ServerError::Tls)?;
     }
     let store_config = SledStoreConfig {
-        path: config.data_dir.clone(),
         cache_capacity_bytes: config.cache_bytes,
+        checkpoint_interval: config.index_checkpoint,
+        ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays sled's log, which blocks.
     let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;

@@ -169,11 +169,8 @@ async fn ingest_until_killed(
 /// Checks the data directory directly with the store: the log is gap-free and holds every
 /// acknowledged write exactly once. Returns the head cursor.
 async fn check_store(data_dir: &Path, acks: &[Ack], confirmed_consumer_ack: u64) -> u64 {
-    let store = SledStore::open(&SledStoreConfig {
-        path: data_dir.to_owned(),
-        cache_capacity_bytes: 64 << 20,
-    })
-    .expect("reopen after kill");
+    let store =
+        SledStore::open(&SledStoreConfig::new(data_dir.to_owned())).expect("reopen after kill");
     let head = *store.durable_head().borrow();
     let consumer = store
         .consumer(CONSUMER.into())
@@ -196,18 +193,26 @@ async fn check_store(data_dir: &Path, acks: &[Ack], confirmed_consumer_ack: u64)
         "log cursors are 1..=head with no gap"
     );
 
+    let articles: Vec<_> = events
+        .iter()
+        .map(|e| e.decode_article().expect("logged article decodes"))
+        .collect();
     let mut by_version = HashSet::new();
     let mut created_per_uri: HashMap<&str, usize> = HashMap::new();
-    for event in &events {
+    for (event, article) in events.iter().zip(&articles) {
         assert!(
-            by_version.insert((event.article.id, event.article.version)),
+            by_version.insert((article.id, article.version)),
             "event for {} v{} logged twice",
-            event.article.id,
-            event.article.version
+            article.id,
+            article.version
+        );
+        assert_eq!(
+            (event.header.id, event.header.version),
+            (article.id, article.version)
         );
         if event.kind == EventKind::Created {
             *created_per_uri
-                .entry(event.article.content.uri.as_str())
+                .entry(article.content.uri.as_str())
                 .or_default() += 1;
         }
     }
@@ -217,23 +222,19 @@ async fn check_store(data_dir: &Path, acks: &[Ack], confirmed_consumer_ack: u64)
     );
 
     for ack in acks {
-        let event = events
+        let (event, article) = events
             .get(ack.cursor as usize - 1)
+            .zip(articles.get(ack.cursor as usize - 1))
             .unwrap_or_else(|| panic!("acknowledged cursor {} lost (head {head})", ack.cursor));
-        assert_eq!(
-            event.article.id.to_string(),
-            ack.id,
-            "cursor {}",
-            ack.cursor
-        );
-        assert_eq!(event.article.content.uri, ack.uri);
+        assert_eq!(article.id.to_string(), ack.id, "cursor {}", ack.cursor);
+        assert_eq!(article.content.uri, ack.uri);
         match ack.outcome {
             IngestOutcome::Created => {
-                assert_eq!((event.kind, event.article.version), (EventKind::Created, 1));
+                assert_eq!((event.kind, article.version), (EventKind::Created, 1));
             }
             IngestOutcome::Updated => {
                 assert_eq!(
-                    (event.kind, event.article.version),
+                    (event.kind, article.version),
                     (EventKind::Updated, ack.version)
                 );
             }

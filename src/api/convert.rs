@@ -1,11 +1,9 @@
 //! Conversions between protobuf messages and domain types. Every message is destructured field
 //! by field, so a field added to the proto does not compile until it is handled here.
 
+pub use crate::wire::{article_pb, timestamp_pb};
 use crate::{
-    domain::{
-        Article, ArticleDraft, ArticleStatus, InfoSourceDraft, SourceDraft, Timestamp,
-        TimestampDraft,
-    },
+    domain::{ArticleDraft, InfoSourceDraft, SourceDraft, TimestampDraft},
     pb::khabar::v1 as pb,
     store::{IngestOutcome, IngestReceipt},
 };
@@ -67,77 +65,6 @@ pub fn timestamp_draft(t: pbjson_types::Timestamp) -> TimestampDraft {
     TimestampDraft {
         seconds: t.seconds,
         nanos: t.nanos,
-    }
-}
-
-/// A domain timestamp as protobuf.
-pub fn timestamp_pb(t: Timestamp) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: t.seconds(),
-        // Always below 1e9.
-        nanos: t.nanos() as i32,
-    }
-}
-
-/// A stored article as protobuf.
-pub fn article_pb(article: Article) -> pb::Article {
-    let Article {
-        id,
-        content,
-        view_count,
-        version,
-        status,
-        content_hash,
-        ingested_at,
-        first_ingested_at,
-        cursor,
-        retraction,
-    } = article;
-    let status = match status {
-        ArticleStatus::Usable => pb::ArticleStatus::Usable,
-        ArticleStatus::Withheld => pb::ArticleStatus::Withheld,
-        ArticleStatus::Canceled => pb::ArticleStatus::Canceled,
-    };
-    pb::Article {
-        id: id.to_string(),
-        source: Some(pb::Source {
-            id: content.source.id,
-            name: content.source.name,
-            url: content.source.url,
-        }),
-        uri: content.uri,
-        headline: content.headline,
-        summary: content.summary,
-        body: content.body,
-        language: content.language,
-        published_at: Some(timestamp_pb(content.published_at)),
-        updated_at: content.updated_at.map(timestamp_pb),
-        authors: content.authors,
-        section: content.section,
-        tags: content.tags,
-        places: content.places,
-        organisations: content.organisations,
-        people: content.people,
-        info_sources: content
-            .info_sources
-            .into_iter()
-            .map(|i| pb::InfoSource {
-                name: i.name,
-                uri: i.uri,
-                role: i.role,
-            })
-            .collect(),
-        view_count,
-        ingested_at: Some(timestamp_pb(ingested_at)),
-        version,
-        status: status.into(),
-        content_hash: content_hash.to_string(),
-        first_ingested_at: Some(timestamp_pb(first_ingested_at)),
-        cursor,
-        retraction: retraction.map(|r| pb::Retraction {
-            reason: r.reason,
-            retracted_at: Some(timestamp_pb(r.retracted_at)),
-        }),
     }
 }
 

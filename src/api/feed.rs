@@ -6,16 +6,16 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::{
-    convert::{article_pb, timestamp_pb},
-    filters::article_filter,
-};
+use super::{EncodedFeedEvent, convert::timestamp_pb, filters::article_filter};
 use crate::{
     domain::Timestamp,
     error::{Error, Result},
     feed::{self, FeedFilter, FeedItem, FeedSettings, FeedStats},
-    pb::khabar::v1::{self as pb, feed_service_server::FeedService, subscribe_request::Start},
-    store::{ArticleStore, Consumer, EventKind, LogEvent, StoreError},
+    pb::{
+        khabar::v1::{self as pb, subscribe_request::Start},
+        raw::feed_service_server::FeedService,
+    },
+    store::{ArticleStore, Consumer, EventKind, StoreError},
 };
 
 const MAX_CONSUMER_NAME_CHARS: usize = 128;
@@ -146,30 +146,23 @@ fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
     })
 }
 
-fn feed_event_pb(item: FeedItem) -> pb::FeedEvent {
+fn encoded_feed_event(item: FeedItem) -> EncodedFeedEvent {
     match item {
         FeedItem::Event(event) => {
-            // Events read from disk belong to this subscription alone and are moved, not copied;
-            // shared recent events are cloned.
-            let LogEvent {
-                cursor,
-                kind,
-                recorded_at,
-                article,
-            } = Arc::unwrap_or_clone(event);
-            let kind = match kind {
+            let kind = match event.kind {
                 EventKind::Created => pb::EventKind::Created,
                 EventKind::Updated => pb::EventKind::Updated,
                 EventKind::Retracted => pb::EventKind::Retracted,
             };
-            pb::FeedEvent {
-                cursor,
-                kind: kind.into(),
-                article: Some(article_pb(article)),
-                timestamp: Some(timestamp_pb(recorded_at)),
-            }
+            // The stored bytes are shared with the log's window and every other subscriber.
+            EncodedFeedEvent::event(
+                event.cursor,
+                kind,
+                event.article.clone(),
+                timestamp_pb(event.recorded_at),
+            )
         }
-        FeedItem::Checkpoint { cursor, at } => pb::FeedEvent {
+        FeedItem::Checkpoint { cursor, at } => EncodedFeedEvent {
             cursor,
             kind: pb::EventKind::Checkpoint.into(),
             article: None,
@@ -180,7 +173,7 @@ fn feed_event_pb(item: FeedItem) -> pb::FeedEvent {
 
 #[tonic::async_trait]
 impl<S: ArticleStore> FeedService for FeedApi<S> {
-    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::FeedEvent, Status>> + Send>>;
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<EncodedFeedEvent, Status>> + Send>>;
 
     async fn subscribe(
         &self,
@@ -220,7 +213,7 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
             self.stats.clone(),
         );
         let events = ReceiverStream::new(items).map(|item| match item {
-            Ok(item) => Ok(feed_event_pb(item)),
+            Ok(item) => Ok(encoded_feed_event(item)),
             Err(end) => Err(Status::from(Error::from(end))),
         });
         Ok(Response::new(Box::pin(events)))

@@ -4,12 +4,14 @@
 
 mod articles;
 mod convert;
+mod encoded;
 mod feed;
 mod filters;
 mod ingest;
 mod limits;
 
 pub use articles::ArticleApi;
+pub use encoded::EncodedFeedEvent;
 pub use feed::FeedApi;
 pub use ingest::IngestApi;
 pub use limits::{OversizeLayer, remap_oversize};

@@ -14,13 +14,19 @@ pub struct ArticleFilter {
 impl ArticleFilter {
     /// Whether the article content passes the filter.
     pub fn matches(&self, content: &super::ArticleContent) -> bool {
-        (self.source_ids.is_empty() || self.source_ids.contains(&content.source.id))
+        self.matches_fields(&content.source.id, &content.language, &content.tags)
+    }
+
+    /// Whether an article with these fields passes the filter; for callers that hold only an
+    /// article's header.
+    pub fn matches_fields(&self, source_id: &str, language: &str, tags: &[String]) -> bool {
+        (self.source_ids.is_empty() || self.source_ids.iter().any(|s| s == source_id))
             && (self.languages.is_empty()
                 || self
                     .languages
                     .iter()
-                    .any(|range| language_matches(range, &content.language)))
-            && (self.tags.is_empty() || content.tags.iter().any(|t| self.tags.contains(t)))
+                    .any(|range| language_matches(range, language)))
+            && (self.tags.is_empty() || tags.iter().any(|t| self.tags.contains(t)))
     }
 }
 

@@ -49,8 +49,11 @@ pub struct FeedFilter {
 impl FeedFilter {
     /// Whether the event passes the filter.
     pub fn matches(&self, event: &LogEvent) -> bool {
+        let header = &event.header;
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
-            && self.articles.matches(&event.article.content)
+            && self
+                .articles
+                .matches_fields(&header.source_id, &header.language, &header.tags)
     }
 }
 

@@ -1,14 +1,25 @@
-//! On-disk records: protobuf messages declared here rather than in `proto/`, because they are a
-//! private storage format, free to differ from the API. Protobuf keeps old records readable
-//! when fields are added.
+//! Stored records: what the log's frames carry and what the sled index holds. Protobuf messages
+//! declared here rather than in `proto/`, because they are a private storage format, free to
+//! differ from the API; protobuf keeps old records readable when fields are added, and every
+//! record carries a format version so that a later change can migrate or refuse it.
+//!
+//! The one exception is an event's article: it is stored in the API's own `khabar.v1.Article`
+//! encoding, so that feeds send the stored bytes as they are.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use prost::Message;
 
-use super::{Consumer, EventKind, LogEvent, StoreError, keys};
-use crate::domain::{
-    Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, Retraction, Source,
-    Timestamp,
+use super::{
+    Consumer, EventHeader, EventKind, LogEvent, StoreError,
+    keys::printable,
+    log::{Location, Position},
 };
+use crate::domain::{ArticleId, ArticleStatus, ContentHash, Timestamp};
+
+/// Format of every record this version writes.
+const FORMAT: u32 = 1;
 
 #[derive(Clone, PartialEq, Message)]
 struct TimeRecord {
@@ -19,202 +30,167 @@ struct TimeRecord {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct InfoSourceRecord {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    uri: String,
-    #[prost(string, tag = "3")]
-    role: String,
+struct LocationRecord {
+    #[prost(uint64, tag = "1")]
+    segment: u64,
+    #[prost(uint64, tag = "2")]
+    offset: u64,
+    #[prost(uint32, tag = "3")]
+    len: u32,
 }
 
+/// Everything about an article but its content; the index's article record.
 #[derive(Clone, PartialEq, Message)]
-struct ContentRecord {
-    #[prost(string, tag = "1")]
-    source_id: String,
-    #[prost(string, tag = "2")]
-    source_name: String,
+struct HeadRecord {
+    #[prost(uint32, tag = "1")]
+    format: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    id: Vec<u8>,
     #[prost(string, tag = "3")]
-    source_url: String,
+    source_id: String,
     #[prost(string, tag = "4")]
     uri: String,
     #[prost(string, tag = "5")]
-    headline: String,
-    #[prost(string, tag = "6")]
-    summary: String,
-    #[prost(string, tag = "7")]
-    body: String,
-    #[prost(string, tag = "8")]
     language: String,
-    #[prost(message, optional, tag = "9")]
-    published_at: Option<TimeRecord>,
-    #[prost(message, optional, tag = "10")]
-    updated_at: Option<TimeRecord>,
-    #[prost(string, repeated, tag = "11")]
-    authors: Vec<String>,
-    #[prost(string, tag = "12")]
-    section: String,
-    #[prost(string, repeated, tag = "13")]
+    #[prost(string, repeated, tag = "6")]
     tags: Vec<String>,
-    #[prost(string, repeated, tag = "14")]
-    places: Vec<String>,
-    #[prost(string, repeated, tag = "15")]
-    organisations: Vec<String>,
-    #[prost(string, repeated, tag = "16")]
-    people: Vec<String>,
-    #[prost(message, repeated, tag = "17")]
-    info_sources: Vec<InfoSourceRecord>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RetractionRecord {
-    #[prost(string, tag = "1")]
-    reason: String,
-    #[prost(message, optional, tag = "2")]
-    retracted_at: Option<TimeRecord>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ArticleRecord {
-    #[prost(bytes = "vec", tag = "1")]
-    id: Vec<u8>,
-    #[prost(message, optional, tag = "2")]
-    content: Option<ContentRecord>,
-    #[prost(uint64, tag = "3")]
-    view_count: u64,
-    #[prost(uint64, tag = "4")]
+    #[prost(message, optional, tag = "7")]
+    published_at: Option<TimeRecord>,
+    #[prost(uint64, tag = "8")]
     version: u64,
     /// 1 usable, 2 withheld, 3 canceled.
-    #[prost(int32, tag = "5")]
+    #[prost(int32, tag = "9")]
     status: i32,
-    #[prost(bytes = "vec", tag = "6")]
+    #[prost(bytes = "vec", tag = "10")]
     content_hash: Vec<u8>,
-    #[prost(message, optional, tag = "7")]
+    #[prost(uint64, tag = "11")]
+    view_count: u64,
+    #[prost(message, optional, tag = "12")]
     ingested_at: Option<TimeRecord>,
-    #[prost(message, optional, tag = "8")]
+    #[prost(message, optional, tag = "13")]
     first_ingested_at: Option<TimeRecord>,
-    #[prost(uint64, tag = "9")]
+    #[prost(uint64, tag = "14")]
     cursor: u64,
-    #[prost(message, optional, tag = "10")]
-    retraction: Option<RetractionRecord>,
+    /// Where the event that produced the current version is. Absent inside an event record,
+    /// which is that event.
+    #[prost(message, optional, tag = "15")]
+    location: Option<LocationRecord>,
 }
 
-/// An event as written. `article` holds an encoded [`ArticleRecord`]: a bytes field is
-/// wire-compatible with an embedded message, and the writer has those bytes already.
 #[derive(Clone, PartialEq, Message)]
-struct EventRecord {
+struct EventRecordPb {
+    #[prost(uint64, tag = "1")]
+    cursor: u64,
     /// 1 created, 2 updated, 3 retracted.
-    #[prost(int32, tag = "1")]
+    #[prost(int32, tag = "2")]
     kind: i32,
-    #[prost(message, optional, tag = "2")]
+    #[prost(message, optional, tag = "3")]
     recorded_at: Option<TimeRecord>,
-    #[prost(bytes = "vec", tag = "3")]
-    article: Vec<u8>,
+    #[prost(message, optional, tag = "4")]
+    head: Option<HeadRecord>,
+    /// Set when an update moved the publication time: the time-index entry to remove.
+    #[prost(message, optional, tag = "5")]
+    previous_published_at: Option<TimeRecord>,
+    /// The article after the change, as `khabar.v1.Article`.
+    #[prost(bytes = "bytes", tag = "6")]
+    article: Bytes,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct ConsumerRecord {
-    #[prost(uint64, tag = "1")]
+    #[prost(uint32, tag = "1")]
+    format: u32,
+    #[prost(string, tag = "2")]
+    name: String,
+    #[prost(uint64, tag = "3")]
     acked_cursor: u64,
-    #[prost(message, optional, tag = "2")]
+    #[prost(message, optional, tag = "4")]
     created_at: Option<TimeRecord>,
-    #[prost(message, optional, tag = "3")]
+    #[prost(message, optional, tag = "5")]
     acked_at: Option<TimeRecord>,
 }
 
-/// Encodes a consumer record (the name is the key).
-pub fn encode_consumer(consumer: &Consumer) -> Vec<u8> {
-    ConsumerRecord {
-        acked_cursor: consumer.acked_cursor,
-        created_at: Some(time_record(consumer.created_at)),
-        acked_at: consumer.acked_at.map(time_record),
-    }
-    .encode_to_vec()
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Body {
+    #[prost(message, tag = "2")]
+    Event(EventRecordPb),
+    #[prost(message, tag = "3")]
+    Counters(HeadRecord),
+    #[prost(message, tag = "4")]
+    ConsumerPut(ConsumerRecord),
+    #[prost(string, tag = "5")]
+    ConsumerDeleted(String),
 }
 
-/// Decodes the consumer stored under `key`.
-pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError> {
-    let name = keys::consumer_name(key).ok_or_else(|| corrupt(key, "not a consumer key".into()))?;
-    let record = ConsumerRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
-    Ok(Consumer {
-        name: name.to_owned(),
-        acked_cursor: record.acked_cursor,
-        created_at: timestamp(record.created_at).map_err(|reason| corrupt(key, reason))?,
-        acked_at: optional_timestamp(record.acked_at).map_err(|reason| corrupt(key, reason))?,
-    })
+#[derive(Clone, PartialEq, Message)]
+struct LogRecord {
+    #[prost(uint32, tag = "1")]
+    format: u32,
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5")]
+    body: Option<Body>,
 }
 
-/// Encodes an article with its content (the form log events carry).
-pub fn encode_article(article: &Article) -> Vec<u8> {
-    article_record(article).encode_to_vec()
+/// An article without its content, as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArticleHead {
+    /// Identifier.
+    pub id: ArticleId,
+    /// Source id (half of the natural key; a filter).
+    pub source_id: String,
+    /// Uri (the other half).
+    pub uri: String,
+    /// Language tag (a filter).
+    pub language: String,
+    /// Tags (a filter).
+    pub tags: Vec<String>,
+    /// Publication time (the listing order).
+    pub published_at: Timestamp,
+    /// Current version.
+    pub version: u64,
+    /// Current status.
+    pub status: ArticleStatus,
+    /// Hash of the current content.
+    pub content_hash: ContentHash,
+    /// Latest view count, which may be newer than the event's.
+    pub view_count: u64,
+    /// When the current version was stored.
+    pub ingested_at: Timestamp,
+    /// When the first version was stored.
+    pub first_ingested_at: Timestamp,
+    /// Cursor of the event that produced the current version.
+    pub cursor: u64,
+    /// Where that event's record is in the log.
+    pub location: Location,
 }
 
-/// Encodes an article without its content, for the article table: the content is in the log
-/// event at `article.cursor`, which produced the current version, so it is written only once.
-pub fn encode_article_head(article: &Article) -> Vec<u8> {
-    let mut record = article_record(article);
-    record.content = None;
-    record.encode_to_vec()
+/// An event as logged, with what the index needs from it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// The event as feeds serve it.
+    pub event: Arc<LogEvent>,
+    /// The article's index record after the event.
+    pub head: ArticleHead,
+    /// The publication time before an update that moved it.
+    pub previous_published_at: Option<Timestamp>,
 }
 
-/// Encodes a log event around an already encoded article.
-pub fn encode_event(kind: EventKind, recorded_at: Timestamp, encoded_article: Vec<u8>) -> Vec<u8> {
-    EventRecord {
-        kind: match kind {
-            EventKind::Created => 1,
-            EventKind::Updated => 2,
-            EventKind::Retracted => 3,
-        },
-        recorded_at: Some(time_record(recorded_at)),
-        article: encoded_article,
-    }
-    .encode_to_vec()
+/// One record of the log.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// An article changed; the event feeds serve.
+    Event(EventRecord),
+    /// An article's view count changed (no event).
+    Counters(ArticleHead),
+    /// A durable consumer was created or moved forward.
+    ConsumerPut(Consumer),
+    /// A durable consumer was deleted.
+    ConsumerDeleted(String),
 }
 
-/// Decodes an article record that carries its content (a log event's).
-pub fn decode_article(key: &[u8], bytes: &[u8]) -> Result<Article, StoreError> {
-    decode_article_with(key, bytes, |_| Err(corrupt(key, "missing content".into())))
-}
-
-/// Decodes an article record; a record without content (see [`encode_article_head`]) gets it
-/// from `content_at`, called with the record's cursor.
-pub fn decode_article_with(
-    key: &[u8],
-    bytes: &[u8],
-    content_at: impl FnOnce(u64) -> Result<ArticleContent, StoreError>,
-) -> Result<Article, StoreError> {
-    let mut record = ArticleRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
-    let content = match record.content.take() {
-        Some(content) => content_from_record(content).map_err(|reason| corrupt(key, reason))?,
-        None => content_at(record.cursor)?,
-    };
-    article_from_record(record, content).map_err(|reason| corrupt(key, reason))
-}
-
-/// Decodes the log event stored under `key`.
-pub fn decode_event(key: &[u8], bytes: &[u8]) -> Result<LogEvent, StoreError> {
-    let cursor = keys::log_cursor(key).ok_or_else(|| corrupt(key, "not a log key".into()))?;
-    let record = EventRecord::decode(bytes).map_err(|e| corrupt(key, e.to_string()))?;
-    let kind = match record.kind {
-        1 => EventKind::Created,
-        2 => EventKind::Updated,
-        3 => EventKind::Retracted,
-        other => return Err(corrupt(key, format!("unknown event kind {other}"))),
-    };
-    let recorded_at = timestamp(record.recorded_at).map_err(|reason| corrupt(key, reason))?;
-    let article = decode_article(key, &record.article)?;
-    Ok(LogEvent {
-        cursor,
-        kind,
-        recorded_at,
-        article,
-    })
-}
-
-fn corrupt(key: &[u8], reason: String) -> StoreError {
+fn corrupt(key: &str, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
-        key: keys::printable(key),
-        reason,
+        key: key.to_owned(),
+        reason: reason.into(),
     }
 }
 
@@ -235,107 +211,119 @@ fn optional_timestamp(record: Option<TimeRecord>) -> Result<Option<Timestamp>, S
     record.map(|r| timestamp(Some(r))).transpose()
 }
 
-fn article_record(article: &Article) -> ArticleRecord {
-    let Article {
+fn kind_code(kind: EventKind) -> i32 {
+    match kind {
+        EventKind::Created => 1,
+        EventKind::Updated => 2,
+        EventKind::Retracted => 3,
+    }
+}
+
+fn status_code(status: ArticleStatus) -> i32 {
+    match status {
+        ArticleStatus::Usable => 1,
+        ArticleStatus::Withheld => 2,
+        ArticleStatus::Canceled => 3,
+    }
+}
+
+fn check_format(format: u32) -> Result<(), String> {
+    if format == FORMAT {
+        Ok(())
+    } else {
+        Err(format!(
+            "record format {format}; this khabar reads format {FORMAT}: use the khabar version \
+             that wrote it"
+        ))
+    }
+}
+
+fn location_record(location: Location) -> LocationRecord {
+    LocationRecord {
+        segment: location.segment,
+        offset: location.offset,
+        len: location.len,
+    }
+}
+
+fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
+    let ArticleHead {
         id,
-        content,
-        view_count,
+        source_id,
+        uri,
+        language,
+        tags,
+        published_at,
         version,
         status,
         content_hash,
+        view_count,
         ingested_at,
         first_ingested_at,
         cursor,
-        retraction,
-    } = article;
-    ArticleRecord {
+        location,
+    } = head;
+    HeadRecord {
+        format: FORMAT,
         id: id.to_bytes().to_vec(),
-        content: Some(content_record(content)),
-        view_count: *view_count,
+        source_id: source_id.clone(),
+        uri: uri.clone(),
+        language: language.clone(),
+        tags: tags.clone(),
+        published_at: Some(time_record(*published_at)),
         version: *version,
-        status: match status {
-            ArticleStatus::Usable => 1,
-            ArticleStatus::Withheld => 2,
-            ArticleStatus::Canceled => 3,
-        },
+        status: status_code(*status),
         content_hash: content_hash.0.to_vec(),
+        view_count: *view_count,
         ingested_at: Some(time_record(*ingested_at)),
         first_ingested_at: Some(time_record(*first_ingested_at)),
         cursor: *cursor,
-        retraction: retraction.as_ref().map(|r| RetractionRecord {
-            reason: r.reason.clone(),
-            retracted_at: Some(time_record(r.retracted_at)),
-        }),
+        location: with_location.then(|| location_record(*location)),
     }
 }
 
-fn content_record(content: &ArticleContent) -> ContentRecord {
-    let ArticleContent {
-        source,
-        uri,
-        headline,
-        summary,
-        body,
-        language,
-        published_at,
-        updated_at,
-        authors,
-        section,
-        tags,
-        places,
-        organisations,
-        people,
-        info_sources,
-    } = content;
-    ContentRecord {
-        source_id: source.id.clone(),
-        source_name: source.name.clone(),
-        source_url: source.url.clone(),
-        uri: uri.clone(),
-        headline: headline.clone(),
-        summary: summary.clone(),
-        body: body.clone(),
-        language: language.clone(),
-        published_at: Some(time_record(*published_at)),
-        updated_at: updated_at.map(time_record),
-        authors: authors.clone(),
-        section: section.clone(),
-        tags: tags.clone(),
-        places: places.clone(),
-        organisations: organisations.clone(),
-        people: people.clone(),
-        info_sources: info_sources
-            .iter()
-            .map(|i| InfoSourceRecord {
-                name: i.name.clone(),
-                uri: i.uri.clone(),
-                role: i.role.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn article_from_record(record: ArticleRecord, content: ArticleContent) -> Result<Article, String> {
-    let ArticleRecord {
+fn head_from_record(
+    record: HeadRecord,
+    own_location: Option<Location>,
+) -> Result<ArticleHead, String> {
+    let HeadRecord {
+        format,
         id,
-        content: _,
-        view_count,
+        source_id,
+        uri,
+        language,
+        tags,
+        published_at,
         version,
         status,
         content_hash,
+        view_count,
         ingested_at,
         first_ingested_at,
         cursor,
-        retraction,
+        location,
     } = record;
+    check_format(format)?;
     let id: [u8; ArticleId::LEN] = id.try_into().map_err(|_| "id is not 16 bytes")?;
     let content_hash: [u8; 32] = content_hash
         .try_into()
         .map_err(|_| "content hash is not 32 bytes")?;
-    Ok(Article {
+    let location = match (location, own_location) {
+        (Some(l), _) => Location {
+            segment: l.segment,
+            offset: l.offset,
+            len: l.len,
+        },
+        (None, Some(own)) => own,
+        (None, None) => return Err("article record without the location of its content".into()),
+    };
+    Ok(ArticleHead {
         id: ArticleId::from_bytes(id),
-        content,
-        view_count,
+        source_id,
+        uri,
+        language,
+        tags,
+        published_at: timestamp(published_at)?,
         version,
         status: match status {
             1 => ArticleStatus::Usable,
@@ -344,183 +332,347 @@ fn article_from_record(record: ArticleRecord, content: ArticleContent) -> Result
             other => return Err(format!("unknown status {other}")),
         },
         content_hash: ContentHash(content_hash),
+        view_count,
         ingested_at: timestamp(ingested_at)?,
         first_ingested_at: timestamp(first_ingested_at)?,
         cursor,
-        retraction: retraction
-            .map(|r| {
-                Ok::<_, String>(Retraction {
-                    reason: r.reason,
-                    retracted_at: timestamp(r.retracted_at)?,
-                })
-            })
-            .transpose()?,
+        location,
     })
 }
 
-fn content_from_record(record: ContentRecord) -> Result<ArticleContent, String> {
-    let ContentRecord {
-        source_id,
-        source_name,
-        source_url,
-        uri,
-        headline,
-        summary,
-        body,
-        language,
-        published_at,
-        updated_at,
-        authors,
-        section,
-        tags,
-        places,
-        organisations,
-        people,
-        info_sources,
+fn consumer_record(consumer: &Consumer) -> ConsumerRecord {
+    ConsumerRecord {
+        format: FORMAT,
+        name: consumer.name.clone(),
+        acked_cursor: consumer.acked_cursor,
+        created_at: Some(time_record(consumer.created_at)),
+        acked_at: consumer.acked_at.map(time_record),
+    }
+}
+
+fn consumer_from_record(record: ConsumerRecord) -> Result<Consumer, String> {
+    check_format(record.format)?;
+    Ok(Consumer {
+        name: record.name,
+        acked_cursor: record.acked_cursor,
+        created_at: timestamp(record.created_at)?,
+        acked_at: optional_timestamp(record.acked_at)?,
+    })
+}
+
+/// The log record of `record`, ready to be framed.
+pub fn log_record(record: &Record) -> impl Message {
+    let body = match record {
+        Record::Event(EventRecord {
+            event,
+            head,
+            previous_published_at,
+        }) => Body::Event(EventRecordPb {
+            cursor: event.cursor,
+            kind: kind_code(event.kind),
+            recorded_at: Some(time_record(event.recorded_at)),
+            head: Some(head_record(head, false)),
+            previous_published_at: previous_published_at.map(time_record),
+            article: event.article.clone(),
+        }),
+        Record::Counters(head) => Body::Counters(head_record(head, true)),
+        Record::ConsumerPut(consumer) => Body::ConsumerPut(consumer_record(consumer)),
+        Record::ConsumerDeleted(name) => Body::ConsumerDeleted(name.clone()),
+    };
+    LogRecord {
+        format: FORMAT,
+        body: Some(body),
+    }
+}
+
+/// Decodes the record framed at `location`. The article bytes of an event share `payload`'s
+/// buffer rather than being copied.
+pub fn decode_record(payload: Bytes, location: Location) -> Result<Record, StoreError> {
+    let key = || {
+        format!(
+            "log segment {} offset {}",
+            location.segment, location.offset
+        )
+    };
+    let record = LogRecord::decode(payload).map_err(|e| corrupt(&key(), e.to_string()))?;
+    check_format(record.format).map_err(|reason| corrupt(&key(), reason))?;
+    let body = record
+        .body
+        .ok_or_else(|| corrupt(&key(), "record of an unknown kind"))?;
+    let decoded = match body {
+        Body::Event(event) => event_from_record(event, location).map(Record::Event),
+        Body::Counters(head) => head_from_record(head, None).map(Record::Counters),
+        Body::ConsumerPut(consumer) => consumer_from_record(consumer).map(Record::ConsumerPut),
+        Body::ConsumerDeleted(name) => Ok(Record::ConsumerDeleted(name)),
+    };
+    decoded.map_err(|reason| corrupt(&key(), reason))
+}
+
+fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventRecord, String> {
+    let EventRecordPb {
+        cursor,
+        kind,
+        recorded_at,
+        head,
+        previous_published_at,
+        article,
     } = record;
-    Ok(ArticleContent {
-        source: Source {
-            id: source_id,
-            name: source_name,
-            url: source_url,
+    let kind = match kind {
+        1 => EventKind::Created,
+        2 => EventKind::Updated,
+        3 => EventKind::Retracted,
+        other => return Err(format!("unknown event kind {other}")),
+    };
+    let head = head_from_record(
+        head.ok_or("event without its article record")?,
+        Some(location),
+    )?;
+    if head.cursor != cursor {
+        return Err(format!(
+            "event {cursor} carries an article record of event {}",
+            head.cursor
+        ));
+    }
+    let event = LogEvent {
+        cursor,
+        kind,
+        recorded_at: timestamp(recorded_at)?,
+        header: EventHeader {
+            id: head.id,
+            version: head.version,
+            source_id: head.source_id.clone(),
+            language: head.language.clone(),
+            tags: head.tags.clone(),
         },
-        uri,
-        headline,
-        summary,
-        body,
-        language,
-        published_at: timestamp(published_at)?,
-        updated_at: optional_timestamp(updated_at)?,
-        authors,
-        section,
-        tags,
-        places,
-        organisations,
-        people,
-        info_sources: info_sources
-            .into_iter()
-            .map(|i| InfoSource {
-                name: i.name,
-                uri: i.uri,
-                role: i.role,
-            })
-            .collect(),
+        article,
+    };
+    Ok(EventRecord {
+        event: Arc::new(event),
+        head,
+        previous_published_at: optional_timestamp(previous_published_at)?,
+    })
+}
+
+/// Encodes an article head for the index.
+pub fn encode_head(head: &ArticleHead) -> Vec<u8> {
+    head_record(head, true).encode_to_vec()
+}
+
+/// Decodes the head stored under `key`.
+pub fn decode_head(key: &[u8], bytes: &[u8]) -> Result<ArticleHead, StoreError> {
+    let record = HeadRecord::decode(bytes).map_err(|e| corrupt(&printable(key), e.to_string()))?;
+    head_from_record(record, None).map_err(|reason| corrupt(&printable(key), reason))
+}
+
+/// Encodes a consumer for the index.
+pub fn encode_consumer(consumer: &Consumer) -> Vec<u8> {
+    consumer_record(consumer).encode_to_vec()
+}
+
+/// Decodes the consumer stored under `key`.
+pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError> {
+    let record =
+        ConsumerRecord::decode(bytes).map_err(|e| corrupt(&printable(key), e.to_string()))?;
+    consumer_from_record(record).map_err(|reason| corrupt(&printable(key), reason))
+}
+
+const POINTER_LEN: usize = 1 + 8 + 8 + 4 + Timestamp::SORTABLE_LEN;
+const POSITION_LEN: usize = 1 + 8 + 8;
+
+/// Encodes where an event is and when it was recorded (the log index's value).
+pub fn encode_pointer(location: Location, recorded_at: Timestamp) -> [u8; POINTER_LEN] {
+    let mut out = [0; POINTER_LEN];
+    // Fixed-width: the index reads these in binary searches.
+    out[0] = FORMAT as u8;
+    out[1..9].copy_from_slice(&location.segment.to_be_bytes());
+    out[9..17].copy_from_slice(&location.offset.to_be_bytes());
+    out[17..21].copy_from_slice(&location.len.to_be_bytes());
+    out[21..].copy_from_slice(&recorded_at.to_sortable_bytes());
+    out
+}
+
+/// Decodes [`encode_pointer`].
+pub fn decode_pointer(key: &[u8], bytes: &[u8]) -> Result<(Location, Timestamp), StoreError> {
+    let bad = |reason: &str| corrupt(&printable(key), reason);
+    if bytes.len() != POINTER_LEN || u32::from(bytes[0]) != FORMAT {
+        return Err(bad("log pointer of an unknown format"));
+    }
+    let number = |range: std::ops::Range<usize>| {
+        let mut b = [0; 8];
+        b[8 - range.len()..].copy_from_slice(&bytes[range]);
+        u64::from_be_bytes(b)
+    };
+    let recorded_at =
+        Timestamp::from_sortable_bytes(&bytes[21..]).ok_or_else(|| bad("bad time"))?;
+    Ok((
+        Location {
+            segment: number(1..9),
+            offset: number(9..17),
+            len: number(17..21) as u32,
+        },
+        recorded_at,
+    ))
+}
+
+/// Encodes a log position (how far the index has applied the log).
+pub fn encode_position(position: Position) -> [u8; POSITION_LEN] {
+    let mut out = [0; POSITION_LEN];
+    out[0] = FORMAT as u8;
+    out[1..9].copy_from_slice(&position.segment.to_be_bytes());
+    out[9..].copy_from_slice(&position.offset.to_be_bytes());
+    out
+}
+
+/// Decodes [`encode_position`].
+pub fn decode_position(key: &[u8], bytes: &[u8]) -> Result<Position, StoreError> {
+    if bytes.len() != POSITION_LEN || u32::from(bytes[0]) != FORMAT {
+        return Err(corrupt(
+            &printable(key),
+            "log position of an unknown format",
+        ));
+    }
+    let mut segment = [0; 8];
+    segment.copy_from_slice(&bytes[1..9]);
+    let mut offset = [0; 8];
+    offset.copy_from_slice(&bytes[9..]);
+    Ok(Position {
+        segment: u64::from_be_bytes(segment),
+        offset: u64::from_be_bytes(offset),
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::domain::ArticleId;
 
-    fn article() -> Article {
-        let content = ArticleContent {
-            source: Source {
-                id: "alkhabar".into(),
-                name: "الخبر وما وراء الخبر".into(),
-                url: "https://alkhabar.example/".into(),
-            },
-            uri: "https://alkhabar.example/1".into(),
-            headline: "أمريكا تتخلّى ١٢٣".into(),
-            summary: "ملخص".into(),
-            body: "نص\n\nنص".into(),
-            language: "ar".into(),
-            published_at: Timestamp::new(1_467_363_600, 12).unwrap(),
-            updated_at: Some(Timestamp::new(1_467_363_700, 0).unwrap()),
-            authors: vec!["كاتب".into()],
-            section: "سياسة".into(),
-            tags: vec!["سوريا".into()],
-            places: vec!["البوكمال".into()],
-            organisations: vec!["رويترز".into()],
-            people: vec!["كريس غارفر".into()],
-            info_sources: vec![InfoSource {
-                name: "موقع روسيا اليوم".into(),
-                uri: String::new(),
-                role: "originating".into(),
-            }],
-        };
-        Article {
+    pub fn head(location: Location) -> ArticleHead {
+        ArticleHead {
             id: ArticleId::from_bytes([3; 16]),
-            content_hash: content.content_hash(),
-            content,
-            view_count: 182,
+            source_id: "alkhabar".into(),
+            uri: "https://alkhabar.example/1".into(),
+            language: "ar".into(),
+            tags: vec!["سوريا".into(), "البوكمال".into()],
+            published_at: Timestamp::new(1_467_363_600, 12).unwrap(),
             version: 2,
             status: ArticleStatus::Canceled,
+            content_hash: ContentHash([9; 32]),
+            view_count: 182,
             ingested_at: Timestamp::new(1_800_000_000, 5).unwrap(),
             first_ingested_at: Timestamp::new(1_700_000_000, 0).unwrap(),
             cursor: 77,
-            retraction: Some(Retraction {
-                reason: "خطأ في المصدر".into(),
-                retracted_at: Timestamp::new(1_800_000_001, 0).unwrap(),
-            }),
+            location,
         }
     }
 
-    #[test]
-    fn article_round_trips() {
-        let key = keys::article(article().id);
-        let decoded = decode_article(&key, &encode_article(&article())).unwrap();
-        assert_eq!(decoded, article());
+    const AT: Location = Location {
+        segment: 4,
+        offset: 1234,
+        len: 5000,
+    };
+
+    fn framed(record: &Record) -> Bytes {
+        Bytes::from(log_record(record).encode_to_vec())
     }
 
     #[test]
-    fn article_head_leaves_content_to_the_log() {
-        let key = keys::article(article().id);
-        let head = encode_article_head(&article());
-        assert!(head.len() < encode_article(&article()).len() / 2);
-        let mut asked = None;
-        let decoded = decode_article_with(&key, &head, |cursor| {
-            asked = Some(cursor);
-            Ok(article().content)
-        })
-        .unwrap();
-        assert_eq!(asked, Some(77));
-        assert_eq!(decoded, article());
+    fn event_records_round_trip_and_share_the_article_bytes() {
+        let head = head(AT);
+        let article = Bytes::from_static("مقال".as_bytes());
+        let event = LogEvent {
+            cursor: 77,
+            kind: EventKind::Retracted,
+            recorded_at: Timestamp::new(1_800_000_002, 9).unwrap(),
+            header: EventHeader {
+                id: head.id,
+                version: head.version,
+                source_id: head.source_id.clone(),
+                language: head.language.clone(),
+                tags: head.tags.clone(),
+            },
+            article,
+        };
+        let record = Record::Event(EventRecord {
+            event: Arc::new(event.clone()),
+            head: head.clone(),
+            previous_published_at: Some(Timestamp::new(1, 0).unwrap()),
+        });
+        let payload = framed(&record);
+        let Record::Event(decoded) = decode_record(payload.clone(), AT).unwrap() else {
+            panic!("an event");
+        };
+        assert_eq!(*decoded.event, event);
+        assert_eq!(decoded.head, head, "the location is the frame's own");
+        assert_eq!(decoded.previous_published_at, Timestamp::new(1, 0));
+        let inside = payload.as_ptr_range();
         assert!(
-            decode_article(&key, &head).is_err(),
-            "a head alone is not a whole article"
+            inside.contains(&decoded.event.article.as_ptr()),
+            "article bytes are a slice of the payload, not a copy"
         );
     }
 
     #[test]
-    fn event_round_trips_around_encoded_article() {
-        let recorded_at = Timestamp::new(1_800_000_002, 9).unwrap();
-        let bytes = encode_event(
-            EventKind::Retracted,
-            recorded_at,
-            encode_article(&article()),
-        );
-        let event = decode_event(&keys::log(77), &bytes).unwrap();
-        assert_eq!(event.cursor, 77);
-        assert_eq!(event.kind, EventKind::Retracted);
-        assert_eq!(event.recorded_at, recorded_at);
-        assert_eq!(event.article, article());
-    }
-
-    #[test]
-    fn consumer_round_trips() {
+    fn other_records_round_trip() {
         let consumer = Consumer {
             name: "search-indexer".into(),
             acked_cursor: 42,
             created_at: Timestamp::new(1_800_000_000, 1).unwrap(),
             acked_at: Some(Timestamp::new(1_800_000_100, 2).unwrap()),
         };
-        let key = keys::consumer(&consumer.name);
+        let elsewhere = Location {
+            segment: 1,
+            offset: 16,
+            len: 99,
+        };
+        match decode_record(framed(&Record::Counters(head(elsewhere))), AT).unwrap() {
+            Record::Counters(decoded) => assert_eq!(decoded, head(elsewhere)),
+            other => panic!("{other:?}"),
+        }
+        match decode_record(framed(&Record::ConsumerPut(consumer.clone())), AT).unwrap() {
+            Record::ConsumerPut(decoded) => assert_eq!(decoded, consumer),
+            other => panic!("{other:?}"),
+        }
+        match decode_record(framed(&Record::ConsumerDeleted("x".into())), AT).unwrap() {
+            Record::ConsumerDeleted(name) => assert_eq!(name, "x"),
+            other => panic!("{other:?}"),
+        }
+        let key = b"cx";
         assert_eq!(
-            decode_consumer(&key, &encode_consumer(&consumer)).unwrap(),
+            decode_consumer(key, &encode_consumer(&consumer)).unwrap(),
             consumer
         );
+        assert_eq!(decode_head(key, &encode_head(&head(AT))).unwrap(), head(AT));
     }
 
     #[test]
-    fn garbage_is_reported_as_corrupt_with_its_key() {
-        let err = decode_article(b"a\x01", b"\xff\xff\xff").unwrap_err();
-        assert!(
-            matches!(err, StoreError::Corrupt { ref key, .. } if key == "a\\x01"),
-            "{err}"
+    fn pointers_and_positions_round_trip() {
+        let at = Timestamp::new(1_800_000_000, 7).unwrap();
+        assert_eq!(
+            decode_pointer(b"l", &encode_pointer(AT, at)).unwrap(),
+            (AT, at)
         );
-        let mut record = article_record(&article());
+        let position = AT.end();
+        assert_eq!(
+            decode_position(b"m", &encode_position(position)).unwrap(),
+            position
+        );
+        assert!(decode_pointer(b"l", &[2; POINTER_LEN]).is_err());
+        assert!(decode_position(b"m", b"short").is_err());
+    }
+
+    #[test]
+    fn garbage_and_future_formats_are_reported_as_corrupt() {
+        let err = decode_record(Bytes::from_static(b"\xff\xff\xff"), AT).unwrap_err();
+        assert!(err.to_string().contains("offset 1234"), "{err}");
+        let future = LogRecord {
+            format: 9,
+            body: Some(Body::ConsumerDeleted("x".into())),
+        };
+        let err = decode_record(Bytes::from(future.encode_to_vec()), AT).unwrap_err();
+        assert!(err.to_string().contains("record format 9"), "{err}");
+        let mut record = head_record(&head(AT), true);
         record.status = 9;
-        let err = decode_article(b"a", &record.encode_to_vec()).unwrap_err();
+        let err = decode_head(b"a", &record.encode_to_vec()).unwrap_err();
         assert!(err.to_string().contains("unknown status 9"), "{err}");
     }
 }

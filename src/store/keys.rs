@@ -1,20 +1,19 @@
-//! Key layout of the sled tree. One tree, with a one-byte prefix per kind of record, so that one
-//! atomic batch covers an article, its index entries and its log event.
+//! Key layout of the sled index. One tree, with a one-byte prefix per kind of record. The index
+//! holds only small records; the content of every article version lives in the log, and the
+//! index points into it.
 //!
-//! | key                                       | value                      |
-//! |-------------------------------------------|----------------------------|
-//! | `a` id(16)                                | ArticleRecord, no content  |
-//! | `k` source_id 0x00 uri                    | id(16)                     |
-//! | `l` cursor(8, big-endian)                 | EventRecord                |
-//! | `t` published_at(12, sortable) id(16)     | empty (listing index)      |
-//! | `c` consumer name                         | ConsumerRecord             |
-//! | `m` name                                  | metadata                   |
+//! | key                                       | value                                       |
+//! |-------------------------------------------|---------------------------------------------|
+//! | `a` id(16)                                | article head: everything but the content, and where its current event is in the log |
+//! | `k` source_id 0x00 uri                    | id(16)                                      |
+//! | `l` cursor(8, big-endian)                 | where the event is in the log, and its time |
+//! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |
+//! | `c` consumer name                         | consumer record                             |
+//! | `m` `layout`                              | layout version                              |
+//! | `m` `applied`                             | log position the index has applied up to    |
 //!
-//! An article's content is stored once, in the log event that produced its current version
-//! (`cursor` in its record); the article record holds the rest.
-//!
-//! Big-endian cursors make the log a contiguous range in cursor order, so feeds read it
-//! sequentially; the time index does the same for listings, newest first by reverse scan.
+//! Big-endian cursors make the log index a contiguous range in cursor order; the time index does
+//! the same for listings, newest first by reverse scan.
 
 use crate::domain::{ArticleId, Timestamp};
 
@@ -28,6 +27,11 @@ const CONSUMER: u8 = b'c';
 /// Key of the layout-version metadata record.
 pub fn layout_version() -> Vec<u8> {
     [&[META][..], b"layout"].concat()
+}
+
+/// Key of the log position up to which the index has applied the log.
+pub fn applied() -> Vec<u8> {
+    [&[META][..], b"applied"].concat()
 }
 
 /// Key of an article record.

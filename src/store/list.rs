@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Result, StoreError, keys, sled_store::load_article};
+use super::{Result, StoreError, codec::ArticleHead, index, keys, log::Log, writer::read_article};
 use crate::domain::{Article, ArticleFilter, ArticleId, ArticleStatus, Timestamp};
 
 /// Index entries examined for one page at most. A very selective filter returns a short (even
@@ -52,9 +52,11 @@ impl ListQuery {
         out
     }
 
-    fn matches(&self, article: &Article) -> bool {
-        (self.include_retracted || article.status != ArticleStatus::Canceled)
-            && self.filter.matches(&article.content)
+    fn matches(&self, head: &ArticleHead) -> bool {
+        (self.include_retracted || head.status != ArticleStatus::Canceled)
+            && self
+                .filter
+                .matches_fields(&head.source_id, &head.language, &head.tags)
     }
 }
 
@@ -115,8 +117,8 @@ pub struct ListedPage {
     pub next_page_token: Option<PageToken>,
 }
 
-/// Runs a listing query against the tree (blocking).
-pub fn list(tree: &sled::Tree, query: &ListQuery) -> Result<ListedPage> {
+/// Runs a listing query against the index, reading the listed articles from the log (blocking).
+pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPage> {
     let fingerprint = query.fingerprint();
     let lower = keys::time_index(
         query.published_after.unwrap_or(Timestamp::MIN),
@@ -149,9 +151,10 @@ pub fn list(tree: &sled::Tree, query: &ListQuery) -> Result<ListedPage> {
             })?;
         last_examined = Some((published_at, id));
         scanned += 1;
-        if let Some(article) = load_article(tree, id)? {
+        if let Some(head) = index::head(tree, id)? {
             // A concurrent update may have moved the article; it is listed at its new place.
-            if article.content.published_at == published_at && query.matches(&article) {
+            if head.published_at == published_at && query.matches(&head) {
+                let article = read_article(log, &head)?;
                 page_bytes += article.approximate_size();
                 articles.push(article);
             }

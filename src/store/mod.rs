@@ -13,17 +13,26 @@
 //!   never serves an event that a crash could take back.
 
 mod codec;
+mod index;
 mod keys;
 mod list;
+mod log;
+mod migrate;
 mod recent;
 mod sled_store;
 mod writer;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+use bytes::Bytes;
+use prost::Message;
 use tokio::sync::watch;
 
-use crate::domain::{Article, ArticleId, ContentHash, Timestamp, ValidArticle};
+use crate::{
+    domain::{Article, ArticleId, ContentHash, Timestamp, ValidArticle},
+    pb::khabar::v1 as pb,
+    wire,
+};
 
 pub use list::{ListQuery, ListedPage, PageToken};
 pub use sled_store::{SledStore, SledStoreConfig};
@@ -70,6 +79,21 @@ pub enum EventKind {
     Retracted,
 }
 
+/// What a feed filter looks at: read from the log record without decoding the article.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHeader {
+    /// The article.
+    pub id: ArticleId,
+    /// Its version after the change.
+    pub version: u64,
+    /// Its source id.
+    pub source_id: String,
+    /// Its language tag.
+    pub language: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
 /// One entry of the ordered log: the article as it was right after the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
@@ -79,8 +103,30 @@ pub struct LogEvent {
     pub kind: EventKind,
     /// When it was stored.
     pub recorded_at: Timestamp,
-    /// Snapshot of the article after the change.
-    pub article: Article,
+    /// Who it is about.
+    pub header: EventHeader,
+    /// The article right after the change, encoded as `khabar.v1.Article`: the bytes feeds send.
+    pub article: Bytes,
+}
+
+impl LogEvent {
+    /// Decodes the article.
+    pub fn decode_article(&self) -> Result<Article> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: format!("log cursor {}", self.cursor),
+            reason,
+        };
+        let article =
+            pb::Article::decode(self.article.clone()).map_err(|e| corrupt(e.to_string()))?;
+        wire::article_from_pb(article).map_err(corrupt)
+    }
+
+    /// Bytes the event takes in memory, give or take.
+    pub fn approximate_size(&self) -> usize {
+        let header = &self.header;
+        let tags: usize = header.tags.iter().map(|t| t.len() + 24).sum();
+        self.article.len() + header.source_id.len() + header.language.len() + tags + 160
+    }
 }
 
 /// A durable consumer's progress through the log.

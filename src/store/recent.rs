@@ -1,5 +1,5 @@
 //! The most recent log events, kept in memory so that live feeds read them without going to
-//! disk or decoding them once per subscriber. Bounded by count and by bytes; older events are
+//! disk. Bounded by count and by bytes; older events are
 //! read from the log on disk.
 
 use std::{
@@ -28,8 +28,8 @@ struct Window {
 
 impl RecentEvents {
     /// Appends the event just written; its cursor must follow the last one kept.
-    pub fn push(&self, event: LogEvent) {
-        let size = event.article.approximate_size();
+    pub fn push(&self, event: Arc<LogEvent>) {
+        let size = event.approximate_size();
         let mut window = self.lock();
         if window
             .events
@@ -40,7 +40,7 @@ impl RecentEvents {
             window.events.clear();
             window.bytes = 0;
         }
-        window.events.push_back((Arc::new(event), size));
+        window.events.push_back((event, size));
         window.bytes += size;
         while window.events.len() > MAX_EVENTS
             || (window.bytes > MAX_BYTES && window.events.len() > 1)

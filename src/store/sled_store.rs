@@ -1,20 +1,36 @@
-//! [`ArticleStore`] on an embedded sled database in a local directory.
+//! [`ArticleStore`] on local disk: khabar's own log holds every event and every other
+//! acknowledged write; an embedded sled database indexes it.
+//!
+//! # Data directory
+//! - `log/`: the log's segment files (see `log`), the only copy of every article's content.
+//! - `index/`: the sled index (see `keys`): natural keys, article heads, the time index, the
+//!   log index, consumers, and how far the log has been applied. It can be rebuilt from the log:
+//!   remove `index/` and start khabar.
+//!
+//! # Start-up
+//! A data directory of the first layout (sled alone, in the directory itself) is migrated first
+//! (see `migrate`). Then the log is checked from the position the index has applied it up to,
+//! a torn tail is removed, and the records after that position are applied to the index again.
+//! An index that claims more of the log than the log holds means acknowledged writes are
+//! missing: the store refuses to open rather than serve a shortened history.
 
-use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle};
+use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::recent::RecentEvents;
 use super::{
     ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result,
-    StoreError, codec, keys, list,
-    writer::{self, Command},
+    StoreError, codec, index, keys, list,
+    log::{Log, Position},
+    migrate,
+    writer::{self, Command, Failure, WriterStart, read_article},
 };
 use crate::domain::{Article, ArticleId, Timestamp, ValidArticle};
 
-/// Version of the key layout in [`keys`]; a directory written with another layout is refused.
-const LAYOUT_VERSION: &[u8] = b"1";
+/// Version of the data directory layout; a directory written with another one is refused.
+const LAYOUT_VERSION: &[u8] = b"2";
 /// Writes waiting for the writer thread at most; further callers wait for room (backpressure).
 const COMMAND_QUEUE: usize = 1_024;
 
@@ -23,12 +39,25 @@ const COMMAND_QUEUE: usize = 1_024;
 pub struct SledStoreConfig {
     /// Data directory; created if missing.
     pub path: PathBuf,
-    /// Bytes of sled's page cache.
+    /// Bytes of the index's page cache.
     pub cache_capacity_bytes: u64,
+    /// How often the index is made durable.
+    pub checkpoint_interval: Duration,
 }
 
-/// Articles and the event log in sled. A cheap-to-clone handle; the writer threads stop and the
-/// database closes when the last handle is dropped.
+impl SledStoreConfig {
+    /// The defaults of `khabar serve` for the directory `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            cache_capacity_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Articles, the log and its index. A cheap-to-clone handle; the write path stops and the
+/// index is checkpointed when the last handle is dropped.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
@@ -36,60 +65,87 @@ pub struct SledStore {
 
 struct Inner {
     db: sled::Db,
+    log: Arc<Log>,
     recent: Arc<RecentEvents>,
     commands: Option<mpsc::Sender<Command>>,
     durable_head: watch::Receiver<u64>,
+    stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue lets the writer drain it; the flusher syncs what it applied.
+        // Closing the queue lets the writer drain it and the syncer finish; the checkpointer
+        // then makes the index durable once more.
         self.commands = None;
-        for thread in self.threads.drain(..) {
+        let mut threads = std::mem::take(&mut self.threads).into_iter();
+        for thread in threads.by_ref().take(2) {
+            let _ = thread.join();
+        }
+        self.stop_checkpoints = None;
+        for thread in threads {
             let _ = thread.join();
         }
     }
 }
 
+/// What opening found, for the start-up log line.
+struct Opened {
+    replayed: usize,
+    rebuilt: bool,
+}
+
 impl SledStore {
-    /// Opens (or creates) the store and starts its writer threads.
+    /// Opens (or creates) the store, recovers it and starts its write path.
     pub fn open(config: &SledStoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.path)?;
+        migrate::migrate_if_needed(&config.path, config.cache_capacity_bytes)?;
+        let log = Log::open(&config.path.join("log"))?;
+        let index_dir = config.path.join("index");
         let db = sled::Config::new()
-            .path(&config.path)
+            .path(&index_dir)
             .cache_capacity(config.cache_capacity_bytes)
+            // The checkpointer flushes the index; sled's own timer would only add writes.
+            .flush_every_ms(None)
             .open()?;
-        check_layout(&db)?;
-        let data_file = File::open(config.path.join("db"))?;
-        let last_event = match db.range(keys::log_range()).next_back() {
-            Some(entry) => {
-                let (key, value) = entry?;
-                Some(codec::decode_event(&key, &value)?)
-            }
-            None => None,
-        };
-        let head = last_event.as_ref().map_or(0, |e| e.cursor);
-        let last_recorded_at = last_event.map_or(Timestamp::MIN, |e| e.recorded_at);
+        let rebuilt = check_layout(&db)?;
+        let index_file = File::open(index_dir.join("db"))?;
+        let (end, opened) = recover(&db, &index_file, &log, rebuilt)?;
+        let (head, last_recorded_at) = index::last_event(&db)?.unwrap_or((0, Timestamp::MIN));
         let recent = Arc::new(RecentEvents::default());
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
-        let threads = writer::spawn(
-            db.clone(),
-            data_file,
-            head,
+        let write_path = writer::spawn(
+            WriterStart {
+                db: db.clone(),
+                index_file,
+                log: log.clone(),
+                log_writer: log.writer(end)?,
+                head,
+                last_recorded_at,
+                recent: recent.clone(),
+                failure: Failure::default(),
+                checkpoint_interval: config.checkpoint_interval,
+            },
             commands_rx,
             head_tx,
-            recent.clone(),
-            last_recorded_at,
         )?;
-        info!(path = %config.path.display(), head, "store opened");
+        info!(
+            path = %config.path.display(),
+            head,
+            replayed = opened.replayed,
+            rebuilt_index = opened.rebuilt,
+            "store opened"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
+                log,
                 recent,
                 commands: Some(commands_tx),
                 durable_head: head_rx,
-                threads,
+                stop_checkpoints: Some(write_path.stop_checkpoints),
+                threads: write_path.threads,
             }),
         })
     }
@@ -107,13 +163,40 @@ impl SledStore {
 
     async fn read<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&sled::Db) -> Result<T> + Send + 'static,
+        read: impl FnOnce(&sled::Db, &Log) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || read(&db))
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || read(&inner.db, &inner.log))
             .await
             .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
+}
+
+/// Brings the index up to the end of the log: checks the log from where the index says it has
+/// applied it, removes a torn tail and applies what follows. Returns where the log ends.
+fn recover(
+    db: &sled::Db,
+    index_file: &File,
+    log: &Log,
+    rebuilt: bool,
+) -> Result<(Position, Opened)> {
+    let from = index::applied(db)?.unwrap_or(Position::START);
+    if rebuilt && log.segment_range().is_some() {
+        warn!(log = %log.dir().display(), "the index is empty: rebuilding it from the log");
+    }
+    let mut replayed = 0;
+    let recovered = log.recover(from, |location, payload| {
+        index::apply(db, &codec::decode_record(payload, location)?)?;
+        replayed += 1;
+        Ok(())
+    })?;
+    if let Some(bytes) = recovered.truncated {
+        warn!(bytes, "the log had a torn tail, removed");
+    }
+    index::set_applied(db, recovered.end)?;
+    db.flush()?;
+    index_file.sync_data()?;
+    Ok((recovered.end, Opened { replayed, rebuilt }))
 }
 
 impl ArticleStore for SledStore {
@@ -132,12 +215,15 @@ impl ArticleStore for SledStore {
     }
 
     async fn get(&self, id: ArticleId) -> Result<Article> {
-        self.read(move |db| load_article(db, id)?.ok_or(StoreError::NotFound(id)))
-            .await
+        self.read(move |db, log| {
+            let head = index::head(db, id)?.ok_or(StoreError::NotFound(id))?;
+            read_article(log, &head)
+        })
+        .await
     }
 
     async fn list(&self, query: ListQuery) -> Result<ListedPage> {
-        self.read(move |db| list::list(db, &query)).await
+        self.read(move |db, log| list::list(db, log, &query)).await
     }
 
     async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {
@@ -148,31 +234,23 @@ impl ArticleStore for SledStore {
         if let Some(events) = self.inner.recent.read(after, head, max) {
             return Ok(events);
         }
-        self.read(move |db| {
-            db.range(keys::log(after + 1)..=keys::log(head))
-                .take(max)
-                .map(|entry| {
-                    let (key, value) = entry?;
-                    codec::decode_event(&key, &value).map(Arc::new)
-                })
-                .collect()
-        })
-        .await
+        self.read(move |db, log| read_events(db, log, after, head, max))
+            .await
     }
 
     async fn first_cursor_at(&self, time: Timestamp) -> Result<u64> {
         let head = *self.inner.durable_head.borrow();
         // Event times never decrease along the log, so a binary search finds the first one.
-        self.read(move |db| {
+        self.read(move |db, _| {
             let (mut low, mut high) = (1, head + 1);
             while low < high {
                 let middle = low + (high - low) / 2;
-                let key = keys::log(middle);
-                let bytes = db.get(key)?.ok_or_else(|| StoreError::Corrupt {
-                    key: keys::printable(&key),
-                    reason: format!("log entry missing below head {head}"),
-                })?;
-                if codec::decode_event(&key, &bytes)?.recorded_at < time {
+                let (_, recorded_at) =
+                    index::event_pointer(db, middle)?.ok_or_else(|| StoreError::Corrupt {
+                        key: format!("log cursor {middle}"),
+                        reason: format!("missing from the index below head {head}"),
+                    })?;
+                if recorded_at < time {
                     low = middle + 1;
                 } else {
                     high = middle;
@@ -208,24 +286,14 @@ impl ArticleStore for SledStore {
     }
 
     async fn consumer(&self, name: String) -> Result<Consumer> {
-        self.read(move |db| {
-            let key = keys::consumer(&name);
-            let bytes = db.get(&key)?.ok_or(StoreError::ConsumerNotFound(name))?;
-            codec::decode_consumer(&key, &bytes)
+        self.read(move |db, _| {
+            index::consumer(db, &name)?.ok_or(StoreError::ConsumerNotFound(name))
         })
         .await
     }
 
     async fn consumers(&self) -> Result<Vec<Consumer>> {
-        self.read(|db| {
-            db.range(keys::consumer_range())
-                .map(|entry| {
-                    let (key, value) = entry?;
-                    codec::decode_consumer(&key, &value)
-                })
-                .collect()
-        })
-        .await
+        self.read(|db, _| index::consumers(db)).await
     }
 
     async fn delete_consumer(&self, name: String) -> Result<()> {
@@ -235,47 +303,68 @@ impl ArticleStore for SledStore {
     }
 
     async fn size_on_disk(&self) -> Result<u64> {
-        self.read(|db| Ok(db.size_on_disk()?)).await
+        self.read(|db, log| Ok(db.size_on_disk()? + log.size_on_disk()?))
+            .await
     }
 }
 
-/// Reads an article: its head from the article table, its content from the log event that
-/// produced its current version.
-pub(super) fn load_article(db: &sled::Tree, id: ArticleId) -> Result<Option<Article>> {
-    let key = keys::article(id);
-    let Some(bytes) = db.get(key)? else {
-        return Ok(None);
-    };
-    codec::decode_article_with(&key, &bytes, |cursor| {
-        let log_key = keys::log(cursor);
-        let event = db.get(log_key)?.ok_or_else(|| StoreError::Corrupt {
-            key: keys::printable(&key),
-            reason: format!("its content event {cursor} is missing"),
-        })?;
-        Ok(codec::decode_event(&log_key, &event)?.article.content)
-    })
-    .map(Some)
+/// Reads events `after + 1 ..= head`, at most `max`, sequentially from the log.
+fn read_events(
+    db: &sled::Db,
+    log: &Log,
+    after: u64,
+    head: u64,
+    max: usize,
+) -> Result<Vec<Arc<LogEvent>>> {
+    let first = after + 1;
+    let (location, _) = index::event_pointer(db, first)?.ok_or_else(|| StoreError::Corrupt {
+        key: format!("log cursor {first}"),
+        reason: format!("missing from the index below head {head}"),
+    })?;
+    let last = head.min(after.saturating_add(max as u64));
+    let mut events = Vec::with_capacity((last - after) as usize);
+    log.read_from(location.position(), |location, payload| {
+        if let codec::Record::Event(record) = codec::decode_record(payload, location)? {
+            let expected = after + 1 + events.len() as u64;
+            if record.event.cursor != expected {
+                return Err(StoreError::Corrupt {
+                    key: format!("log cursor {expected}"),
+                    reason: format!("found cursor {} in its place", record.event.cursor),
+                });
+            }
+            events.push(record.event);
+        }
+        Ok((events.len() as u64) < last - after)
+    })?;
+    if events.is_empty() {
+        return Err(StoreError::Corrupt {
+            key: format!("log cursor {first}"),
+            reason: format!("missing from the log below head {head}"),
+        });
+    }
+    Ok(events)
 }
 
-fn check_layout(db: &sled::Db) -> Result<()> {
+/// Checks the index's layout version; returns whether the index is new (empty).
+fn check_layout(db: &sled::Db) -> Result<bool> {
     match db.get(keys::layout_version())? {
-        Some(version) if version == LAYOUT_VERSION => Ok(()),
+        Some(version) if version == LAYOUT_VERSION => Ok(false),
         Some(version) => Err(StoreError::Corrupt {
             key: keys::printable(&keys::layout_version()),
             reason: format!(
-                "data directory has layout version {}, this khabar reads version {}",
+                "the index has layout version {}, this khabar reads version {}: use the khabar \
+                 version that wrote it, or remove the index directory to rebuild it from the log",
                 keys::printable(&version),
                 keys::printable(LAYOUT_VERSION)
             ),
         }),
         None if db.is_empty() => {
             db.insert(keys::layout_version(), LAYOUT_VERSION)?;
-            db.flush()?;
-            Ok(())
+            Ok(true)
         }
         None => Err(StoreError::Corrupt {
             key: keys::printable(&keys::layout_version()),
-            reason: "data directory holds data that khabar did not write".into(),
+            reason: "the index directory holds data that khabar did not write".into(),
         }),
     }
 }
@@ -292,8 +381,8 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> SledStore {
         SledStore::open(&SledStoreConfig {
-            path: dir.to_owned(),
             cache_capacity_bytes: 16 << 20,
+            ..SledStoreConfig::new(dir.to_owned())
         })
         .expect("open store")
     }
@@ -362,7 +451,7 @@ mod tests {
         let events = store.read_log(0, 100).await.unwrap();
         let kinds: Vec<(u64, EventKind, u64)> = events
             .iter()
-            .map(|e| (e.cursor, e.kind, e.article.version))
+            .map(|e| (e.cursor, e.kind, e.header.version))
             .collect();
         assert_eq!(
             kinds,
@@ -372,7 +461,14 @@ mod tests {
                 (3, EventKind::Created, 1)
             ]
         );
-        assert!(events[1].article.content.body.ends_with("(محدث)"));
+        assert!(
+            events[1]
+                .decode_article()
+                .unwrap()
+                .content
+                .body
+                .ends_with("(محدث)")
+        );
     }
 
     #[tokio::test]
@@ -573,16 +669,13 @@ mod tests {
     async fn refuses_a_directory_with_another_layout() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = sled::open(dir.path().join("index")).unwrap();
             db.insert(keys::layout_version(), &b"99"[..]).unwrap();
             db.flush().unwrap();
         }
-        let err = SledStore::open(&SledStoreConfig {
-            path: dir.path().to_owned(),
-            cache_capacity_bytes: 1 << 20,
-        })
-        .err()
-        .expect("must refuse");
+        let err = SledStore::open(&SledStoreConfig::new(dir.path().to_owned()))
+            .err()
+            .expect("must refuse");
         assert!(err.to_string().contains("layout version 99"), "{err}");
     }
 }

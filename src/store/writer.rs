@@ -1,37 +1,61 @@
-//! The write path: one writer thread applies commands in arrival order, one flusher thread makes
-//! them durable in groups.
+//! The write path: one writer thread decides and logs, one syncer thread makes groups durable
+//! and applies them to the index, one checkpointer thread bounds the replay at start-up.
 //!
-//! The writer owns the cursor counter, so cursor allocation and the atomic sled batch that
-//! writes the article, its index entries and its log event happen in one order with no gaps.
-//! Each drained group of commands is handed to the flusher, which calls sled's blocking
-//! `flush()` once for everything that arrived since its last flush, then `fdatasync`s the data
-//! file (sled's flush uses `sync_file_range`, which does not flush the device cache), and only
-//! then answers the callers and advances the durable head. While the flusher syncs one group,
-//! the writer applies the next: one fsync serves many articles (group commit). A single flusher
-//! also sidesteps sled's `flush_async` deadlock under concurrent callers.
+//! # Order of a write
+//! 1. The writer takes every command waiting (a group), decides each one against the index and
+//!    against the writes of groups that are not applied yet (kept in memory, so a group sees its
+//!    own earlier writes), encodes the records and appends them to the log with one `pwrite`.
+//!    It owns the cursor counter, so cursors are allocated in log order with no gaps.
+//! 2. The syncer `fdatasync`s the log once for every group that arrived since its last sync,
+//!    then applies their records to the sled index (plain inserts: the log record, not a sled
+//!    batch, is the atomic unit), advances the durable head, and only then answers the callers.
+//!    While it syncs one group the writer logs the next: one fsync serves many writes.
+//! 3. Every few seconds the checkpointer flushes sled and `fdatasync`s its file. The index
+//!    records the log position it has applied up to with every group, so whatever sled
+//!    recovers after a crash tells where to replay the log from.
 //!
-//! If a flush or a write fails, the store stops taking writes: after a failed fsync the kernel
-//! may have dropped dirty pages, so carrying on could acknowledge data that is not on disk.
+//! The index is written only after the log records it reflects are durable, so sled, which
+//! writes pages out on its own schedule, never holds an entry whose record a crash could take
+//! back. Reads go to the index and therefore only ever see durable writes.
+//!
+//! If a log write, a sync or an index write fails, the store stops taking writes: after a
+//! failed fsync the kernel may have dropped dirty pages, so carrying on could acknowledge data
+//! that is not on disk.
 
 use std::{
+    collections::HashMap,
     fs::File,
-    sync::{Arc, OnceLock, mpsc as std_mpsc},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc as std_mpsc,
+    },
+    time::Duration,
 };
 
-use sled::Batch;
+use bytes::Bytes;
+use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error};
 use ulid::Generator;
 
 use super::{
-    Consumer, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError, codec, keys,
-    recent::RecentEvents, sled_store::load_article,
+    Consumer, EventHeader, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError,
+    codec::{self, ArticleHead, EventRecord, Record},
+    index,
+    log::{Location, Log, LogWriter, Position},
+    recent::RecentEvents,
 };
-use crate::domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle};
+use crate::{
+    domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle},
+    pb::khabar::v1 as pb,
+    wire,
+};
 
-/// Most commands applied before their group is handed to the flusher; bounds ack latency when
-/// the queue never drains.
+/// Most commands in one group; bounds ack latency when the queue never drains.
 const MAX_GROUP: usize = 1_024;
+/// Most log bytes in one group.
+const MAX_GROUP_BYTES: usize = 16 << 20;
 
 /// Where the answer to a command goes.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -65,19 +89,18 @@ pub enum Command {
     DeleteConsumer { name: String, reply: Reply<()> },
 }
 
-/// Answers one command: called with `None` once its group is durable, or with the reason the
-/// flush failed.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+/// Delivers one command's result once its group is durable, or the reason it is not.
+type Answer = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 
 /// A result that may be delivered only once the group it belongs to is durable.
 struct Completion(Answer);
 
 impl Completion {
     fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
-        Self(Box::new(move |failure| {
-            let answer = match failure {
-                None => result,
-                Some(reason) => Err(StoreError::Unavailable(reason.to_owned())),
+        Self(Box::new(move |durable| {
+            let answer = match durable {
+                Ok(()) => result,
+                Err(reason) => Err(StoreError::Unavailable(reason.to_owned())),
             };
             // A caller that went away no longer needs the answer; its write is durable regardless.
             let _ = reply.send(answer);
@@ -85,56 +108,147 @@ impl Completion {
     }
 
     fn deliver(self) {
-        (self.0)(None)
+        (self.0)(Ok(()))
     }
 
     fn fail(self, reason: &str) {
-        (self.0)(Some(reason))
+        (self.0)(Err(reason))
     }
 }
 
-/// Applied commands waiting for a flush, and the log head once they are durable.
+/// One group of logged records on its way to durability.
 struct Group {
-    completions: Vec<Completion>,
+    /// Sequence number, from 1.
+    seq: u64,
+    /// The group's records in log order, each with its location.
+    records: Vec<Record>,
+    /// Log files to sync before anything in the group is durable.
+    files: Vec<Arc<File>>,
+    /// The log position right after the group.
+    end: Position,
+    /// The log's last cursor once the group is durable.
     head: u64,
+    completions: Vec<Completion>,
 }
 
-/// Set once when the store stops taking writes; read by both threads.
-type Failure = Arc<OnceLock<String>>;
+/// Set once when the store stops taking writes; read by every thread.
+pub type Failure = Arc<OnceLock<String>>;
 
-/// Starts the writer and flusher threads. They stop when every command sender is dropped,
-/// after answering and flushing everything already sent.
+/// What the threads of the write path share with the store.
+pub struct WritePath {
+    /// The writer, syncer and checkpointer threads.
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// Stops the checkpointer (after a final checkpoint) when dropped.
+    pub stop_checkpoints: std_mpsc::Sender<()>,
+}
+
+/// Everything the write path starts from.
+pub struct WriterStart {
+    /// The index.
+    pub db: sled::Db,
+    /// sled's data file, synced at checkpoints.
+    pub index_file: File,
+    /// The log, for reading back an article's content.
+    pub log: Arc<Log>,
+    /// Appends to the log.
+    pub log_writer: LogWriter,
+    /// Highest cursor in the log.
+    pub head: u64,
+    /// Time of the last event.
+    pub last_recorded_at: Timestamp,
+    /// Recent events, for feeds.
+    pub recent: Arc<RecentEvents>,
+    /// Where a failure is recorded.
+    pub failure: Failure,
+    /// How often the index is made durable.
+    pub checkpoint_interval: Duration,
+}
+
+/// Starts the writer, syncer and checkpointer threads. They stop when every command sender is
+/// dropped, after answering and syncing everything already sent.
 pub fn spawn(
-    db: sled::Db,
-    data_file: File,
-    head: u64,
+    start: WriterStart,
     commands: mpsc::Receiver<Command>,
     durable_head: watch::Sender<u64>,
-    recent: Arc<RecentEvents>,
-    last_recorded_at: Timestamp,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+) -> std::io::Result<WritePath> {
+    let WriterStart {
+        db,
+        index_file,
+        log,
+        log_writer,
+        head,
+        last_recorded_at,
+        recent,
+        failure,
+        checkpoint_interval,
+    } = start;
     // Two groups in the pipe: one being synced, one ready; more would only add latency.
     let (groups_tx, groups_rx) = std_mpsc::sync_channel(2);
-    let failure = Failure::default();
+    let applied_seq = Arc::new(AtomicU64::new(0));
     let writer = Writer {
-        db: db.clone(),
+        tree: (*db).clone(),
+        log,
+        log_writer,
         next_cursor: head + 1,
         ids: Generator::new(),
         failure: failure.clone(),
         recent,
         last_recorded_at,
+        seq: 1,
+        records: Vec::new(),
+        unapplied: Unapplied::default(),
+        applied_seq: applied_seq.clone(),
     };
     let writer = std::thread::Builder::new()
         .name("khabar-writer".into())
         .spawn(move || writer.run(commands, groups_tx))?;
-    let flusher = std::thread::Builder::new()
-        .name("khabar-flusher".into())
-        .spawn(move || flush_groups(&db, &data_file, &groups_rx, &durable_head, &failure))?;
-    Ok(vec![writer, flusher])
+    let syncer = {
+        let (tree, failure, applied_seq) = ((*db).clone(), failure.clone(), applied_seq.clone());
+        std::thread::Builder::new()
+            .name("khabar-syncer".into())
+            .spawn(move || sync_groups(&tree, &groups_rx, &durable_head, &failure, &applied_seq))?
+    };
+    let (stop_checkpoints, stopping) = std_mpsc::channel();
+    let checkpointer = std::thread::Builder::new()
+        .name("khabar-checkpoint".into())
+        .spawn(move || {
+            checkpoints(
+                &db,
+                &index_file,
+                checkpoint_interval,
+                &stopping,
+                &applied_seq,
+                &failure,
+            );
+        })?;
+    Ok(WritePath {
+        threads: vec![writer, syncer, checkpointer],
+        stop_checkpoints,
+    })
+}
+
+/// Writes of groups the syncer has not applied to the index yet, so that decisions see them.
+/// Each entry remembers the group that wrote it last; entries of applied groups are dropped.
+#[derive(Default)]
+struct Unapplied {
+    natural_keys: HashMap<(String, String), (ArticleId, u64)>,
+    /// Heads, with the article bytes of their current event when it is not applied yet.
+    heads: HashMap<ArticleId, (ArticleHead, Option<Bytes>, u64)>,
+    consumers: HashMap<String, (Option<Consumer>, u64)>,
+}
+
+impl Unapplied {
+    fn prune(&mut self, applied_seq: u64) {
+        self.natural_keys.retain(|_, (_, seq)| *seq > applied_seq);
+        self.heads.retain(|_, (_, _, seq)| *seq > applied_seq);
+        self.consumers.retain(|_, (_, seq)| *seq > applied_seq);
+    }
 }
 
 struct Writer {
-    db: sled::Db,
+    tree: sled::Tree,
+    log: Arc<Log>,
+    log_writer: LogWriter,
     next_cursor: u64,
     ids: Generator,
     failure: Failure,
@@ -142,22 +256,44 @@ struct Writer {
     /// Event times never go backwards, even if the wall clock does, so that the log can be
     /// searched by time.
     last_recorded_at: Timestamp,
+    /// Sequence number of the group being built.
+    seq: u64,
+    /// Records of the group being built.
+    records: Vec<Record>,
+    unapplied: Unapplied,
+    applied_seq: Arc<AtomicU64>,
 }
 
 impl Writer {
     fn run(mut self, mut commands: mpsc::Receiver<Command>, groups: std_mpsc::SyncSender<Group>) {
         while let Some(first) = commands.blocking_recv() {
+            self.unapplied
+                .prune(self.applied_seq.load(Ordering::Acquire));
             let mut completions = vec![self.apply(first)];
-            while completions.len() < MAX_GROUP {
+            while completions.len() < MAX_GROUP && self.log_writer.pending_bytes() < MAX_GROUP_BYTES
+            {
                 match commands.try_recv() {
                     Ok(command) => completions.push(self.apply(command)),
                     Err(_) => break,
                 }
             }
+            if let Err(e) = self.log_writer.write_out() {
+                self.fail_store(&e);
+            }
+            let records = std::mem::take(&mut self.records);
+            if let Some(reason) = self.failure.get() {
+                completions.into_iter().for_each(|c| c.fail(reason));
+                continue;
+            }
             let group = Group {
-                completions,
+                seq: self.seq,
+                records,
+                files: self.log_writer.files_to_sync(),
+                end: self.log_writer.end(),
                 head: self.next_cursor - 1,
+                completions,
             };
+            self.seq += 1;
             if let Err(std_mpsc::SendError(group)) = groups.send(group) {
                 group
                     .completions
@@ -191,7 +327,7 @@ impl Writer {
                 reply,
             } => Completion::new(reply, self.guarded(|w| w.ack(name, cursor))),
             Command::DeleteConsumer { name, reply } => {
-                Completion::new(reply, self.guarded(|w| w.delete_consumer(&name)))
+                Completion::new(reply, self.guarded(|w| w.delete_consumer(name)))
             }
         }
     }
@@ -205,12 +341,16 @@ impl Writer {
         if let Err(e @ (StoreError::Database(_) | StoreError::Io(_) | StoreError::Corrupt { .. })) =
             &result
         {
-            error!(error = %e, "write failed; the store stops taking writes");
-            let _ = self
-                .failure
-                .set(format!("a write failed ({e}); restart khabar"));
+            self.fail_store(e);
         }
         result
+    }
+
+    fn fail_store(&self, e: &StoreError) {
+        error!(error = %e, "write failed; the store stops taking writes");
+        let _ = self
+            .failure
+            .set(format!("a write failed ({e}); restart khabar"));
     }
 
     fn now(&mut self) -> Timestamp {
@@ -218,11 +358,34 @@ impl Writer {
         self.last_recorded_at
     }
 
+    fn lookup_id(&self, source_id: &str, uri: &str) -> Result<Option<ArticleId>> {
+        let key = (source_id.to_owned(), uri.to_owned());
+        match self.unapplied.natural_keys.get(&key) {
+            Some((id, _)) => Ok(Some(*id)),
+            None => index::natural_key(&self.tree, source_id, uri),
+        }
+    }
+
+    fn lookup_head(&self, id: ArticleId) -> Result<Option<(ArticleHead, Option<Bytes>)>> {
+        match self.unapplied.heads.get(&id) {
+            Some((head, article, _)) => Ok(Some((head.clone(), article.clone()))),
+            None => Ok(index::head(&self.tree, id)?.map(|head| (head, None))),
+        }
+    }
+
+    fn lookup_consumer(&self, name: &str) -> Result<Option<Consumer>> {
+        match self.unapplied.consumers.get(name) {
+            Some((consumer, _)) => Ok(consumer.clone()),
+            None => index::consumer(&self.tree, name),
+        }
+    }
+
     fn ingest(&mut self, new: ValidArticle) -> Result<IngestReceipt> {
-        let natural_key = keys::natural_key(&new.content.source.id, &new.content.uri);
         let now = self.now();
         let content_hash = new.content.content_hash();
-        let Some(id_bytes) = self.db.get(&natural_key)? else {
+        let source_id = new.content.source.id.clone();
+        let uri = new.content.uri.clone();
+        let Some(id) = self.lookup_id(&source_id, &uri)? else {
             let id = self.new_id();
             let article = Article {
                 id,
@@ -236,56 +399,73 @@ impl Writer {
                 cursor: self.next_cursor,
                 retraction: None,
             };
-            let mut batch = Batch::default();
-            batch.insert(natural_key, &id.to_bytes());
-            batch.insert(&keys::time_index(article.content.published_at, id), &[]);
-            self.append(batch, EventKind::Created, &article, now)?;
-            return Ok(receipt(&article, IngestOutcome::Created));
+            let receipt = receipt(&article, IngestOutcome::Created);
+            self.log_event(EventKind::Created, article, now, None)?;
+            self.unapplied
+                .natural_keys
+                .insert((source_id, uri), (id, self.seq));
+            return Ok(receipt);
         };
 
-        let id_bytes: [u8; ArticleId::LEN] =
-            id_bytes
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    key: keys::printable(&natural_key),
-                    reason: "id is not 16 bytes".into(),
-                })?;
-        let id = ArticleId::from_bytes(id_bytes);
-        let mut article = self.load(id)?.ok_or_else(|| StoreError::Corrupt {
-            key: keys::printable(&natural_key),
-            reason: format!("points to missing article {id}"),
-        })?;
-        if article.status == ArticleStatus::Canceled {
+        let (mut head, current_article) =
+            self.lookup_head(id)?.ok_or_else(|| StoreError::Corrupt {
+                key: format!("natural key ({source_id}, {uri})"),
+                reason: format!("points to missing article {id}"),
+            })?;
+        if head.status == ArticleStatus::Canceled {
             return Err(StoreError::Retracted(id));
         }
-        if article.content_hash == content_hash {
-            if article.view_count == new.view_count {
-                return Ok(receipt(&article, IngestOutcome::Unchanged));
-            }
-            article.view_count = new.view_count;
-            self.db
-                .insert(keys::article(id), codec::encode_article_head(&article))?;
-            return Ok(receipt(&article, IngestOutcome::CountersUpdated));
+        if head.content_hash == content_hash {
+            let outcome = if head.view_count == new.view_count {
+                IngestOutcome::Unchanged
+            } else {
+                head.view_count = new.view_count;
+                self.log_writer
+                    .append(&codec::log_record(&Record::Counters(head.clone())))?;
+                self.records.push(Record::Counters(head.clone()));
+                self.unapplied
+                    .heads
+                    .insert(id, (head.clone(), current_article, self.seq));
+                IngestOutcome::CountersUpdated
+            };
+            return Ok(IngestReceipt {
+                id,
+                version: head.version,
+                outcome,
+                content_hash: head.content_hash,
+                cursor: head.cursor,
+            });
         }
 
-        let mut batch = Batch::default();
-        if article.content.published_at != new.content.published_at {
-            batch.remove(&keys::time_index(article.content.published_at, id));
-            batch.insert(&keys::time_index(new.content.published_at, id), &[]);
-        }
-        article.content = new.content;
-        article.view_count = new.view_count;
-        article.version += 1;
-        article.content_hash = content_hash;
-        article.ingested_at = now;
-        article.cursor = self.next_cursor;
-        self.append(batch, EventKind::Updated, &article, now)?;
-        Ok(receipt(&article, IngestOutcome::Updated))
+        let previous_published_at = head.published_at;
+        let article = Article {
+            id,
+            content: new.content,
+            view_count: new.view_count,
+            version: head.version + 1,
+            status: head.status,
+            content_hash,
+            ingested_at: now,
+            first_ingested_at: head.first_ingested_at,
+            cursor: self.next_cursor,
+            retraction: None,
+        };
+        let receipt = receipt(&article, IngestOutcome::Updated);
+        self.log_event(
+            EventKind::Updated,
+            article,
+            now,
+            Some(previous_published_at),
+        )?;
+        Ok(receipt)
     }
 
     fn retract(&mut self, id: ArticleId, reason: String) -> Result<Article> {
-        let mut article = self.load(id)?.ok_or(StoreError::NotFound(id))?;
+        let (head, current_article) = self.lookup_head(id)?.ok_or(StoreError::NotFound(id))?;
+        let mut article = match current_article {
+            Some(bytes) => decode_article(head.cursor, bytes)?,
+            None => read_article(&self.log, &head)?,
+        };
         if article.status == ArticleStatus::Canceled {
             return Ok(article);
         }
@@ -298,49 +478,89 @@ impl Writer {
         article.version += 1;
         article.ingested_at = now;
         article.cursor = self.next_cursor;
-        self.append(Batch::default(), EventKind::Retracted, &article, now)?;
+        self.log_event(EventKind::Retracted, article.clone(), now, None)?;
         Ok(article)
     }
 
-    /// Adds the article and its log event to `batch` and applies it atomically.
-    fn append(
+    /// Logs the event that produced `article`'s current version.
+    fn log_event(
         &mut self,
-        mut batch: Batch,
         kind: EventKind,
-        article: &Article,
-        now: Timestamp,
+        article: Article,
+        recorded_at: Timestamp,
+        previous_published_at: Option<Timestamp>,
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
-        batch.insert(
-            &keys::article(article.id),
-            codec::encode_article_head(article),
-        );
-        let encoded = codec::encode_article(article);
-        batch.insert(
-            &keys::log(article.cursor),
-            codec::encode_event(kind, now, encoded),
-        );
-        self.db.apply_batch(batch)?;
-        self.next_cursor += 1;
-        self.recent.push(LogEvent {
-            cursor: article.cursor,
+        let cursor = self.next_cursor;
+        let content = &article.content;
+        let mut head = ArticleHead {
+            id: article.id,
+            source_id: content.source.id.clone(),
+            uri: content.uri.clone(),
+            language: content.language.clone(),
+            tags: content.tags.clone(),
+            published_at: content.published_at,
+            version: article.version,
+            status: article.status,
+            content_hash: article.content_hash,
+            view_count: article.view_count,
+            ingested_at: article.ingested_at,
+            first_ingested_at: article.first_ingested_at,
+            cursor,
+            // Known once the record is appended.
+            location: Location {
+                segment: 0,
+                offset: 0,
+                len: 0,
+            },
+        };
+        let bytes = Bytes::from(wire::article_pb(article).encode_to_vec());
+        let event = Arc::new(LogEvent {
+            cursor,
             kind,
-            recorded_at: now,
-            article: article.clone(),
+            recorded_at,
+            header: EventHeader {
+                id: head.id,
+                version: head.version,
+                source_id: head.source_id.clone(),
+                language: head.language.clone(),
+                tags: head.tags.clone(),
+            },
+            article: bytes.clone(),
         });
+        let mut record = EventRecord {
+            event: event.clone(),
+            head,
+            previous_published_at,
+        };
+        let location = self
+            .log_writer
+            .append(&codec::log_record(&Record::Event(record.clone())))?;
+        record.head.location = location;
+        head = record.head.clone();
+        self.records.push(Record::Event(record));
+        self.unapplied
+            .heads
+            .insert(head.id, (head, Some(bytes), self.seq));
+        self.next_cursor += 1;
+        self.recent.push(event);
         Ok(())
     }
 
-    fn load_consumer(&self, name: &str) -> Result<Option<Consumer>> {
-        let key = keys::consumer(name);
-        self.db
-            .get(&key)?
-            .map(|bytes| codec::decode_consumer(&key, &bytes))
-            .transpose()
+    fn log_consumer(
+        &mut self,
+        record: Record,
+        name: String,
+        after: Option<Consumer>,
+    ) -> Result<()> {
+        self.log_writer.append(&codec::log_record(&record))?;
+        self.records.push(record);
+        self.unapplied.consumers.insert(name, (after, self.seq));
+        Ok(())
     }
 
     fn ensure_consumer(&mut self, name: String, start_after: u64) -> Result<Consumer> {
-        if let Some(existing) = self.load_consumer(&name)? {
+        if let Some(existing) = self.lookup_consumer(&name)? {
             return Ok(existing);
         }
         let head = self.next_cursor - 1;
@@ -351,21 +571,22 @@ impl Writer {
             });
         }
         let consumer = Consumer {
-            name,
+            name: name.clone(),
             acked_cursor: start_after,
             created_at: Timestamp::now(),
             acked_at: None,
         };
-        self.db.insert(
-            keys::consumer(&consumer.name),
-            codec::encode_consumer(&consumer),
+        self.log_consumer(
+            Record::ConsumerPut(consumer.clone()),
+            name,
+            Some(consumer.clone()),
         )?;
         Ok(consumer)
     }
 
     fn ack(&mut self, name: String, cursor: u64) -> Result<Consumer> {
         let mut consumer = self
-            .load_consumer(&name)?
+            .lookup_consumer(&name)?
             .ok_or(StoreError::ConsumerNotFound(name))?;
         let head = self.next_cursor - 1;
         if cursor > head {
@@ -376,22 +597,19 @@ impl Writer {
         }
         consumer.acked_cursor = cursor;
         consumer.acked_at = Some(Timestamp::now());
-        self.db.insert(
-            keys::consumer(&consumer.name),
-            codec::encode_consumer(&consumer),
+        self.log_consumer(
+            Record::ConsumerPut(consumer.clone()),
+            consumer.name.clone(),
+            Some(consumer.clone()),
         )?;
         Ok(consumer)
     }
 
-    fn delete_consumer(&mut self, name: &str) -> Result<()> {
-        match self.db.remove(keys::consumer(name))? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::ConsumerNotFound(name.to_owned())),
+    fn delete_consumer(&mut self, name: String) -> Result<()> {
+        if self.lookup_consumer(&name)?.is_none() {
+            return Err(StoreError::ConsumerNotFound(name));
         }
-    }
-
-    fn load(&self, id: ArticleId) -> Result<Option<Article>> {
-        load_article(&self.db, id)
+        self.log_consumer(Record::ConsumerDeleted(name.clone()), name, None)
     }
 
     fn new_id(&mut self) -> ArticleId {
@@ -411,40 +629,70 @@ fn receipt(article: &Article, outcome: IngestOutcome) -> IngestReceipt {
     }
 }
 
-fn flush_groups(
-    db: &sled::Db,
-    data_file: &File,
+fn decode_article(cursor: u64, bytes: Bytes) -> Result<Article> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: format!("log cursor {cursor}"),
+        reason,
+    };
+    let article = pb::Article::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    wire::article_from_pb(article).map_err(corrupt)
+}
+
+/// Reads an article: its content from the log event that produced its current version, its
+/// view count (which may be newer) from its head.
+pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
+    let payload = log.read(head.location)?;
+    let Record::Event(record) = codec::decode_record(payload, head.location)? else {
+        return Err(StoreError::Corrupt {
+            key: format!("article {}", head.id),
+            reason: "its content location holds no event".into(),
+        });
+    };
+    if record.event.cursor != head.cursor || record.head.id != head.id {
+        return Err(StoreError::Corrupt {
+            key: format!("article {}", head.id),
+            reason: format!(
+                "its content location holds event {} of article {}",
+                record.event.cursor, record.head.id
+            ),
+        });
+    }
+    let mut article = record.event.decode_article()?;
+    article.view_count = head.view_count;
+    Ok(article)
+}
+
+fn sync_groups(
+    tree: &sled::Tree,
     groups: &std_mpsc::Receiver<Group>,
     durable_head: &watch::Sender<u64>,
     failure: &Failure,
+    applied_seq: &AtomicU64,
 ) {
     while let Ok(first) = groups.recv() {
         let mut pending = vec![first];
         pending.extend(groups.try_iter());
-        let flush_started = std::time::Instant::now();
-        let flushed = db.flush().map_err(StoreError::from);
-        let flush_time = flush_started.elapsed();
-        let synced = flushed.and_then(|_| data_file.sync_data().map_err(StoreError::from));
-        let sync_time = flush_started.elapsed() - flush_time;
-        match synced {
+        let outcome = failure.get().map_or_else(
+            || make_durable(tree, &pending),
+            |reason| Err(reason.clone()),
+        );
+        match outcome {
             Ok(()) => {
                 let head = pending.iter().map(|g| g.head).max().unwrap_or(0);
-                let writes: usize = pending.iter().map(|g| g.completions.len()).sum();
-                debug!(head, writes, ?flush_time, ?sync_time, "group flushed");
                 // Head first, so that a cursor is visible to feeds by the time it is acked.
                 durable_head.send_if_modified(|current| {
                     let advanced = head > *current;
                     *current = (*current).max(head);
                     advanced
                 });
+                let last_seq = pending.iter().map(|g| g.seq).max().unwrap_or(0);
                 pending
                     .into_iter()
                     .flat_map(|g| g.completions)
                     .for_each(Completion::deliver);
+                applied_seq.store(last_seq, Ordering::Release);
             }
-            Err(e) => {
-                error!(error = %e, "flush failed; the store stops taking writes");
-                let reason = format!("flushing to disk failed ({e}); restart khabar");
+            Err(reason) => {
                 let _ = failure.set(reason.clone());
                 pending
                     .into_iter()
@@ -453,5 +701,86 @@ fn flush_groups(
             }
         }
     }
-    debug!("flusher stopped");
+    debug!("syncer stopped");
+}
+
+/// Syncs the groups' log files, then applies their records to the index.
+fn make_durable(tree: &sled::Tree, groups: &[Group]) -> std::result::Result<(), String> {
+    let started = std::time::Instant::now();
+    let mut files: Vec<&Arc<File>> = Vec::new();
+    for file in groups.iter().flat_map(|g| &g.files) {
+        if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
+            files.push(file);
+        }
+    }
+    for file in files {
+        file.sync_data().map_err(|e| {
+            error!(error = %e, "syncing the log failed; the store stops taking writes");
+            format!("syncing the log to disk failed ({e}); restart khabar")
+        })?;
+    }
+    let synced = started.elapsed();
+    let apply = || -> Result<()> {
+        for record in groups.iter().flat_map(|g| &g.records) {
+            index::apply(tree, record)?;
+        }
+        if let Some(last) = groups.last() {
+            index::set_applied(tree, last.end)?;
+        }
+        Ok(())
+    };
+    apply().map_err(|e| {
+        error!(error = %e, "updating the index failed; the store stops taking writes");
+        format!(
+            "updating the index failed ({e}); the writes are in the log: restart khabar, and \
+             retry (ingest is idempotent)"
+        )
+    })?;
+    debug!(
+        groups = groups.len(),
+        records = groups.iter().map(|g| g.records.len()).sum::<usize>(),
+        ?synced,
+        applied = ?(started.elapsed() - synced),
+        "groups durable"
+    );
+    Ok(())
+}
+
+/// Makes the index durable every `interval` while writes were applied, and once more when the
+/// store closes.
+fn checkpoints(
+    db: &sled::Db,
+    index_file: &File,
+    interval: Duration,
+    stopping: &std_mpsc::Receiver<()>,
+    applied_seq: &AtomicU64,
+    failure: &Failure,
+) {
+    let mut checkpointed = 0;
+    loop {
+        let stop = !matches!(
+            stopping.recv_timeout(interval),
+            Err(std_mpsc::RecvTimeoutError::Timeout)
+        );
+        let applied = applied_seq.load(Ordering::Acquire);
+        if applied != checkpointed {
+            match db
+                .flush()
+                .map_err(StoreError::from)
+                .and_then(|_| index_file.sync_data().map_err(StoreError::from))
+            {
+                Ok(()) => checkpointed = applied,
+                Err(e) => {
+                    // The log still holds every write; only the replay at start-up grows.
+                    error!(error = %e, "index checkpoint failed; the store stops taking writes");
+                    let _ =
+                        failure.set(format!("an index checkpoint failed ({e}); restart khabar"));
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    debug!("checkpointer stopped");
 }

@@ -1,0 +1,232 @@
+//! The sled index: how each log record changes it, and the lookups the store makes.
+//!
+//! Every change is a blind write derived from one log record alone, so applying a record twice,
+//! or applying records on top of an index that already holds some later ones, ends in the same
+//! state once every record up to the end of the log has been applied. That makes replay at
+//! start-up safe from any position at or before the last one the index recorded.
+
+use super::{
+    Consumer, EventKind, Result, StoreError,
+    codec::{self, ArticleHead, EventRecord, Record},
+    keys,
+    log::{Location, Position},
+};
+use crate::domain::{ArticleId, Timestamp};
+
+/// Applies one log record to the index.
+pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
+    match record {
+        Record::Event(EventRecord {
+            event,
+            head,
+            previous_published_at,
+        }) => {
+            // The head first: a listing that meets the new index entries finds the article.
+            tree.insert(keys::article(head.id), codec::encode_head(head))?;
+            tree.insert(
+                keys::log(event.cursor),
+                &codec::encode_pointer(head.location, event.recorded_at)[..],
+            )?;
+            if event.kind == EventKind::Created {
+                tree.insert(
+                    keys::natural_key(&head.source_id, &head.uri),
+                    &head.id.to_bytes()[..],
+                )?;
+            }
+            if let Some(previous) = previous_published_at
+                && *previous != head.published_at
+            {
+                tree.remove(keys::time_index(*previous, head.id))?;
+            }
+            tree.insert(keys::time_index(head.published_at, head.id), &[][..])?;
+        }
+        Record::Counters(head) => {
+            tree.insert(keys::article(head.id), codec::encode_head(head))?;
+        }
+        Record::ConsumerPut(consumer) => {
+            tree.insert(
+                keys::consumer(&consumer.name),
+                codec::encode_consumer(consumer),
+            )?;
+        }
+        Record::ConsumerDeleted(name) => {
+            tree.remove(keys::consumer(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records that the index holds every record before `position`.
+pub fn set_applied(tree: &sled::Tree, position: Position) -> Result<()> {
+    tree.insert(keys::applied(), &codec::encode_position(position)[..])?;
+    Ok(())
+}
+
+/// The position the index has applied the log up to, if it has applied anything.
+pub fn applied(tree: &sled::Tree) -> Result<Option<Position>> {
+    let key = keys::applied();
+    tree.get(&key)?
+        .map(|bytes| codec::decode_position(&key, &bytes))
+        .transpose()
+}
+
+/// The head of an article.
+pub fn head(tree: &sled::Tree, id: ArticleId) -> Result<Option<ArticleHead>> {
+    let key = keys::article(id);
+    tree.get(key)?
+        .map(|bytes| codec::decode_head(&key, &bytes))
+        .transpose()
+}
+
+/// The article stored under a natural key.
+pub fn natural_key(tree: &sled::Tree, source_id: &str, uri: &str) -> Result<Option<ArticleId>> {
+    let key = keys::natural_key(source_id, uri);
+    let Some(bytes) = tree.get(&key)? else {
+        return Ok(None);
+    };
+    let id: [u8; ArticleId::LEN] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+        key: keys::printable(&key),
+        reason: "id is not 16 bytes".into(),
+    })?;
+    Ok(Some(ArticleId::from_bytes(id)))
+}
+
+/// A durable consumer.
+pub fn consumer(tree: &sled::Tree, name: &str) -> Result<Option<Consumer>> {
+    let key = keys::consumer(name);
+    tree.get(&key)?
+        .map(|bytes| codec::decode_consumer(&key, &bytes))
+        .transpose()
+}
+
+/// Every durable consumer, by name.
+pub fn consumers(tree: &sled::Tree) -> Result<Vec<Consumer>> {
+    tree.range(keys::consumer_range())
+        .map(|entry| {
+            let (key, value) = entry?;
+            codec::decode_consumer(&key, &value)
+        })
+        .collect()
+}
+
+/// Where the event at `cursor` is, and when it was recorded.
+pub fn event_pointer(tree: &sled::Tree, cursor: u64) -> Result<Option<(Location, Timestamp)>> {
+    let key = keys::log(cursor);
+    tree.get(key)?
+        .map(|bytes| codec::decode_pointer(&key, &bytes))
+        .transpose()
+}
+
+/// The last event the index knows: its cursor and time.
+pub fn last_event(tree: &sled::Tree) -> Result<Option<(u64, Timestamp)>> {
+    let Some(entry) = tree.range(keys::log_range()).next_back() else {
+        return Ok(None);
+    };
+    let (key, value) = entry?;
+    let cursor = keys::log_cursor(&key).ok_or_else(|| StoreError::Corrupt {
+        key: keys::printable(&key),
+        reason: "not a log index key".into(),
+    })?;
+    let (_, recorded_at) = codec::decode_pointer(&key, &value)?;
+    Ok(Some((cursor, recorded_at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{EventHeader, LogEvent, codec::tests::head as sample_head};
+
+    fn event(head: &ArticleHead, kind: EventKind, previous: Option<Timestamp>) -> Record {
+        Record::Event(EventRecord {
+            event: Arc::new(LogEvent {
+                cursor: head.cursor,
+                kind,
+                recorded_at: Timestamp::new(1_800_000_000, 0).unwrap(),
+                header: EventHeader {
+                    id: head.id,
+                    version: head.version,
+                    source_id: head.source_id.clone(),
+                    language: head.language.clone(),
+                    tags: head.tags.clone(),
+                },
+                article: Bytes::new(),
+            }),
+            head: head.clone(),
+            previous_published_at: previous,
+        })
+    }
+
+    fn time_index(tree: &sled::Tree) -> Vec<(Timestamp, ArticleId)> {
+        tree.range(keys::time_index(Timestamp::MIN, ArticleId::from_bytes([0; 16]))..)
+            .keys()
+            .map(|k| keys::parse_time_index(&k.unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn replaying_records_again_ends_in_the_same_index() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let at = |offset| Location {
+            segment: 1,
+            offset,
+            len: 10,
+        };
+        let mut created = sample_head(at(16));
+        created.cursor = 1;
+        created.version = 1;
+        let mut updated = created.clone();
+        updated.cursor = 2;
+        updated.version = 2;
+        updated.location = at(26);
+        updated.published_at = Timestamp::new(1_500_000_000, 0).unwrap();
+        let mut counted = updated.clone();
+        counted.view_count = 9_999;
+        let records = [
+            event(&created, EventKind::Created, None),
+            event(&updated, EventKind::Updated, Some(created.published_at)),
+            Record::Counters(counted.clone()),
+        ];
+        for record in &records {
+            apply(&db, record).unwrap();
+        }
+        let once: Vec<_> = db.iter().map(Result::unwrap).collect();
+        // Replaying from the start on top of the finished index changes nothing.
+        for record in &records {
+            apply(&db, record).unwrap();
+        }
+        let twice: Vec<_> = db.iter().map(Result::unwrap).collect();
+        assert_eq!(once, twice);
+
+        assert_eq!(head(&db, created.id).unwrap(), Some(counted));
+        assert_eq!(
+            natural_key(&db, &created.source_id, &created.uri).unwrap(),
+            Some(created.id)
+        );
+        assert_eq!(
+            time_index(&db),
+            [(updated.published_at, created.id)],
+            "the moved entry replaced the old one"
+        );
+        assert_eq!(event_pointer(&db, 2).unwrap().unwrap().0, at(26));
+        assert_eq!(last_event(&db).unwrap().map(|(c, _)| c), Some(2));
+    }
+
+    #[test]
+    fn consumers_are_put_and_deleted() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let consumer = Consumer {
+            name: "indexer".into(),
+            acked_cursor: 5,
+            created_at: Timestamp::new(1, 0).unwrap(),
+            acked_at: None,
+        };
+        apply(&db, &Record::ConsumerPut(consumer.clone())).unwrap();
+        assert_eq!(consumers(&db).unwrap(), std::slice::from_ref(&consumer));
+        apply(&db, &Record::ConsumerDeleted("indexer".into())).unwrap();
+        assert_eq!(super::consumer(&db, "indexer").unwrap(), None);
+    }
+}

@@ -1,0 +1,806 @@
+//! The event log: append-only segment files of checksummed records, khabar's durable store of
+//! events and of every other acknowledged write.
+//!
+//! # Format
+//! A segment file `log/<number, 20 digits>.log` starts with a 16-byte header (`KHABARLG`, the
+//! format version, 4 reserved bytes) followed by frames:
+//!
+//! | bytes | content                                     |
+//! |-------|---------------------------------------------|
+//! | 4     | frame magic `KHR1`                          |
+//! | 4     | payload length, little-endian               |
+//! | 4     | CRC-32 (IEEE) of the payload, little-endian |
+//! | n     | payload (a record, see `record`)            |
+//!
+//! # Durability
+//! The writer appends a whole group of frames with one `pwrite`; the caller makes them durable
+//! with one `fdatasync` ([`LogWriter::files_to_sync`]) before any of them is acknowledged. A
+//! segment is rolled once it reaches [`SEGMENT_TARGET_BYTES`]: the old file is synced first, and
+//! the new file and its directory entry are synced before anything is written into it. Every
+//! frame before a durable frame is durable too, because the log is only ever appended to.
+//!
+//! # Recovery
+//! A crash during an append leaves a torn tail: a last frame that is short or fails its
+//! checksum, with nothing valid after it. [`Log::recover`] truncates such a tail (with a
+//! warning); a bad frame followed by valid ones is damage, not a torn write, and stops the
+//! start with an error naming the file and offset.
+
+use std::{
+    collections::BTreeMap,
+    fs::{File, OpenOptions},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use bytes::Bytes;
+use tracing::warn;
+
+use super::{Result, StoreError};
+
+/// Size at which a segment is closed and the next one started.
+pub const SEGMENT_TARGET_BYTES: u64 = 64 << 20;
+/// Length of a segment's header; the first frame starts here.
+pub const SEGMENT_HEADER_LEN: u64 = 16;
+const SEGMENT_MAGIC: &[u8; 8] = b"KHABARLG";
+const SEGMENT_FORMAT: u32 = 1;
+const FRAME_MAGIC: &[u8; 4] = b"KHR1";
+/// Bytes before a frame's payload.
+pub const FRAME_HEADER_LEN: usize = 12;
+/// Largest payload accepted when reading; larger lengths can only come from damage.
+const MAX_PAYLOAD_BYTES: usize = 1 << 30;
+/// Bytes read at a time when reading the log sequentially.
+const READ_CHUNK_BYTES: usize = 512 << 10;
+
+/// A place in the log: a byte offset in a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// Segment number.
+    pub segment: u64,
+    /// Byte offset in that segment.
+    pub offset: u64,
+}
+
+impl Position {
+    /// The first frame of the first segment.
+    pub const START: Position = Position {
+        segment: 1,
+        offset: SEGMENT_HEADER_LEN,
+    };
+}
+
+/// Where one frame is: its position and its length, header included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// Segment number.
+    pub segment: u64,
+    /// Offset of the frame header.
+    pub offset: u64,
+    /// Frame length, header included.
+    pub len: u32,
+}
+
+impl Location {
+    /// The position of the frame.
+    pub fn position(self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.offset,
+        }
+    }
+
+    /// The position right after the frame.
+    #[cfg(test)]
+    pub fn end(self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.offset + u64::from(self.len),
+        }
+    }
+}
+
+/// The segment files of a log directory, shared by the writer and the readers.
+pub struct Log {
+    dir: PathBuf,
+    segments: RwLock<BTreeMap<u64, Arc<File>>>,
+}
+
+/// What [`Log::recover`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Where the next frame goes.
+    pub end: Position,
+    /// Bytes of torn tail removed, if any.
+    pub truncated: Option<u64>,
+}
+
+fn segment_name(segment: u64) -> String {
+    format!("{segment:020}.log")
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("{} at offset {offset}", path.display()),
+        reason: reason.into(),
+    }
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// Fewer bytes than the frame needs: the end of what was written, or a torn write.
+    Incomplete,
+    /// Bytes that are not a valid frame.
+    Invalid(&'static str),
+}
+
+/// Parses the frame at the start of `bytes`: its payload and its whole length.
+pub fn parse_frame(bytes: &Bytes) -> Result<(Bytes, usize), FrameError> {
+    if bytes.len() < FRAME_HEADER_LEN {
+        return Err(FrameError::Incomplete);
+    }
+    if &bytes[..4] != FRAME_MAGIC {
+        return Err(FrameError::Invalid("no frame starts here"));
+    }
+    let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    if len > MAX_PAYLOAD_BYTES {
+        return Err(FrameError::Invalid("frame length is implausible"));
+    }
+    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let end = FRAME_HEADER_LEN + len;
+    if bytes.len() < end {
+        return Err(FrameError::Incomplete);
+    }
+    let payload = bytes.slice(FRAME_HEADER_LEN..end);
+    if crc32fast::hash(&payload) != crc {
+        return Err(FrameError::Invalid("checksum mismatch"));
+    }
+    Ok((payload, end))
+}
+
+/// Whether any valid frame starts in `bytes` at or after `from`.
+fn valid_frame_after(bytes: &Bytes, from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + FRAME_HEADER_LEN <= bytes.len() {
+        let next = bytes[at..]
+            .windows(FRAME_MAGIC.len())
+            .position(|w| w == FRAME_MAGIC)?;
+        at += next;
+        if parse_frame(&bytes.slice(at..)).is_ok() {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+fn read_fully(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buffer = vec![0; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, checking every segment's header.
+    pub fn open(dir: &Path) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(dir)?;
+        let mut segments = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".log"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            check_header(&file, &path)?;
+            segments.insert(number, Arc::new(file));
+        }
+        if let (Some(first), Some(last)) = (segments.keys().next(), segments.keys().next_back())
+            && (last - first + 1) as usize != segments.len()
+        {
+            return Err(corrupt(
+                dir,
+                0,
+                format!("segments {first} to {last} are not contiguous: some are missing"),
+            ));
+        }
+        Ok(Arc::new(Self {
+            dir: dir.to_owned(),
+            segments: RwLock::new(segments),
+        }))
+    }
+
+    /// The directory of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn segment(&self, number: u64) -> Option<Arc<File>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&number)
+            .cloned()
+    }
+
+    /// Numbers of the first and last segment, if there are any.
+    pub fn segment_range(&self) -> Option<(u64, u64)> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        Some((*segments.keys().next()?, *segments.keys().next_back()?))
+    }
+
+    fn path(&self, segment: u64) -> PathBuf {
+        self.dir.join(segment_name(segment))
+    }
+
+    /// Reads the payload of the frame at `location`, checking its checksum.
+    pub fn read(&self, location: Location) -> Result<Bytes> {
+        let path = || self.path(location.segment);
+        let file = self
+            .segment(location.segment)
+            .ok_or_else(|| corrupt(&path(), location.offset, "segment file is missing"))?;
+        let bytes = Bytes::from(read_fully(&file, location.offset, location.len as usize)?);
+        match parse_frame(&bytes) {
+            Ok((payload, len)) if len == location.len as usize => Ok(payload),
+            Ok(_) => Err(corrupt(&path(), location.offset, "frame length differs")),
+            Err(FrameError::Incomplete) => Err(corrupt(&path(), location.offset, "frame is cut")),
+            Err(FrameError::Invalid(why)) => Err(corrupt(&path(), location.offset, why)),
+        }
+    }
+
+    /// Reads frames in order from `from`, calling `visit` with each one's location and payload
+    /// until it returns `false` or the written log ends. Only frames known to be complete may be
+    /// asked for: readers stop at the durable head, so a frame being written is never reached.
+    pub fn read_from(
+        &self,
+        from: Position,
+        mut visit: impl FnMut(Location, Bytes) -> Result<bool>,
+    ) -> Result<()> {
+        let mut position = from;
+        let mut chunk_bytes = READ_CHUNK_BYTES;
+        loop {
+            let Some(file) = self.segment(position.segment) else {
+                return Ok(());
+            };
+            let chunk = Bytes::from(read_fully(&file, position.offset, chunk_bytes)?);
+            if chunk.is_empty() {
+                // The end of this segment: frames go on in the next one, if there is one.
+                if self.segment(position.segment + 1).is_none() {
+                    return Ok(());
+                }
+                position = Position {
+                    segment: position.segment + 1,
+                    offset: SEGMENT_HEADER_LEN,
+                };
+                continue;
+            }
+            let mut at = 0;
+            while at < chunk.len() {
+                match parse_frame(&chunk.slice(at..)) {
+                    Ok((payload, len)) => {
+                        let location = Location {
+                            segment: position.segment,
+                            offset: position.offset + at as u64,
+                            len: len as u32,
+                        };
+                        at += len;
+                        if !visit(location, payload)? {
+                            return Ok(());
+                        }
+                    }
+                    Err(FrameError::Incomplete) => break,
+                    Err(FrameError::Invalid(why)) => {
+                        return Err(corrupt(
+                            &self.path(position.segment),
+                            position.offset + at as u64,
+                            why,
+                        ));
+                    }
+                }
+            }
+            if at == 0 {
+                if chunk.len() < chunk_bytes {
+                    // A cut frame at the end of the file: nothing more has been written yet.
+                    return Ok(());
+                }
+                // One frame larger than the chunk.
+                chunk_bytes = chunk_bytes.saturating_mul(2);
+                continue;
+            }
+            chunk_bytes = READ_CHUNK_BYTES;
+            position.offset += at as u64;
+        }
+    }
+
+    /// Checks the log from `from` to its end at start-up: calls `visit` with every frame in
+    /// order, removes a torn tail, and fails on damage before the tail.
+    pub fn recover(
+        &self,
+        from: Position,
+        mut visit: impl FnMut(Location, Bytes) -> Result<()>,
+    ) -> Result<Recovered> {
+        let Some((first, last)) = self.segment_range() else {
+            if from != Position::START {
+                return Err(corrupt(
+                    &self.dir,
+                    0,
+                    format!(
+                        "the index has applied the log up to segment {} offset {}, but the log \
+                         has no segments: acknowledged writes are missing",
+                        from.segment, from.offset
+                    ),
+                ));
+            }
+            return Ok(Recovered {
+                end: Position::START,
+                truncated: None,
+            });
+        };
+        if from.segment < first || from.segment > last {
+            return Err(corrupt(
+                &self.path(from.segment),
+                from.offset,
+                format!(
+                    "the index has applied the log up to here, but the log holds segments \
+                     {first} to {last}: acknowledged writes are missing"
+                ),
+            ));
+        }
+        for segment in from.segment..=last {
+            let file = self
+                .segment(segment)
+                .ok_or_else(|| corrupt(&self.path(segment), 0, "segment file disappeared"))?;
+            let start = if segment == from.segment {
+                from.offset
+            } else {
+                SEGMENT_HEADER_LEN
+            };
+            let len = file.metadata()?.len();
+            if start > len {
+                return Err(corrupt(
+                    &self.path(segment),
+                    start,
+                    format!(
+                        "the index has applied the log up to here, but the file ends at {len}: \
+                         acknowledged writes are missing"
+                    ),
+                ));
+            }
+            // Segments are bounded (64 MiB plus one group), so one read each is fine.
+            let bytes = Bytes::from(read_fully(&file, start, (len - start) as usize)?);
+            let mut at = 0;
+            while at < bytes.len() {
+                match parse_frame(&bytes.slice(at..)) {
+                    Ok((payload, frame_len)) => {
+                        visit(
+                            Location {
+                                segment,
+                                offset: start + at as u64,
+                                len: frame_len as u32,
+                            },
+                            payload,
+                        )?;
+                        at += frame_len;
+                    }
+                    Err(error) => {
+                        let offset = start + at as u64;
+                        let why = match error {
+                            FrameError::Incomplete => "cut short",
+                            FrameError::Invalid(why) => why,
+                        };
+                        if segment != last {
+                            return Err(corrupt(
+                                &self.path(segment),
+                                offset,
+                                format!("damaged record in a closed segment ({why})"),
+                            ));
+                        }
+                        if let Some(valid) = valid_frame_after(&bytes, at + 1) {
+                            return Err(corrupt(
+                                &self.path(segment),
+                                offset,
+                                format!(
+                                    "damaged record ({why}) followed by a valid one at offset {}: \
+                                     this is damage, not a torn write; restore the data directory \
+                                     from a backup",
+                                    start + valid as u64
+                                ),
+                            ));
+                        }
+                        let removed = len - offset;
+                        warn!(
+                            file = %self.path(segment).display(),
+                            offset,
+                            bytes = removed,
+                            reason = why,
+                            "removing the torn tail of the log (a write cut short by a crash; it was never acknowledged)"
+                        );
+                        file.set_len(offset)?;
+                        file.sync_all()?;
+                        return Ok(Recovered {
+                            end: Position { segment, offset },
+                            truncated: Some(removed),
+                        });
+                    }
+                }
+            }
+            if segment == last {
+                return Ok(Recovered {
+                    end: Position {
+                        segment,
+                        offset: start + at as u64,
+                    },
+                    truncated: None,
+                });
+            }
+        }
+        unreachable!("the loop returns at the last segment")
+    }
+
+    /// The writer, appending at `end` (what [`Log::recover`] returned).
+    pub fn writer(self: &Arc<Self>, end: Position) -> Result<LogWriter> {
+        let file = match self.segment(end.segment) {
+            Some(file) => file,
+            None => self.create_segment(end.segment)?,
+        };
+        Ok(LogWriter {
+            log: self.clone(),
+            segment: end.segment,
+            file,
+            written: end.offset,
+            buffer: Vec::with_capacity(1 << 20),
+            unsynced: Vec::new(),
+        })
+    }
+
+    fn create_segment(&self, number: u64) -> Result<Arc<File>> {
+        let path = self.path(number);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
+        header.extend_from_slice(SEGMENT_MAGIC);
+        header.extend_from_slice(&SEGMENT_FORMAT.to_le_bytes());
+        header.extend_from_slice(&[0; 4]);
+        file.write_all_at(&header, 0)?;
+        file.sync_all()?;
+        sync_dir(&self.dir)?;
+        let file = Arc::new(file);
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(number, file.clone());
+        Ok(file)
+    }
+
+    /// Bytes of all segments.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        let segments: Vec<Arc<File>> = self
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut total = 0;
+        for file in segments {
+            total += file.metadata()?.len();
+        }
+        Ok(total)
+    }
+}
+
+fn check_header(file: &File, path: &Path) -> Result<()> {
+    let header = read_fully(file, 0, SEGMENT_HEADER_LEN as usize)?;
+    if header.len() < SEGMENT_HEADER_LEN as usize || &header[..8] != SEGMENT_MAGIC {
+        return Err(corrupt(
+            path,
+            0,
+            "not a khabar log segment (no KHABARLG header): a file from another program?",
+        ));
+    }
+    let format = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if format != SEGMENT_FORMAT {
+        return Err(corrupt(
+            path,
+            8,
+            format!(
+                "log segment format {format}; this khabar reads format {SEGMENT_FORMAT}: use \
+                 the khabar version that wrote it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends frames; owned by the single writer thread.
+pub struct LogWriter {
+    log: Arc<Log>,
+    segment: u64,
+    file: Arc<File>,
+    /// Bytes of the current segment already written to the file.
+    written: u64,
+    /// Frames not yet written, to go at `written`.
+    buffer: Vec<u8>,
+    /// Segments written to since the last [`LogWriter::files_to_sync`].
+    unsynced: Vec<Arc<File>>,
+}
+
+impl LogWriter {
+    /// Adds a frame holding `record` to the pending write and returns where it will be. Rolls
+    /// to a new segment first when this one is full.
+    pub fn append(&mut self, record: &impl prost::Message) -> Result<Location> {
+        self.append_with(record.encoded_len(), |buffer| {
+            // A Vec grows as needed, so encoding into it cannot run out of room.
+            let _ = record.encode(buffer);
+        })
+    }
+
+    /// Adds a frame whose `payload_len` bytes `write` puts at the end of the buffer.
+    fn append_with(
+        &mut self,
+        payload_len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Location> {
+        let frame_len = (FRAME_HEADER_LEN + payload_len) as u64;
+        let end = self.written + self.buffer.len() as u64;
+        if end > SEGMENT_HEADER_LEN && end + frame_len > SEGMENT_TARGET_BYTES {
+            self.roll()?;
+        }
+        let offset = self.written + self.buffer.len() as u64;
+        let start = self.buffer.len();
+        self.buffer.extend_from_slice(FRAME_MAGIC);
+        // Payloads are bounded by the message size limit (at most 256 MiB), far below 4 GiB.
+        self.buffer
+            .extend_from_slice(&(payload_len as u32).to_le_bytes());
+        self.buffer.extend_from_slice(&[0; 4]);
+        write(&mut self.buffer);
+        let payload = &self.buffer[start + FRAME_HEADER_LEN..];
+        debug_assert_eq!(payload.len(), payload_len);
+        let crc = crc32fast::hash(payload);
+        self.buffer[start + 8..start + FRAME_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        Ok(Location {
+            segment: self.segment,
+            offset,
+            len: frame_len as u32,
+        })
+    }
+
+    /// Adds a frame around raw bytes.
+    #[cfg(test)]
+    pub fn append_raw(&mut self, payload: &[u8]) -> Result<Location> {
+        self.append_with(payload.len(), |buffer| buffer.extend_from_slice(payload))
+    }
+
+    /// Bytes appended but not yet written out.
+    pub fn pending_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Where the next frame goes.
+    pub fn end(&self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.written + self.buffer.len() as u64,
+        }
+    }
+
+    /// Writes the pending frames to the file (into the page cache; not yet durable).
+    pub fn write_out(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&self.buffer, self.written)?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        if !self.unsynced.iter().any(|f| Arc::ptr_eq(f, &self.file)) {
+            self.unsynced.push(self.file.clone());
+        }
+        Ok(())
+    }
+
+    /// The files written since the last call; syncing them makes every written frame durable.
+    pub fn files_to_sync(&mut self) -> Vec<Arc<File>> {
+        std::mem::take(&mut self.unsynced)
+    }
+
+    fn roll(&mut self) -> Result<()> {
+        self.write_out()?;
+        // The closed segment must be durable before anything after it is acknowledged.
+        self.file.sync_data()?;
+        self.unsynced.retain(|f| !Arc::ptr_eq(f, &self.file));
+        let next = self.segment + 1;
+        self.file = self.log.create_segment(next)?;
+        self.segment = next;
+        self.written = SEGMENT_HEADER_LEN;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(log: &Arc<Log>, end: Position, payloads: &[&[u8]]) -> (Vec<Location>, Position) {
+        let mut writer = log.writer(end).unwrap();
+        let locations = payloads
+            .iter()
+            .map(|p| writer.append_raw(p).unwrap())
+            .collect();
+        writer.write_out().unwrap();
+        for file in writer.files_to_sync() {
+            file.sync_data().unwrap();
+        }
+        (locations, writer.end())
+    }
+
+    fn recover_all(log: &Log) -> (Vec<Vec<u8>>, Recovered) {
+        let mut seen = Vec::new();
+        let recovered = log
+            .recover(Position::START, |_, payload| {
+                seen.push(payload.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        (seen, recovered)
+    }
+
+    #[test]
+    fn frames_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let (locations, end) = write(&log, Position::START, &[b"one", "اثنان".as_bytes(), b""]);
+        assert_eq!(log.read(locations[1]).unwrap(), "اثنان".as_bytes());
+        let (more, end) = write(&log, end, &[b"four"]);
+        assert_eq!(more[0].offset, locations[2].end().offset);
+
+        drop(log);
+        let log = Log::open(dir.path()).unwrap();
+        let (seen, recovered) = recover_all(&log);
+        assert_eq!(
+            seen,
+            [&b"one"[..], "اثنان".as_bytes(), b"", b"four"].map(<[u8]>::to_vec)
+        );
+        assert_eq!((recovered.end, recovered.truncated), (end, None));
+
+        let mut from_second = Vec::new();
+        log.read_from(locations[1].end(), |location, payload| {
+            from_second.push((location, payload.to_vec()));
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(from_second[0], (locations[2], b"".to_vec()));
+        assert_eq!(from_second[1].1, b"four");
+    }
+
+    #[test]
+    fn segments_roll_when_full_and_reads_cross_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let big = vec![7u8; (SEGMENT_TARGET_BYTES / 3) as usize];
+        let (locations, _) = write(&log, Position::START, &[&big, &big, &big, b"last"]);
+        assert_eq!(
+            locations.iter().map(|l| l.segment).collect::<Vec<_>>(),
+            [1, 1, 2, 2]
+        );
+        assert_eq!(log.segment_range(), Some((1, 2)));
+        let mut segments = Vec::new();
+        log.read_from(Position::START, |location, _| {
+            segments.push(location.segment);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(segments, [1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_removed_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let (locations, _) = write(&log, Position::START, &[b"first record", b"second record"]);
+        drop(log);
+        let path = dir.path().join(segment_name(1));
+        let whole = std::fs::read(&path).unwrap();
+        let last = locations[1];
+        for cut in last.offset..last.offset + u64::from(last.len) {
+            std::fs::write(&path, &whole[..cut as usize]).unwrap();
+            let log = Log::open(dir.path()).unwrap();
+            let (seen, recovered) = recover_all(&log);
+            assert_eq!(seen, [b"first record".to_vec()], "cut at {cut}");
+            assert_eq!(recovered.end, last_position(last));
+            assert_eq!(
+                recovered.truncated,
+                (cut > last.offset).then(|| cut - last.offset)
+            );
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), last.offset);
+        }
+    }
+
+    fn last_position(location: Location) -> Position {
+        Position {
+            segment: location.segment,
+            offset: location.offset,
+        }
+    }
+
+    #[test]
+    fn damage_before_the_tail_stops_recovery_with_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let (locations, _) = write(&log, Position::START, &[b"first record", b"second record"]);
+        drop(log);
+        let path = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let flipped = locations[0].offset as usize + FRAME_HEADER_LEN + 3;
+        bytes[flipped] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let err = log.recover(Position::START, |_, _| Ok(())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(
+            text.contains(&format!("offset {}", locations[0].offset)),
+            "{text}"
+        );
+        assert!(text.contains("checksum"), "{text}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "nothing is removed on damage"
+        );
+        let read = log.read(locations[0]).unwrap_err();
+        assert!(read.to_string().contains("checksum"), "{read}");
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(segment_name(1)), b"PK\x03\x04 a zip file").unwrap();
+        let err = Log::open(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string().contains("not a khabar log segment"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_index_ahead_of_the_log_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let (locations, _) = write(&log, Position::START, &[b"only"]);
+        let beyond = Position {
+            segment: 1,
+            offset: locations[0].end().offset + 100,
+        };
+        let err = log.recover(beyond, |_, _| Ok(())).unwrap_err();
+        assert!(
+            err.to_string().contains("acknowledged writes are missing"),
+            "{err}"
+        );
+        let later_segment = Position {
+            segment: 3,
+            offset: SEGMENT_HEADER_LEN,
+        };
+        assert!(log.recover(later_segment, |_, _| Ok(())).is_err());
+    }
+}

@@ -1,0 +1,456 @@
+//! The data directory: the log as the store of events, the index rebuilt or replayed from it,
+//! torn tails, damage, and the migration of the first layout.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use common::{ChildServer, TestServer, WAIT, run_bounded, seed_variant};
+use khabar::{
+    pb::khabar::v1::{self as pb, IngestOutcome, subscribe_request::Start},
+    store::{ArticleStore, SledStore, SledStoreConfig},
+};
+use tokio_stream::StreamExt;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn segments(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Offsets of the frames of a segment file, read with the documented format (16-byte header;
+/// frames of magic, length, checksum, payload).
+fn frame_offsets(segment: &Path) -> Vec<(u64, u64)> {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut frames = Vec::new();
+    let mut at = 16;
+    while at + 12 <= bytes.len() {
+        assert_eq!(&bytes[at..at + 4], b"KHR1", "frame magic at {at}");
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        frames.push((at as u64, (at + 12 + len) as u64));
+        at += 12 + len;
+    }
+    frames
+}
+
+/// Every event of the feed from the beginning, up to `count` of them.
+async fn feed_events(server: &TestServer, count: usize) -> Vec<pb::FeedEvent> {
+    let mut feed = server
+        .feed_client()
+        .await
+        .subscribe(pb::SubscribeRequest {
+            start: Some(Start::FromBeginning(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let event = tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("event in time")
+            .expect("feed open")
+            .expect("event");
+        if event.kind() != pb::EventKind::Checkpoint {
+            events.push(event);
+        }
+    }
+    events
+}
+
+async fn get(server: &TestServer, id: &str) -> pb::Article {
+    server
+        .articles_client()
+        .await
+        .get_article(pb::GetArticleRequest { id: id.into() })
+        .await
+        .expect("article found")
+        .into_inner()
+}
+
+fn json_lines<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("proto3 JSON"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_directory_of_the_first_layout_is_migrated_and_served_unchanged() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layout-v1");
+    let data_dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture.join("data"), data_dir.path());
+    let expected_articles: Vec<pb::Article> = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected/articles.json")).unwrap(),
+    )
+    .unwrap();
+    let expected_feed: Vec<pb::FeedEvent> =
+        json_lines(&std::fs::read_to_string(fixture.join("expected/feed.jsonl")).unwrap());
+    let expected_consumers: pb::ListConsumersResponse = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected/consumers.json")).unwrap(),
+    )
+    .unwrap();
+
+    let server = TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+    for expected in &expected_articles {
+        assert_eq!(&get(&server, &expected.id).await, expected);
+    }
+    assert_eq!(
+        expected_articles[2].view_count, 4242,
+        "a view count stored after the last event is kept"
+    );
+    assert_eq!(feed_events(&server, 5).await, expected_feed);
+    let consumers = server
+        .feed_client()
+        .await
+        .list_consumers(pb::ListConsumersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(consumers, expected_consumers);
+
+    let next = server
+        .ingest_client()
+        .await
+        .ingest(seed_variant(1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((next.outcome(), next.cursor), (IngestOutcome::Created, 6));
+    let data_dir = server.stop().await;
+    for kept in [
+        "log",
+        "index",
+        "layout-v1-backup/db",
+        "layout-v1-backup/conf",
+    ] {
+        assert!(data_dir.path().join(kept).exists(), "{kept}");
+    }
+    assert!(!data_dir.path().join("db").exists(), "old files moved away");
+
+    // Started again: already migrated, nothing changes.
+    let server = TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+    for expected in &expected_articles {
+        assert_eq!(&get(&server, &expected.id).await, expected);
+    }
+    assert_eq!(feed_events(&server, 6).await[..5], expected_feed[..]);
+    server.stop().await;
+}
+
+/// Ingests a small history through the API: creations, an update, a counters update, a
+/// retraction and a consumer's ack. Returns every article id.
+async fn ingest_history(server: &TestServer) -> Vec<String> {
+    let mut ingest = server.ingest_client().await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let response = ingest.ingest(seed_variant(n)).await.unwrap().into_inner();
+        ids.push(response.id);
+    }
+    let mut changed = seed_variant(3);
+    changed
+        .article
+        .as_mut()
+        .unwrap()
+        .body
+        .push_str("\n\nتحديث.");
+    assert_eq!(
+        ingest.ingest(changed).await.unwrap().into_inner().outcome(),
+        IngestOutcome::Updated
+    );
+    let mut counted = seed_variant(4);
+    counted.article.as_mut().unwrap().view_count = 77;
+    assert_eq!(
+        ingest.ingest(counted).await.unwrap().into_inner().outcome(),
+        IngestOutcome::CountersUpdated
+    );
+    server
+        .articles_client()
+        .await
+        .retract_article(pb::RetractArticleRequest {
+            id: ids[5].clone(),
+            reason: "خطأ".into(),
+        })
+        .await
+        .unwrap();
+    let mut feeds = server.feed_client().await;
+    drop(
+        feeds
+            .subscribe(pb::SubscribeRequest {
+                consumer: "indexer".into(),
+                start: Some(Start::FromBeginning(true)),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+    );
+    feeds
+        .ack(pb::AckRequest {
+            consumer: "indexer".into(),
+            cursor: 9,
+        })
+        .await
+        .unwrap();
+    ids
+}
+
+/// What a client can read of a server: every article, the feed, the consumers.
+async fn snapshot(
+    server: &TestServer,
+    ids: &[String],
+    events: usize,
+) -> (Vec<pb::Article>, Vec<pb::FeedEvent>, Vec<(String, u64)>) {
+    let mut articles = Vec::new();
+    for id in ids {
+        articles.push(get(server, id).await);
+    }
+    let consumers = server
+        .feed_client()
+        .await
+        .list_consumers(pb::ListConsumersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .consumers
+        .into_iter()
+        .map(|c| (c.name, c.acked_cursor))
+        .collect();
+    (articles, feed_events(server, events).await, consumers)
+}
+
+#[tokio::test]
+async fn the_index_is_rebuilt_from_the_log_alone() {
+    let server = TestServer::start().await;
+    let ids = ingest_history(&server).await;
+    let before = snapshot(&server, &ids, 14).await;
+    assert_eq!(before.0[4].view_count, 77);
+    assert_eq!(before.2, [("indexer".to_owned(), 9)]);
+    let data_dir = server.stop().await;
+
+    std::fs::remove_dir_all(data_dir.path().join("index")).unwrap();
+    let server = TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+    assert_eq!(snapshot(&server, &ids, 14).await, before);
+    let listed = server
+        .articles_client()
+        .await
+        .list_articles(pb::ListArticlesRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.articles.len(), 11, "the retracted one is left out");
+    let next = server
+        .ingest_client()
+        .await
+        .ingest(seed_variant(100))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.cursor, 15, "cursors go on after the rebuilt head");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_the_index_never_saw_are_replayed_after_sigkill() {
+    let data_dir = tempfile::tempdir().unwrap();
+    // The index is checkpointed only at start: everything after it lives in the log alone.
+    let server = ChildServer::start_with(data_dir.path(), &["--index-checkpoint-ms", "3600000"]);
+    let channel = server.channel().await;
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
+    let mut acked = Vec::new();
+    for n in 0..40 {
+        acked.push(ingest.ingest(seed_variant(n)).await.unwrap().into_inner());
+    }
+    let mut feeds = pb::feed_service_client::FeedServiceClient::new(channel);
+    drop(
+        feeds
+            .subscribe(pb::SubscribeRequest {
+                consumer: "indexer".into(),
+                start: Some(Start::FromBeginning(true)),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+    );
+    feeds
+        .ack(pb::AckRequest {
+            consumer: "indexer".into(),
+            cursor: 33,
+        })
+        .await
+        .unwrap();
+    drop(server); // SIGKILL
+
+    let server = ChildServer::start(data_dir.path());
+    let opened = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|line| line.contains("store opened"))
+        .cloned()
+        .expect("store opened line");
+    let replayed: u64 = opened
+        .split("replayed=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("replayed count in {opened}"));
+    // 40 articles, the consumer's creation and its ack: all in the log, none checkpointed.
+    assert!(
+        (1..=42).contains(&replayed),
+        "the records after the start-up checkpoint were applied again: {opened}"
+    );
+    let channel = server.channel().await;
+    let mut articles = pb::article_service_client::ArticleServiceClient::new(channel.clone());
+    for ack in &acked {
+        let article = articles
+            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .await
+            .expect("acknowledged article survives")
+            .into_inner();
+        assert_eq!(article.cursor, ack.cursor);
+    }
+    let consumer = pb::feed_service_client::FeedServiceClient::new(channel)
+        .get_consumer(pb::GetConsumerRequest {
+            name: "indexer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((consumer.acked_cursor, consumer.head_cursor), (33, 40));
+}
+
+fn open_store(data_dir: &Path) -> khabar::store::Result<SledStore> {
+    SledStore::open(&SledStoreConfig::new(data_dir.to_owned()))
+}
+
+/// A small article, so that cutting its record at every byte stays quick.
+fn small_article(n: u32) -> khabar::domain::ValidArticle {
+    khabar::domain::ArticleDraft {
+        source: khabar::domain::SourceDraft {
+            id: "alkhabar".into(),
+            name: "الخبر".into(),
+            url: String::new(),
+        },
+        uri: format!("https://alkhabar.example/small/{n}"),
+        headline: format!("عنوان {n}"),
+        body: format!("نص قصير {n}"),
+        language: "ar".into(),
+        published_at: Some(khabar::domain::TimestampDraft {
+            seconds: 1_467_331_200 + i64::from(n),
+            nanos: 0,
+        }),
+        ..khabar::domain::ArticleDraft::default()
+    }
+    .validate(khabar::domain::Timestamp::now())
+    .expect("valid")
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_dropped_at_every_cut_of_the_last_record() {
+    // `base`: two articles, the index up to date. `full`: the same log plus a third record that
+    // the index has not applied, as when a crash cuts the append of a group short.
+    let base = tempfile::tempdir().unwrap();
+    let store = open_store(base.path()).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        ids.push(store.ingest(small_article(n)).await.unwrap().id);
+    }
+    drop(store);
+    let full = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), full.path());
+    let store = open_store(full.path()).unwrap();
+    store.ingest(small_article(2)).await.unwrap();
+    drop(store);
+    let full_segment = std::fs::read(&segments(full.path())[0]).unwrap();
+    let (last_start, last_end) = *frame_offsets(&segments(full.path())[0]).last().unwrap();
+    assert_eq!(last_end as usize, full_segment.len());
+
+    for cut in last_start..last_end {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        std::fs::write(&segments(dir.path())[0], &full_segment[..cut as usize]).unwrap();
+        let store = open_store(dir.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(*store.durable_head().borrow(), 2, "cut at {cut}");
+        for id in &ids {
+            store.get(*id).await.unwrap();
+        }
+        let next = store.ingest(small_article(3)).await.unwrap();
+        assert_eq!(next.cursor, 3, "cut at {cut}");
+        drop(store);
+        assert_eq!(
+            frame_offsets(&segments(dir.path())[0]).len(),
+            3,
+            "cut at {cut}: the torn bytes were removed before the next append"
+        );
+    }
+}
+
+#[tokio::test]
+async fn damage_before_the_tail_stops_the_start_naming_file_and_offset() {
+    let server = TestServer::start().await;
+    let mut ingest = server.ingest_client().await;
+    for n in 0..3 {
+        ingest.ingest(seed_variant(n)).await.unwrap();
+    }
+    let data_dir = server.stop().await;
+    let segment = segments(data_dir.path())[0].clone();
+    let (first, _) = frame_offsets(&segment)[0];
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let flipped = first as usize + 12 + 1_000;
+    bytes[flipped] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    // The index replays from its last checkpoint: remove it, so the whole log is read again.
+    std::fs::remove_dir_all(data_dir.path().join("index")).unwrap();
+
+    let err = open_store(data_dir.path()).err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains(&segment.display().to_string()), "{text}");
+    assert!(text.contains(&format!("offset {first}")), "{text}");
+    assert!(text.contains("checksum"), "{text}");
+
+    let output = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_khabar"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path()),
+        None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ERROR"))
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    assert!(line.contains(&segment.display().to_string()), "{line}");
+    assert!(line.contains(&format!("offset {first}")), "{line}");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "nothing is truncated on damage"
+    );
+}
