@@ -326,6 +326,23 @@ pub fn seed_variant(n: usize) -> pb::IngestRequest {
     request
 }
 
+/// Whether tests of the contract and of the example clients must fail, rather than say SKIPPED,
+/// when buf, python3, node or their packages are missing (`KHABAR_REQUIRE_CLIENTS=1`, as `.ci/run`
+/// sets it after installing them).
+pub fn clients_required() -> bool {
+    std::env::var("KHABAR_REQUIRE_CLIENTS").is_ok_and(|v| v == "1")
+}
+
+/// Reports that `test` cannot run because of `why`: a failure when [`clients_required`], else a
+/// SKIPPED line on standard error.
+pub fn missing_tool(test: &str, why: &str) {
+    assert!(
+        !clients_required(),
+        "{test}: KHABAR_REQUIRE_CLIENTS=1 but {why}"
+    );
+    eprintln!("SKIPPED {test}: {why} (set KHABAR_REQUIRE_CLIENTS=1 to make this a failure)");
+}
+
 /// A khabar server in a child process.
 pub struct ChildServer {
     pub child: Child,
@@ -356,8 +373,14 @@ impl ChildServer {
 
     /// Starts `khabar serve` on `data_dir` with extra flags, and waits until it listens.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", data_dir, flags)
+    }
+
+    /// [`ChildServer::start_with`], listening on `listen` (a server restarted on the same address
+    /// is found again by clients that reconnect).
+    pub fn start_on(listen: &str, data_dir: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_khabar"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(flags)
             .env("KHABAR_LOG", "info")
