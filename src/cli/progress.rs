@@ -37,6 +37,7 @@ impl Progress {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
+        bar.set_message(status(0, 0, Duration::ZERO));
         bar.enable_steady_tick(TICK);
         Self {
             bar,
