@@ -7,7 +7,7 @@ mod docs;
 mod get;
 mod ingest;
 mod input;
-pub mod json;
+mod json;
 mod list;
 mod progress;
 mod table;

@@ -57,8 +57,10 @@ impl Progress {
     /// far, `rejected` of them rejected.
     pub fn update(&self, offset: u64, done: u64, rejected: u64) {
         self.bar.set_position(offset);
-        self.bar
-            .set_message(status(done, rejected, self.started.elapsed()));
+        if !self.bar.is_hidden() {
+            self.bar
+                .set_message(status(done, rejected, self.started.elapsed()));
+        }
     }
 
     /// Runs `print` with the display taken off the screen, so that lines printed on standard
