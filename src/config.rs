@@ -39,6 +39,16 @@ pub enum Command {
     Get(GetArgs),
     /// Follow the feed, printing one JSON line per event.
     Tail(TailArgs),
+    /// List articles, newest first: a table on a terminal, one JSON line per article otherwise.
+    List(ListArgs),
+    /// Retract an article and print it as JSON.
+    Retract(RetractArgs),
+    /// List, show or delete durable feed consumers.
+    Consumers(ConsumersArgs),
+    /// Print a shell completion script (e.g. `khabar completions bash > /etc/bash_completion.d/khabar`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(ManArgs),
     /// Print the `sha256:<hex>` form of a bearer token read from standard input, for
     /// --tokens-file, so that the configuration holds no usable secret.
     HashToken,
@@ -113,6 +123,135 @@ pub struct TailArgs {
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A table when standard output is a terminal, JSON lines otherwise.
+    Auto,
+    /// An aligned table for people.
+    Table,
+    /// One proto3 JSON object per line.
+    Json,
+}
+
+/// Options of `khabar list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only articles of this source (repeatable).
+    #[arg(long = "source", value_name = "ID")]
+    pub sources: Vec<String>,
+
+    /// Only articles in this language range, e.g. `ar` for `ar` and `ar-SY` (repeatable).
+    #[arg(long = "language", value_name = "TAG")]
+    pub languages: Vec<String>,
+
+    /// Only articles with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Only articles published at or after this time (RFC 3339, e.g. 2016-07-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub published_after: Option<pbjson_types::Timestamp>,
+
+    /// Only articles published before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub published_before: Option<pbjson_types::Timestamp>,
+
+    /// Also list retracted articles.
+    #[arg(long)]
+    pub include_retracted: bool,
+
+    /// Articles asked for per call; the server serves at most 1000.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+
+    /// Stop after this many articles (default: every matching article).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
+    pub format: OutputFormat,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `khabar retract`.
+#[derive(Debug, Clone, Args)]
+pub struct RetractArgs {
+    /// Article identifier.
+    pub id: String,
+
+    /// Why the article is withdrawn, for downstream editors.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `khabar consumers`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumersArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConsumersCommand,
+}
+
+/// Subcommands of `khabar consumers`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConsumersCommand {
+    /// List every durable consumer: a table on a terminal, one JSON line per consumer otherwise.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
+        format: OutputFormat,
+
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print one consumer as JSON.
+    Get {
+        /// Consumer name.
+        name: String,
+
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a consumer and its acknowledged progress.
+    Delete {
+        /// Consumer name.
+        name: String,
+
+        /// Connection options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Options of `khabar completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// Shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Options of `khabar man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write khabar.1 and one page per subcommand (khabar-list.1, ...) into this directory
+    /// instead of printing khabar.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Options of `khabar health`.
@@ -341,6 +480,14 @@ pub fn read_file(option: &'static str, path: &std::path::Path) -> Result<Vec<u8>
     })
 }
 
+/// Parses an RFC 3339 time (`2016-07-01T09:00:00Z`, `2016-07-01T12:00:00+03:00`).
+fn parse_time(raw: &str) -> Result<pbjson_types::Timestamp, String> {
+    let time = chrono::DateTime::parse_from_rfc3339(raw).map_err(|e| {
+        format!("{raw:?} is not an RFC 3339 time such as 2016-07-01T09:00:00Z: {e}")
+    })?;
+    Ok(pbjson_types::Timestamp::from(time.to_utc()))
+}
+
 fn parse_max_message_bytes(raw: &str) -> Result<usize, String> {
     let bytes: usize = raw
         .parse()
@@ -425,6 +572,29 @@ mod tests {
         assert!(err.contains("need tokens"), "{err}");
         let args = parse(&["--tokens", "a read 0123456789abcdef; b ingest,read sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]).unwrap();
         assert_eq!(args.auth_policy().unwrap().tokens.len(), 2);
+    }
+
+    #[test]
+    fn list_times_are_rfc3339_in_any_offset() {
+        let cli = Cli::try_parse_from([
+            "khabar",
+            "list",
+            "--published-after",
+            "2016-07-01T12:00:00.5+03:00",
+        ])
+        .unwrap();
+        let Command::List(args) = cli.command else {
+            unreachable!("parsed as list")
+        };
+        let after = args.published_after.unwrap();
+        assert_eq!((after.seconds, after.nanos), (1_467_363_600, 500_000_000));
+        let err = Cli::try_parse_from(["khabar", "list", "--published-before", "2016-07-01"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--published-before") && err.contains("RFC 3339"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`server`]: wires store, services, health, reflection, TLS, auth and metrics together and
 //!   serves them.
 //! - [`config`]: command line and environment configuration.
-//! - [`client`] and [`cli`]: the command-line client (`khabar ingest`, `get`, `tail`, `health`).
+//! - [`client`] and [`cli`]: the command-line client (`khabar ingest`, `get`, `list`, `retract`,
+//!   `tail`, `consumers`, `health`, `completions`, `man`).
 //! - [`pb`]: code generated from `proto/`.
 
 pub mod api;

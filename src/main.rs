@@ -21,6 +21,11 @@ async fn main() -> ExitCode {
         Command::Ingest(args) => cli::ingest(args).await,
         Command::Get(args) => cli::get(args).await,
         Command::Tail(args) => cli::tail(args).await,
+        Command::List(args) => cli::list(args).await,
+        Command::Retract(args) => cli::retract(args).await,
+        Command::Consumers(args) => cli::consumers(args).await,
+        Command::Completions(args) => cli::completions(args),
+        Command::Man(args) => cli::man(args),
         Command::HashToken => cli::hash_token(),
     }
 }

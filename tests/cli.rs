@@ -1,4 +1,5 @@
-//! The binary's own commands and options: `khabar health`, JSON logs, start-up errors.
+//! The binary's own commands and options: `khabar health`, JSON logs, start-up errors, shell
+//! completions and manual pages.
 
 mod common;
 
@@ -203,4 +204,189 @@ fn hash_token_prints_the_configured_form() {
         String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"),
         "{out:?}"
     );
+}
+
+/// Every subcommand, as completions and manual pages must know them.
+const SUBCOMMANDS: [&str; 12] = [
+    "serve",
+    "health",
+    "ingest",
+    "get",
+    "tail",
+    "list",
+    "retract",
+    "consumers",
+    "hash-token",
+    "completions",
+    "man",
+    "help",
+];
+
+#[test]
+fn bash_completion_completes_subcommands_and_options() {
+    let out = khabar(&["completions", "bash"]);
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8(out.stdout).unwrap();
+    for command in SUBCOMMANDS {
+        assert!(script.contains(command), "{command} missing");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("khabar.bash");
+    std::fs::write(&path, &script).unwrap();
+    // Loaded into a real bash, the completion function answers as the shell would ask it.
+    let complete = |words: &str| {
+        let probe = format!(
+            "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _khabar khabar \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = run_bounded(
+            Command::new("bash").args(["--noprofile", "--norc", "-c", &probe]),
+            None,
+            WAIT,
+        )
+        .unwrap();
+        assert!(out.status.success(), "{words}: {out:?}");
+        let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        words.sort();
+        words
+    };
+    assert_eq!(complete("khabar con"), ["consumers"]);
+    assert_eq!(complete("khabar co"), ["completions", "consumers"]);
+    assert_eq!(
+        complete("khabar consumers ''"),
+        ["--help", "-h", "delete", "get", "help", "list"]
+    );
+    assert!(complete("khabar list --").contains(&"--published-after".to_owned()));
+    assert_eq!(complete("khabar completions z"), ["zsh"]);
+
+    for (shell, marker) in [("zsh", "#compdef khabar"), ("fish", "complete -c khabar")] {
+        let out = khabar(&["completions", shell]);
+        assert!(out.status.success(), "{out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("consumers") && script.contains("retract"),
+            "{shell}"
+        );
+    }
+    let out = khabar(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// Checks a page with groff when it is installed (`.ci/run` installs it), with every warning on;
+/// returns the rendered text. Without groff, only the roff structure is checked.
+fn render_man_page(page: &str) -> Option<String> {
+    let lines: Vec<&str> = page.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with(".TH ")), "{page}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        assert!(lines.contains(&section), "{section} missing: {page}");
+    }
+    // Every request line is a known man(7) macro or groff request.
+    for line in lines.iter().filter(|l| l.starts_with('.')) {
+        let request = line[1..].split_whitespace().next().unwrap_or_default();
+        assert!(
+            [
+                "TH", "SH", "SS", "TP", "PP", "IP", "RS", "RE", "br", "ie", "el", "ds", "B", "I",
+                "nf", "fi", "sp", "in"
+            ]
+            .contains(&request),
+            "unknown request {line:?}"
+        );
+    }
+    let groff = Command::new("groff").arg("--version").output();
+    if !groff.is_ok_and(|out| out.status.success()) {
+        eprintln!("groff is not installed: the manual page was only checked for its structure");
+        return None;
+    }
+    let out = run_bounded(
+        Command::new("groff").args(["-man", "-Tutf8", "-ww", "-rLL=200n"]),
+        Some(page),
+        WAIT,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "groff warns about the page"
+    );
+    // Bold and underline are drawn with backspaces on a terminal device.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        text.chars()
+            .fold(String::new(), |mut plain, c| {
+                if c == '\u{8}' {
+                    plain.pop();
+                } else {
+                    plain.push(c);
+                }
+                plain
+            })
+            .replace("\u{2010}", "-"),
+    )
+}
+
+#[test]
+fn man_pages_are_valid_roff_for_every_command() {
+    let out = khabar(&["man"]);
+    assert!(out.status.success(), "{out:?}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH khabar 1"), "{page}");
+    for command in SUBCOMMANDS.iter().filter(|c| **c != "help") {
+        assert!(
+            page.contains(&format!("khabar\\-{}(1)", command.replace('-', "\\-"))),
+            "{command} missing: {page}"
+        );
+    }
+    if let Some(text) = render_man_page(&page) {
+        assert!(text.contains("khabar-consumers(1)"), "{text}");
+        assert!(text.contains("List articles, newest first"), "{text}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = khabar(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for expected in [
+        "khabar.1",
+        "khabar-list.1",
+        "khabar-retract.1",
+        "khabar-consumers.1",
+        "khabar-consumers-list.1",
+        "khabar-consumers-get.1",
+        "khabar-consumers-delete.1",
+        "khabar-serve.1",
+        "khabar-completions.1",
+    ] {
+        assert!(
+            pages.contains(&expected.to_owned()),
+            "{expected}: {pages:?}"
+        );
+    }
+    let list = std::fs::read_to_string(dir.path().join("khabar-list.1")).unwrap();
+    if let Some(text) = render_man_page(&list) {
+        for option in [
+            "--published-after",
+            "--published-before",
+            "--include-retracted",
+            "--page-size",
+            "--limit",
+            "--format",
+            "--server",
+            "--token-file",
+        ] {
+            assert!(text.contains(option), "{option} missing: {text}");
+        }
+    }
+    let out = khabar(&["man", "--out-dir", "/dev/null/not-a-dir"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

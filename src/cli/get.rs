@@ -1,9 +1,12 @@
-//! `khabar get ID`: prints one article as proto3 JSON.
+//! `khabar get ID` and `khabar retract ID --reason TEXT`: print one article as proto3 JSON.
 
 use std::process::ExitCode;
 
-use super::{EXIT_REFUSED, connect_error, describe, usage_error};
-use crate::{config::GetArgs, pb::khabar::v1 as pb};
+use super::{connect_error, print_pretty, refused};
+use crate::{
+    config::{GetArgs, RetractArgs},
+    pb::khabar::v1 as pb,
+};
 
 /// Runs `khabar get`.
 pub async fn get(args: GetArgs) -> ExitCode {
@@ -13,22 +16,29 @@ pub async fn get(args: GetArgs) -> ExitCode {
     };
     let answer = connection
         .articles()
-        .get_article(pb::GetArticleRequest {
-            id: args.id.clone(),
+        .get_article(pb::GetArticleRequest { id: args.id })
+        .await;
+    match answer {
+        Ok(response) => print_pretty(&response.into_inner()),
+        Err(status) => refused(&status),
+    }
+}
+
+/// Runs `khabar retract`: prints the article as it is after the retraction.
+pub async fn retract(args: RetractArgs) -> ExitCode {
+    let connection = match args.client.connect().await {
+        Ok(connection) => connection,
+        Err(e) => return connect_error(e),
+    };
+    let answer = connection
+        .articles()
+        .retract_article(pb::RetractArticleRequest {
+            id: args.id,
+            reason: args.reason,
         })
         .await;
-    let article = match answer {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            eprintln!("error: {}", describe(&status));
-            return ExitCode::from(EXIT_REFUSED);
-        }
-    };
-    match serde_json::to_string_pretty(&article) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => usage_error(format!("cannot print the article as JSON: {e}")),
+    match answer {
+        Ok(response) => print_pretty(&response.into_inner()),
+        Err(status) => refused(&status),
     }
 }

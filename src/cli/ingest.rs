@@ -3,10 +3,9 @@
 
 use std::{
     fs::File,
-    io::{BufReader, IsTerminal, Write},
+    io::{BufReader, Write},
     process::ExitCode,
     sync::Arc,
-    time::{Duration, Instant},
 };
 
 use tokio::sync::{Semaphore, mpsc};
@@ -15,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{
     EXIT_REFUSED, EXIT_USAGE, connect_error, describe,
     input::{Item, Position, read_items},
+    progress::Progress,
     usage_error,
 };
 use crate::{
@@ -22,12 +22,12 @@ use crate::{
     pb::khabar::v1::{self as pb, IngestOutcome},
 };
 
-/// What the response loop handles next, in input order.
+/// What the response loop handles next, in input order, with the input offset of its end.
 enum Pending {
     /// Rejected before sending.
-    Local(Position, String),
+    Local(Position, u64, String),
     /// Sent; its response is the next one on the stream.
-    Sent(Position),
+    Sent(Position, u64),
 }
 
 /// Counts of outcomes.
@@ -61,34 +61,6 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// A self-rewriting progress line on standard error, shown only on a terminal.
-struct Progress {
-    shown: bool,
-    last: Instant,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Self {
-            shown: std::io::stderr().is_terminal(),
-            last: Instant::now(),
-        }
-    }
-
-    fn update(&mut self, summary: &Summary) {
-        if self.shown && self.last.elapsed() >= Duration::from_millis(100) {
-            self.last = Instant::now();
-            eprint!("\r\x1b[2K{summary}");
-        }
-    }
-
-    fn clear(&self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-        }
-    }
-}
-
 /// Prints a rejection on standard error: the field violations one per line when there are
 /// any (the status message repeats them), the message otherwise.
 fn report_rejection(
@@ -97,21 +69,30 @@ fn report_rejection(
     reason: &str,
     violations: &[pb::FieldViolation],
 ) {
-    progress.clear();
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{position}: rejected: {reason}");
-    for violation in violations {
-        let _ = writeln!(stderr, "  {}: {}", violation.field, violation.description);
-    }
+    progress.suspend(|| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{position}: rejected: {reason}");
+        for violation in violations {
+            let _ = writeln!(stderr, "  {}: {}", violation.field, violation.description);
+        }
+    });
 }
 
 /// Runs `khabar ingest`.
 pub async fn ingest(args: IngestArgs) -> ExitCode {
-    let input: Box<dyn std::io::BufRead + Send> = if args.input == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
+    let (input, size): (Box<dyn std::io::BufRead + Send>, _) = if args.input == "-" {
+        (Box::new(BufReader::new(std::io::stdin())), None)
     } else {
         match File::open(&args.input) {
-            Ok(file) => Box::new(BufReader::new(file)),
+            Ok(file) => {
+                // Pipes and devices have no size to measure progress against.
+                let size = file
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                (Box::new(BufReader::new(file)), size)
+            }
             Err(e) => return usage_error(format!("cannot open {}: {e}", args.input)),
         }
     };
@@ -139,14 +120,17 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
                     };
                     // Given back by the response loop when the answer arrives.
                     permit.forget();
-                    if pending_tx.send(Pending::Sent(item.position)).await.is_err()
+                    if pending_tx
+                        .send(Pending::Sent(item.position, item.offset))
+                        .await
+                        .is_err()
                         || requests_tx.send(request).await.is_err()
                     {
                         break;
                     }
                     continue;
                 }
-                Err(message) => Pending::Local(item.position, message),
+                Err(message) => Pending::Local(item.position, item.offset, message),
             };
             if pending_tx.send(pending).await.is_err() {
                 break;
@@ -167,15 +151,16 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
     };
 
     let mut summary = Summary::default();
-    let mut progress = Progress::new();
+    let progress = Progress::new(size);
     let mut failure = None;
     while let Some(pending) = pending_rx.recv().await {
-        match pending {
-            Pending::Local(position, message) => {
+        let offset = match pending {
+            Pending::Local(position, offset, message) => {
                 summary.rejected += 1;
                 report_rejection(&progress, position, &message, &[]);
+                offset
             }
-            Pending::Sent(position) => {
+            Pending::Sent(position, offset) => {
                 let response = match responses.message().await {
                     Ok(Some(response)) => response,
                     Ok(None) => {
@@ -210,11 +195,12 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
                         report_rejection(&progress, position, &reason, &error.violations);
                     }
                 }
+                offset
             }
-        }
-        progress.update(&summary);
+        };
+        progress.update(offset, summary.total(), summary.rejected);
     }
-    progress.clear();
+    progress.finish();
     dispatcher.abort();
     drop(pending_rx);
 

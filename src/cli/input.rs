@@ -36,6 +36,9 @@ pub struct Item {
     pub position: Position,
     /// The request to send, or why the item cannot be sent.
     pub request: Result<pb::IngestRequest, String>,
+    /// Bytes of the input up to the end of this item, for progress. The items of a JSON array
+    /// share the array's bytes out evenly (it is parsed whole).
+    pub offset: u64,
 }
 
 /// Turns one JSON value into an ingest request.
@@ -67,27 +70,35 @@ pub fn read_items(
 ) -> std::io::Result<()> {
     let mut line = String::new();
     let mut line_number = 0;
-    // The first non-blank line decides: a complete JSON value alone means NDJSON.
-    let first = loop {
+    let mut offset = 0u64;
+    let mut read_line = |input: &mut dyn BufRead, line: &mut String| {
         line.clear();
-        if input.read_line(&mut line)? == 0 {
+        let read = input.read_line(line)?;
+        offset += read as u64;
+        Ok::<_, std::io::Error>((read, offset))
+    };
+    // The first non-blank line decides: a complete JSON value alone means NDJSON.
+    let (first, first_end) = loop {
+        let (read, end) = read_line(&mut input, &mut line)?;
+        if read == 0 {
             return Ok(());
         }
         line_number += 1;
         if !line.trim().is_empty() {
-            break line.clone();
+            break (line.clone(), end);
         }
     };
     if serde_json::from_str::<Value>(&first).is_ok() {
         if !sink(Item {
             position: Position::Line(line_number),
             request: parse_line(&first),
+            offset: first_end,
         }) {
             return Ok(());
         }
         loop {
-            line.clear();
-            if input.read_line(&mut line)? == 0 {
+            let (read, end) = read_line(&mut input, &mut line)?;
+            if read == 0 {
                 return Ok(());
             }
             line_number += 1;
@@ -97,6 +108,7 @@ pub fn read_items(
             if !sink(Item {
                 position: Position::Line(line_number),
                 request: parse_line(&line),
+                offset: end,
             }) {
                 return Ok(());
             }
@@ -104,14 +116,18 @@ pub fn read_items(
     }
 
     let first_line = line_number;
+    let document_start = first_end - first.len() as u64;
     let mut document = first;
     input.read_to_string(&mut document)?;
+    let document_end = document_start + document.len() as u64;
     match serde_json::from_str::<Value>(&document) {
         Ok(Value::Array(items)) => {
-            for (index, value) in items.into_iter().enumerate() {
+            let count = items.len() as u64;
+            for (index, value) in (1..).zip(items) {
                 if !sink(Item {
-                    position: Position::Index(index + 1),
+                    position: Position::Index(index),
                     request: parse_item(value),
+                    offset: document_start + (document_end - document_start) * index as u64 / count,
                 }) {
                     break;
                 }
@@ -121,17 +137,21 @@ pub fn read_items(
             sink(Item {
                 position: Position::Document,
                 request: parse_item(value),
+                offset: document_end,
             });
         }
         // Not one document: NDJSON whose first line is broken. Report each line on its own.
         Err(_) if document.lines().skip(1).any(is_json_line) => {
-            for (offset, text) in document.lines().enumerate() {
+            let mut end = document_start;
+            for (number, text) in (first_line..).zip(document.split_inclusive('\n')) {
+                end += text.len() as u64;
                 if text.trim().is_empty() {
                     continue;
                 }
                 if !sink(Item {
-                    position: Position::Line(first_line + offset),
+                    position: Position::Line(number),
                     request: parse_line(text),
+                    offset: end,
                 }) {
                     break;
                 }
@@ -141,6 +161,7 @@ pub fn read_items(
             sink(Item {
                 position: Position::Document,
                 request: Err(format!("not JSON: {e}")),
+                offset: document_end,
             });
         }
     }
@@ -236,6 +257,36 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(got[3].0, Position::Line(4));
+    }
+
+    fn offsets(input: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        read_items(input.as_bytes(), |item| {
+            out.push(item.offset);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn offsets_mark_where_each_item_ends() {
+        let line = ARTICLE.len() as u64 + 1;
+        // NDJSON: the end of each item's line, blank lines included.
+        assert_eq!(
+            offsets(&format!("\n{ARTICLE}\n\n{ARTICLE}\n")),
+            [1 + line, 2 + 2 * line]
+        );
+        // A document: its end.
+        let document = "{\n  \"article\": {\"headline\": \"h\"}\n}\n";
+        assert_eq!(offsets(document), [document.len() as u64]);
+        // An array: its bytes shared out evenly, the last item at the end.
+        let array = format!("[\n{ARTICLE},\n{ARTICLE},\n{ARTICLE}\n]\n");
+        let total = array.len() as u64;
+        assert_eq!(offsets(&array), [total / 3, total * 2 / 3, total]);
+        // Broken NDJSON read whole: still the end of each line.
+        let broken = format!("not json\n{ARTICLE}\n");
+        assert_eq!(offsets(&broken), [9, broken.len() as u64]);
     }
 
     #[test]

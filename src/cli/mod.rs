@@ -1,21 +1,39 @@
-//! The client commands of the `khabar` binary: `ingest`, `get`, `tail`, `health` and
-//! `hash-token`. They speak to a server only through its public gRPC API.
+//! The client commands of the `khabar` binary: `ingest`, `get`, `list`, `retract`, `tail`,
+//! `consumers`, `health` and `hash-token`, and `completions` and `man` for its documentation.
+//! They speak to a server only through its public gRPC API.
 
+mod consumers;
+mod docs;
 mod get;
 mod ingest;
 mod input;
+mod json;
+mod list;
+mod progress;
+mod table;
 mod tail;
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    io::{ErrorKind, IsTerminal, Write},
+    process::ExitCode,
+    time::Duration,
+};
 
 use tonic::Status;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-pub use get::get;
+pub use consumers::consumers;
+pub use docs::{completions, man};
+pub use get::{get, retract};
 pub use ingest::ingest;
+pub use list::list;
 pub use tail::tail;
 
-use crate::{auth, client::ClientError, config::HealthArgs};
+use crate::{
+    auth,
+    client::ClientError,
+    config::{HealthArgs, OutputFormat},
+};
 
 /// Exit code when the server answered with an error or rejected input.
 const EXIT_REFUSED: u8 = 1;
@@ -34,6 +52,61 @@ fn connect_error(error: ClientError) -> ExitCode {
 /// One line for a status: its code name and message.
 fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+/// Reports a call the server refused.
+fn refused(status: &Status) -> ExitCode {
+    eprintln!("error: {}", describe(status));
+    ExitCode::from(EXIT_REFUSED)
+}
+
+/// Whether a listing is printed as a table (else as JSON lines).
+fn as_table(format: OutputFormat) -> bool {
+    match format {
+        OutputFormat::Table => true,
+        OutputFormat::Json => false,
+        OutputFormat::Auto => std::io::stdout().is_terminal(),
+    }
+}
+
+/// Where listings write their lines; stops quietly when the reader goes away (`| head`).
+struct Output {
+    out: std::io::StdoutLock<'static>,
+}
+
+/// Why a listing stopped writing.
+enum Stop {
+    /// The reader closed the pipe: not an error.
+    Closed,
+    /// Writing failed.
+    Failed(String),
+}
+
+impl Output {
+    fn new() -> Self {
+        Self {
+            out: std::io::stdout().lock(),
+        }
+    }
+
+    /// Writes one line and flushes it, so that a consumer of the pipe sees it at once.
+    fn line(&mut self, line: &str) -> Result<(), Stop> {
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(|e| match e.kind() {
+                ErrorKind::BrokenPipe => Stop::Closed,
+                _ => Stop::Failed(format!("cannot write to standard output: {e}")),
+            })
+    }
+}
+
+/// Prints a message as indented proto3 JSON (`get`, `retract`, `consumers get`).
+fn print_pretty<M: json::ProtoMessage>(message: &M) -> ExitCode {
+    match json::to_pretty(message).map(|json| Output::new().line(&json)) {
+        Ok(Ok(()) | Err(Stop::Closed)) => ExitCode::SUCCESS,
+        Ok(Err(Stop::Failed(e))) => usage_error(e),
+        Err(e) => usage_error(e),
+    }
 }
 
 /// `khabar health`: exit 0 when the server reports SERVING.

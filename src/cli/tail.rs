@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use super::{EXIT_REFUSED, connect_error, describe, usage_error};
+use super::{EXIT_REFUSED, connect_error, describe, json, usage_error};
 use crate::{
     client::Connection,
     config::TailArgs,
@@ -131,7 +131,7 @@ pub async fn tail(args: TailArgs) -> ExitCode {
         };
         let checkpoint = event.kind() == EventKind::Checkpoint;
         if !checkpoint || args.checkpoints {
-            let line = match serde_json::to_string(&event) {
+            let line = match json::to_line(&event) {
                 Ok(line) => line,
                 Err(e) => break Err(format!("cannot print event {} as JSON: {e}", event.cursor)),
             };
