@@ -40,12 +40,12 @@ fn segments(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Offsets of the frames of a segment file, read with the documented format (16-byte header;
-/// frames of magic, length, checksum, payload).
+/// frames of magic, length, checksum, payload; zeros after the last one).
 fn frame_offsets(segment: &Path) -> Vec<(u64, u64)> {
     let bytes = std::fs::read(segment).unwrap();
     let mut frames = Vec::new();
     let mut at = 16;
-    while at + 12 <= bytes.len() {
+    while at + 12 <= bytes.len() && bytes[at..at + 12].iter().any(|b| *b != 0) {
         assert_eq!(&bytes[at..at + 4], b"KHR1", "frame magic at {at}");
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
         frames.push((at as u64, (at + 12 + len) as u64));
@@ -370,7 +370,7 @@ fn small_article(n: u32) -> khabar::domain::ValidArticle {
 }
 
 #[tokio::test]
-async fn a_torn_tail_is_dropped_at_every_cut_of_the_last_record() {
+async fn a_torn_tail_is_dropped_wherever_the_last_record_is_cut() {
     // `base`: two articles, the index up to date. `full`: the same log plus a third record that
     // the index has not applied, as when a crash cuts the append of a group short.
     let base = tempfile::tempdir().unwrap();
@@ -387,12 +387,22 @@ async fn a_torn_tail_is_dropped_at_every_cut_of_the_last_record() {
     drop(store);
     let full_segment = std::fs::read(&segments(full.path())[0]).unwrap();
     let (last_start, last_end) = *frame_offsets(&segments(full.path())[0]).last().unwrap();
-    assert_eq!(last_end as usize, full_segment.len());
 
-    for cut in last_start..last_end {
+    // Every byte of the frame header and of the record's ends, and every 16th in between (the
+    // log's own tests cut at every byte; here each cut opens a whole store).
+    let cuts = (last_start..last_end)
+        .filter(|cut| cut - last_start < 32 || last_end - cut <= 32 || cut % 16 == 0);
+    for (cut, keep_size) in cuts.flat_map(|cut| [(cut, false), (cut, true)]) {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(base.path(), dir.path());
-        std::fs::write(&segments(dir.path())[0], &full_segment[..cut as usize]).unwrap();
+        // The write stopped at `cut`: the file ends there, or the prepared zeros follow.
+        let mut torn = full_segment.clone();
+        if keep_size {
+            torn[cut as usize..last_end as usize].fill(0);
+        } else {
+            torn.truncate(cut as usize);
+        }
+        std::fs::write(&segments(dir.path())[0], &torn).unwrap();
         let store = open_store(dir.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(*store.durable_head().borrow(), 2, "cut at {cut}");
         for id in &ids {
@@ -453,4 +463,24 @@ async fn damage_before_the_tail_stops_the_start_naming_file_and_offset() {
         bytes,
         "nothing is truncated on damage"
     );
+}
+
+#[tokio::test]
+async fn a_damaged_last_record_is_noticed_at_start() {
+    let server = TestServer::start().await;
+    let mut ingest = server.ingest_client().await;
+    for n in 0..3 {
+        ingest.ingest(seed_variant(n)).await.unwrap();
+    }
+    let data_dir = server.stop().await;
+    let segment = segments(data_dir.path())[0].clone();
+    let (last, _) = *frame_offsets(&segment).last().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[last as usize + 12 + 100] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    // The index applied that record: it cannot pass for a torn write that was never acknowledged.
+    let err = open_store(data_dir.path()).err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains(&format!("offset {last}")), "{text}");
+    assert!(text.contains("acknowledged writes are missing"), "{text}");
 }

@@ -12,9 +12,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::{
-    Consumer, EventHeader, EventKind, LogEvent, StoreError,
-    keys::printable,
-    log::{Location, Position},
+    Consumer, EventHeader, EventKind, LogEvent, StoreError, keys::printable, log::Location,
 };
 use crate::domain::{ArticleId, ArticleStatus, ContentHash, Timestamp};
 
@@ -477,7 +475,7 @@ pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError>
 }
 
 const POINTER_LEN: usize = 1 + 8 + 8 + 4 + Timestamp::SORTABLE_LEN;
-const POSITION_LEN: usize = 1 + 8 + 8;
+const APPLIED_LEN: usize = 1 + 8 + 8 + 4;
 
 /// Encodes where an event is and when it was recorded (the log index's value).
 pub fn encode_pointer(location: Location, recorded_at: Timestamp) -> [u8; POINTER_LEN] {
@@ -514,30 +512,34 @@ pub fn decode_pointer(key: &[u8], bytes: &[u8]) -> Result<(Location, Timestamp),
     ))
 }
 
-/// Encodes a log position (how far the index has applied the log).
-pub fn encode_position(position: Position) -> [u8; POSITION_LEN] {
-    let mut out = [0; POSITION_LEN];
+/// Encodes the location of the last log record the index has applied.
+pub fn encode_applied(location: Location) -> [u8; APPLIED_LEN] {
+    let mut out = [0; APPLIED_LEN];
     out[0] = FORMAT as u8;
-    out[1..9].copy_from_slice(&position.segment.to_be_bytes());
-    out[9..].copy_from_slice(&position.offset.to_be_bytes());
+    out[1..9].copy_from_slice(&location.segment.to_be_bytes());
+    out[9..17].copy_from_slice(&location.offset.to_be_bytes());
+    out[17..].copy_from_slice(&location.len.to_be_bytes());
     out
 }
 
-/// Decodes [`encode_position`].
-pub fn decode_position(key: &[u8], bytes: &[u8]) -> Result<Position, StoreError> {
-    if bytes.len() != POSITION_LEN || u32::from(bytes[0]) != FORMAT {
+/// Decodes [`encode_applied`].
+pub fn decode_applied(key: &[u8], bytes: &[u8]) -> Result<Location, StoreError> {
+    if bytes.len() != APPLIED_LEN || u32::from(bytes[0]) != FORMAT {
         return Err(corrupt(
             &printable(key),
-            "log position of an unknown format",
+            "applied location of an unknown format",
         ));
     }
     let mut segment = [0; 8];
     segment.copy_from_slice(&bytes[1..9]);
     let mut offset = [0; 8];
-    offset.copy_from_slice(&bytes[9..]);
-    Ok(Position {
+    offset.copy_from_slice(&bytes[9..17]);
+    let mut len = [0; 4];
+    len.copy_from_slice(&bytes[17..]);
+    Ok(Location {
         segment: u64::from_be_bytes(segment),
         offset: u64::from_be_bytes(offset),
+        len: u32::from_be_bytes(len),
     })
 }
 
@@ -651,13 +653,9 @@ pub(super) mod tests {
             decode_pointer(b"l", &encode_pointer(AT, at)).unwrap(),
             (AT, at)
         );
-        let position = AT.end();
-        assert_eq!(
-            decode_position(b"m", &encode_position(position)).unwrap(),
-            position
-        );
+        assert_eq!(decode_applied(b"m", &encode_applied(AT)).unwrap(), AT);
         assert!(decode_pointer(b"l", &[2; POINTER_LEN]).is_err());
-        assert!(decode_position(b"m", b"short").is_err());
+        assert!(decode_applied(b"m", b"short").is_err());
     }
 
     #[test]

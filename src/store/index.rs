@@ -9,7 +9,7 @@ use super::{
     Consumer, EventKind, Result, StoreError,
     codec::{self, ArticleHead, EventRecord, Record},
     keys,
-    log::{Location, Position},
+    log::Location,
 };
 use crate::domain::{ArticleId, Timestamp};
 
@@ -56,17 +56,17 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
     Ok(())
 }
 
-/// Records that the index holds every record before `position`.
-pub fn set_applied(tree: &sled::Tree, position: Position) -> Result<()> {
-    tree.insert(keys::applied(), &codec::encode_position(position)[..])?;
+/// Records that the index holds every record up to the one at `last`.
+pub fn set_applied(tree: &sled::Tree, last: Location) -> Result<()> {
+    tree.insert(keys::applied(), &codec::encode_applied(last)[..])?;
     Ok(())
 }
 
-/// The position the index has applied the log up to, if it has applied anything.
-pub fn applied(tree: &sled::Tree) -> Result<Option<Position>> {
+/// The last log record the index has applied, if it has applied any.
+pub fn applied(tree: &sled::Tree) -> Result<Option<Location>> {
     let key = keys::applied();
     tree.get(&key)?
-        .map(|bytes| codec::decode_position(&key, &bytes))
+        .map(|bytes| codec::decode_applied(&key, &bytes))
         .transpose()
 }
 

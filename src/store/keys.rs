@@ -10,7 +10,7 @@
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |
 //! | `c` consumer name                         | consumer record                             |
 //! | `m` `layout`                              | layout version                              |
-//! | `m` `applied`                             | log position the index has applied up to    |
+//! | `m` `applied`                             | the last log record the index has applied   |
 //!
 //! Big-endian cursors make the log index a contiguous range in cursor order; the time index does
 //! the same for listings, newest first by reverse scan.

@@ -180,12 +180,12 @@ fn recover(
     log: &Log,
     rebuilt: bool,
 ) -> Result<(Position, Opened)> {
-    let from = index::applied(db)?.unwrap_or(Position::START);
+    let applied = index::applied(db)?;
     if rebuilt && log.segment_range().is_some() {
         warn!(log = %log.dir().display(), "the index is empty: rebuilding it from the log");
     }
     let mut replayed = 0;
-    let recovered = log.recover(from, |location, payload| {
+    let recovered = log.recover(applied, |location, payload| {
         index::apply(db, &codec::decode_record(payload, location)?)?;
         replayed += 1;
         Ok(())
@@ -193,7 +193,9 @@ fn recover(
     if let Some(bytes) = recovered.truncated {
         warn!(bytes, "the log had a torn tail, removed");
     }
-    index::set_applied(db, recovered.end)?;
+    if let Some(last) = recovered.last {
+        index::set_applied(db, last)?;
+    }
     db.flush()?;
     index_file.sync_data()?;
     Ok((recovered.end, Opened { replayed, rebuilt }))

@@ -43,7 +43,7 @@ use super::{
     Consumer, EventHeader, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError,
     codec::{self, ArticleHead, EventRecord, Record},
     index,
-    log::{Location, Log, LogWriter, Position},
+    log::{Location, Log, LogWriter},
     recent::RecentEvents,
 };
 use crate::{
@@ -124,8 +124,8 @@ struct Group {
     records: Vec<Record>,
     /// Log files to sync before anything in the group is durable.
     files: Vec<Arc<File>>,
-    /// The log position right after the group.
-    end: Position,
+    /// The group's last log record (or an earlier one, when the group logged nothing).
+    last: Option<Location>,
     /// The log's last cursor once the group is durable.
     head: u64,
     completions: Vec<Completion>,
@@ -289,7 +289,7 @@ impl Writer {
                 seq: self.seq,
                 records,
                 files: self.log_writer.files_to_sync(),
-                end: self.log_writer.end(),
+                last: self.log_writer.last(),
                 head: self.next_cursor - 1,
                 completions,
             };
@@ -724,8 +724,8 @@ fn make_durable(tree: &sled::Tree, groups: &[Group]) -> std::result::Result<(), 
         for record in groups.iter().flat_map(|g| &g.records) {
             index::apply(tree, record)?;
         }
-        if let Some(last) = groups.last() {
-            index::set_applied(tree, last.end)?;
+        if let Some(last) = groups.iter().rev().find_map(|g| g.last) {
+            index::set_applied(tree, last)?;
         }
         Ok(())
     };
