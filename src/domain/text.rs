@@ -2,7 +2,11 @@
 //! text is kept exactly as sent: Arabic punctuation, diacritics, tatweel, Arabic-Indic digits
 //! and directional marks (RLM, LRM, ALM) are content and are never touched.
 
-use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+use std::sync::LazyLock;
+
+use unicode_normalization::{
+    IsNormalized, UnicodeNormalization, char::canonical_combining_class, is_nfc_quick,
+};
 
 /// Bidi embedding, override and isolate controls (U+202A..=U+202E, U+2066..=U+2069). In a
 /// single-line field they can only reorder how the text displays (for example to disguise a
@@ -22,14 +26,62 @@ pub fn normalize_line(raw: &str) -> String {
 }
 
 /// Normalizes a multi-line field (summary, body): applies NFC and trims white space at both ends.
-pub fn normalize_block(raw: &str) -> String {
-    nfc_trimmed(raw)
+/// Text that needs neither is returned as it came, without a copy.
+pub fn normalize_block(raw: String) -> String {
+    let trimmed = raw.trim();
+    if trimmed.len() == raw.len() && is_nfc_fast(&raw) == IsNormalized::Yes {
+        raw
+    } else {
+        nfc_trimmed(&raw)
+    }
+}
+
+/// Characters below U+0800 that are starters (canonical combining class 0) and always NFC
+/// (quick check Yes), one bit each: Latin, Greek, Cyrillic, Hebrew and Arabic letters, digits
+/// and punctuation. Built from the normalization tables themselves, at first use.
+static SIMPLE_STARTERS: LazyLock<[u64; 32]> = LazyLock::new(|| {
+    let mut bits = [0; 32];
+    for code in 0..0x800u32 {
+        if let Some(c) = char::from_u32(code)
+            && canonical_combining_class(c) == 0
+            && is_nfc_quick(std::iter::once(c)) == IsNormalized::Yes
+        {
+            bits[(code / 64) as usize] |= 1 << (code % 64);
+        }
+    }
+    bits
+});
+
+/// The NFC quick check of UAX #15, answering from [`SIMPLE_STARTERS`] for the characters most
+/// text is made of: the same answers as `is_nfc_quick`, without two table lookups for each
+/// Arabic letter.
+fn is_nfc_fast(text: &str) -> IsNormalized {
+    let mut last_class = 0;
+    let mut result = IsNormalized::Yes;
+    for c in text.chars() {
+        let code = c as u32;
+        if code < 0x800 && SIMPLE_STARTERS[(code / 64) as usize] & (1 << (code % 64)) != 0 {
+            last_class = 0;
+            continue;
+        }
+        let class = canonical_combining_class(c);
+        if last_class > class && class != 0 {
+            return IsNormalized::No;
+        }
+        match is_nfc_quick(std::iter::once(c)) {
+            IsNormalized::Yes => {}
+            IsNormalized::No => return IsNormalized::No,
+            IsNormalized::Maybe => result = IsNormalized::Maybe,
+        }
+        last_class = class;
+    }
+    result
 }
 
 fn nfc_trimmed(raw: &str) -> String {
     let trimmed = raw.trim();
     // Almost all input is already NFC; the quick check avoids re-composing it.
-    if is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
+    if is_nfc_fast(trimmed) == IsNormalized::Yes {
         trimmed.to_owned()
     } else {
         // NFC can turn leading or trailing combining marks into something trimmable only in
@@ -40,6 +92,16 @@ fn nfc_trimmed(raw: &str) -> String {
 
 /// The first control character not in `allowed`, with its position in characters.
 pub fn find_control(text: &str, allowed: &[char]) -> Option<(usize, char)> {
+    // Control characters (U+0000..=U+001F, U+007F..=U+009F) are encoded with bytes below 0x20,
+    // 0x7F, or 0xC2 followed by 0x80..=0x9F; a byte scan rules most text out without decoding
+    // it, and the characters are decoded and counted only when such a byte is found.
+    // Written as a fold without early exit so that the compiler vectorizes it.
+    let candidate = text.as_bytes().iter().fold(false, |seen, b| {
+        seen | (*b < 0x20) | (*b == 0x7f) | (*b == 0xc2)
+    });
+    if !candidate {
+        return None;
+    }
     text.chars()
         .enumerate()
         .find(|(_, c)| c.is_control() && !allowed.contains(c))
@@ -50,12 +112,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fast_quick_check_answers_as_the_full_one() {
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        // Starters, Arabic marks in and out of canonical order, composable hamza and maddah,
+        // Latin with combining accents, Hangul, and characters outside the table.
+        let pieces = [
+            "ا", "ب", "ّ", "َ", "ُ", "ٰ", "ٓ", "ٔ", "ٕ", "ـ", "،", "٣", "۱", "e", "\u{301}", "\u{327}",
+            "é", "Å", "\u{212B}", "가", "\u{1100}", "\u{1161}", "ǅ", "ﷲ", "ﻻ", "\u{200F}", " ",
+            "\n",
+        ];
+        let mut texts: Vec<String> = vec![seed.to_owned(), String::new()];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    texts.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        for text in &texts {
+            assert_eq!(
+                is_nfc_fast(text),
+                is_nfc_quick(text.chars()),
+                "{:?}",
+                text.chars().map(|c| c as u32).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_already_normal_are_not_copied() {
+        let body = "نص الخبر\nفقرة ثانية".to_owned();
+        let before = body.as_ptr();
+        let normalized = normalize_block(body);
+        assert_eq!(normalized.as_ptr(), before);
+        assert_eq!(normalize_block("  نص  ".into()), "نص");
+        assert_eq!(normalize_block("e\u{301}".into()), "é");
+    }
+
+    #[test]
     fn keeps_arabic_text_byte_for_byte() {
         // Tatweel, shadda over a letter, Arabic comma and question mark, Arabic-Indic digits and
         // an RLM: all of it is content.
         let headline = "أمريكا تتخلّى عن حلفائها، في ذروة المعارك؟ ١٢٣٤ ــ \u{200F}داعش";
         assert_eq!(normalize_line(headline), headline);
-        assert_eq!(normalize_block(headline), headline);
+        assert_eq!(normalize_block(headline.to_owned()), headline);
     }
 
     #[test]
@@ -87,7 +187,7 @@ mod tests {
     #[test]
     fn keeps_bidi_controls_in_blocks() {
         let body = "قال \u{2067}Reuters\u{2069} إن";
-        assert_eq!(normalize_block(body), body);
+        assert_eq!(normalize_block(body.to_owned()), body);
     }
 
     #[test]
@@ -108,7 +208,7 @@ mod tests {
     #[test]
     fn trims_unicode_white_space() {
         assert_eq!(normalize_line("\u{00A0} خبر \u{3000}\n"), "خبر");
-        assert_eq!(normalize_block("\n\nفقرة\n\nفقرة\n"), "فقرة\n\nفقرة");
+        assert_eq!(normalize_block("\n\nفقرة\n\nفقرة\n".into()), "فقرة\n\nفقرة");
     }
 
     #[test]
@@ -117,5 +217,13 @@ mod tests {
         assert_eq!(find_control("ab\rc", &['\n', '\t']), Some((2, '\r')));
         assert_eq!(find_control("خبر\u{0007}", &[]), Some((3, '\u{0007}')));
         assert_eq!(find_control("a\nb", &[]), Some((1, '\n')));
+        // C1 controls are two bytes in UTF-8; no-break space (U+00A0) shares their first byte.
+        assert_eq!(find_control("خبر\u{0085}", &[]), Some((3, '\u{0085}')));
+        assert_eq!(find_control("\u{009F}", &[]), Some((0, '\u{009F}')));
+        assert_eq!(
+            find_control("خبر\u{00A0}عاجل\u{007F}", &[]),
+            Some((8, '\u{007F}'))
+        );
+        assert_eq!(find_control("خبر\u{00A0}\u{00C2}", &[]), None);
     }
 }

@@ -182,11 +182,11 @@ impl ArticleDraft {
         let headline = check.line("headline", &headline, Required::Yes, MAX_HEADLINE_CHARS);
         let summary = check.block(
             "summary",
-            &summary,
+            summary,
             Required::No,
             Limit::Chars(MAX_SUMMARY_CHARS),
         );
-        let body = check.block("body", &body, Required::Yes, Limit::Bytes(MAX_BODY_BYTES));
+        let body = check.block("body", body, Required::Yes, Limit::Bytes(MAX_BODY_BYTES));
         let language = check.language("language", &language);
         let published_at =
             check.timestamp("published_at", published_at, Required::Yes, latest_allowed);
@@ -200,8 +200,8 @@ impl ArticleDraft {
         let info_sources = check.info_sources(&info_sources);
 
         match (check.violations.is_empty(), published_at) {
-            (true, Some(published_at)) => Ok(ValidArticle {
-                content: ArticleContent {
+            (true, Some(published_at)) => Ok(ValidArticle::new(
+                ArticleContent {
                     source,
                     uri,
                     headline,
@@ -219,7 +219,7 @@ impl ArticleDraft {
                     info_sources,
                 },
                 view_count,
-            }),
+            )),
             _ => Err(check.into_error()),
         }
     }
@@ -284,7 +284,7 @@ impl Checker {
     }
 
     /// A multi-line text field where only newline and tab are allowed among control characters.
-    fn block(&mut self, field: &str, raw: &str, required: Required, limit: Limit) -> String {
+    fn block(&mut self, field: &str, raw: String, required: Required, limit: Limit) -> String {
         let text = normalize_block(raw);
         let problem = if text.is_empty() {
             (required == Required::Yes).then(|| "is required and must not be blank".to_owned())
@@ -553,10 +553,10 @@ mod tests {
     fn accepts_a_valid_arabic_article_unchanged() {
         let draft = valid_draft();
         let article = draft.clone().validate(now()).expect("valid");
-        assert_eq!(article.content.headline, draft.headline);
-        assert_eq!(article.content.body, draft.body);
-        assert_eq!(article.content.tags, draft.tags);
-        assert_eq!(article.view_count, 182);
+        assert_eq!(article.content().headline, draft.headline);
+        assert_eq!(article.content().body, draft.body);
+        assert_eq!(article.content().tags, draft.tags);
+        assert_eq!(article.view_count(), 182);
     }
 
     #[test]
@@ -760,10 +760,10 @@ mod tests {
         draft.body = "\n  قال \u{2067}Reuters\u{2069} إن  \n".into();
         draft.language = " ar ".into();
         let article = draft.validate(now()).expect("valid");
-        assert_eq!(article.content.headline, "أمريكا تتخلى\u{200F}");
-        assert_eq!(article.content.tags, ["سوريا"]);
-        assert_eq!(article.content.body, "قال \u{2067}Reuters\u{2069} إن");
-        assert_eq!(article.content.language, "ar");
+        assert_eq!(article.content().headline, "أمريكا تتخلى\u{200F}");
+        assert_eq!(article.content().tags, ["سوريا"]);
+        assert_eq!(article.content().body, "قال \u{2067}Reuters\u{2069} إن");
+        assert_eq!(article.content().language, "ar");
     }
 
     #[test]

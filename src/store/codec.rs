@@ -475,7 +475,7 @@ pub fn decode_consumer(key: &[u8], bytes: &[u8]) -> Result<Consumer, StoreError>
 }
 
 const POINTER_LEN: usize = 1 + 8 + 8 + 4 + Timestamp::SORTABLE_LEN;
-const APPLIED_LEN: usize = 1 + 8 + 8 + 4;
+const APPLIED_LEN: usize = 1 + 8 + 8 + 4 + 8 + Timestamp::SORTABLE_LEN;
 
 /// Encodes where an event is and when it was recorded (the log index's value).
 pub fn encode_pointer(location: Location, recorded_at: Timestamp) -> [u8; POINTER_LEN] {
@@ -512,34 +512,49 @@ pub fn decode_pointer(key: &[u8], bytes: &[u8]) -> Result<(Location, Timestamp),
     ))
 }
 
-/// Encodes the location of the last log record the index has applied.
-pub fn encode_applied(location: Location) -> [u8; APPLIED_LEN] {
+/// How far the index has applied the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The last log record applied.
+    pub last: Location,
+    /// The last event's cursor (0 before the first event).
+    pub head: u64,
+    /// The last event's time.
+    pub head_recorded_at: Timestamp,
+}
+
+/// Encodes [`Applied`].
+pub fn encode_applied(applied: &Applied) -> [u8; APPLIED_LEN] {
     let mut out = [0; APPLIED_LEN];
     out[0] = FORMAT as u8;
-    out[1..9].copy_from_slice(&location.segment.to_be_bytes());
-    out[9..17].copy_from_slice(&location.offset.to_be_bytes());
-    out[17..].copy_from_slice(&location.len.to_be_bytes());
+    out[1..9].copy_from_slice(&applied.last.segment.to_be_bytes());
+    out[9..17].copy_from_slice(&applied.last.offset.to_be_bytes());
+    out[17..21].copy_from_slice(&applied.last.len.to_be_bytes());
+    out[21..29].copy_from_slice(&applied.head.to_be_bytes());
+    out[29..].copy_from_slice(&applied.head_recorded_at.to_sortable_bytes());
     out
 }
 
 /// Decodes [`encode_applied`].
-pub fn decode_applied(key: &[u8], bytes: &[u8]) -> Result<Location, StoreError> {
+pub fn decode_applied(key: &[u8], bytes: &[u8]) -> Result<Applied, StoreError> {
+    let bad = |reason: &str| corrupt(&printable(key), reason);
     if bytes.len() != APPLIED_LEN || u32::from(bytes[0]) != FORMAT {
-        return Err(corrupt(
-            &printable(key),
-            "applied location of an unknown format",
-        ));
+        return Err(bad("applied position of an unknown format"));
     }
-    let mut segment = [0; 8];
-    segment.copy_from_slice(&bytes[1..9]);
-    let mut offset = [0; 8];
-    offset.copy_from_slice(&bytes[9..17]);
-    let mut len = [0; 4];
-    len.copy_from_slice(&bytes[17..]);
-    Ok(Location {
-        segment: u64::from_be_bytes(segment),
-        offset: u64::from_be_bytes(offset),
-        len: u32::from_be_bytes(len),
+    let number = |range: std::ops::Range<usize>| {
+        let mut b = [0; 8];
+        b[8 - range.len()..].copy_from_slice(&bytes[range]);
+        u64::from_be_bytes(b)
+    };
+    Ok(Applied {
+        last: Location {
+            segment: number(1..9),
+            offset: number(9..17),
+            len: number(17..21) as u32,
+        },
+        head: number(21..29),
+        head_recorded_at: Timestamp::from_sortable_bytes(&bytes[29..])
+            .ok_or_else(|| bad("bad time"))?,
     })
 }
 
@@ -653,7 +668,15 @@ pub(super) mod tests {
             decode_pointer(b"l", &encode_pointer(AT, at)).unwrap(),
             (AT, at)
         );
-        assert_eq!(decode_applied(b"m", &encode_applied(AT)).unwrap(), AT);
+        let applied = Applied {
+            last: AT,
+            head: 77,
+            head_recorded_at: at,
+        };
+        assert_eq!(
+            decode_applied(b"m", &encode_applied(&applied)).unwrap(),
+            applied
+        );
         assert!(decode_pointer(b"l", &[2; POINTER_LEN]).is_err());
         assert!(decode_applied(b"m", b"short").is_err());
     }

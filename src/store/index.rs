@@ -7,11 +7,21 @@
 
 use super::{
     Consumer, EventKind, Result, StoreError,
-    codec::{self, ArticleHead, EventRecord, Record},
+    codec::{self, Applied, ArticleHead, EventRecord, Record},
     keys,
     log::Location,
 };
 use crate::domain::{ArticleId, Timestamp};
+
+/// One event in this many has its place in the log recorded in the index (cursors 1, 65, 129,
+/// ...): one index entry per event would cost a sled insert for every article. A reader starts
+/// at the entry at or before the cursor it wants and reads the log on from there.
+pub const LOG_INDEX_STRIDE: u64 = 64;
+
+/// Whether `cursor` has a log index entry.
+fn indexed(cursor: u64) -> bool {
+    cursor % LOG_INDEX_STRIDE == 1
+}
 
 /// Applies one log record to the index.
 pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
@@ -23,10 +33,12 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
         }) => {
             // The head first: a listing that meets the new index entries finds the article.
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
-            tree.insert(
-                keys::log(event.cursor),
-                &codec::encode_pointer(head.location, event.recorded_at)[..],
-            )?;
+            if indexed(event.cursor) {
+                tree.insert(
+                    keys::log(event.cursor),
+                    &codec::encode_pointer(head.location, event.recorded_at)[..],
+                )?;
+            }
             if event.kind == EventKind::Created {
                 tree.insert(
                     keys::natural_key(&head.source_id, &head.uri),
@@ -56,14 +68,14 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
     Ok(())
 }
 
-/// Records that the index holds every record up to the one at `last`.
-pub fn set_applied(tree: &sled::Tree, last: Location) -> Result<()> {
-    tree.insert(keys::applied(), &codec::encode_applied(last)[..])?;
+/// Records that the index holds every record up to `applied.last`.
+pub fn set_applied(tree: &sled::Tree, applied: &Applied) -> Result<()> {
+    tree.insert(keys::applied(), &codec::encode_applied(applied)[..])?;
     Ok(())
 }
 
-/// The last log record the index has applied, if it has applied any.
-pub fn applied(tree: &sled::Tree) -> Result<Option<Location>> {
+/// How far the index has applied the log, if it has applied anything.
+pub fn applied(tree: &sled::Tree) -> Result<Option<Applied>> {
     let key = keys::applied();
     tree.get(&key)?
         .map(|bytes| codec::decode_applied(&key, &bytes))
@@ -109,26 +121,30 @@ pub fn consumers(tree: &sled::Tree) -> Result<Vec<Consumer>> {
         .collect()
 }
 
-/// Where the event at `cursor` is, and when it was recorded.
-pub fn event_pointer(tree: &sled::Tree, cursor: u64) -> Result<Option<(Location, Timestamp)>> {
-    let key = keys::log(cursor);
-    tree.get(key)?
-        .map(|bytes| codec::decode_pointer(&key, &bytes))
-        .transpose()
-}
-
-/// The last event the index knows: its cursor and time.
-pub fn last_event(tree: &sled::Tree) -> Result<Option<(u64, Timestamp)>> {
-    let Some(entry) = tree.range(keys::log_range()).next_back() else {
+/// The indexed event at or before `cursor`: its cursor, where it is, and its time.
+pub fn event_at_or_before(
+    tree: &sled::Tree,
+    cursor: u64,
+) -> Result<Option<(u64, Location, Timestamp)>> {
+    let Some(entry) = tree.range(keys::log(1)..=keys::log(cursor)).next_back() else {
         return Ok(None);
     };
     let (key, value) = entry?;
-    let cursor = keys::log_cursor(&key).ok_or_else(|| StoreError::Corrupt {
+    let found = keys::log_cursor(&key).ok_or_else(|| StoreError::Corrupt {
         key: keys::printable(&key),
         reason: "not a log index key".into(),
     })?;
-    let (_, recorded_at) = codec::decode_pointer(&key, &value)?;
-    Ok(Some((cursor, recorded_at)))
+    let (location, recorded_at) = codec::decode_pointer(&key, &value)?;
+    Ok(Some((found, location, recorded_at)))
+}
+
+/// The `n`th indexed event (cursor `1 + n * LOG_INDEX_STRIDE`): where it is and its time.
+pub fn indexed_event(tree: &sled::Tree, n: u64) -> Result<Option<(u64, Timestamp)>> {
+    let cursor = 1 + n * LOG_INDEX_STRIDE;
+    let key = keys::log(cursor);
+    tree.get(key)?
+        .map(|bytes| codec::decode_pointer(&key, &bytes).map(|(_, t)| (cursor, t)))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -211,8 +227,12 @@ mod tests {
             [(updated.published_at, created.id)],
             "the moved entry replaced the old one"
         );
-        assert_eq!(event_pointer(&db, 2).unwrap().unwrap().0, at(26));
-        assert_eq!(last_event(&db).unwrap().map(|(c, _)| c), Some(2));
+        assert_eq!(
+            event_at_or_before(&db, 2).unwrap().map(|(c, l, _)| (c, l)),
+            Some((1, at(16))),
+            "only every {LOG_INDEX_STRIDE}th event is indexed"
+        );
+        assert!(db.get(keys::log(2)).unwrap().is_none());
     }
 
     #[test]

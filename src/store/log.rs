@@ -18,7 +18,7 @@
 //! sync, with no file-size change to commit: about half the time of syncing an append on the
 //! disks measured (see BENCHMARKS.md). Segments grow from 4 MiB (the first) to
 //! [`SEGMENT_TARGET_BYTES`], so a small store stays small; the next segment is prepared in the
-//! background once the current one is half full.
+//! background, in paced steps, once the current one is a quarter full.
 //!
 //! # Durability
 //! The writer writes a whole group of frames with one `pwrite`; the caller makes them durable
@@ -40,6 +40,7 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -49,6 +50,8 @@ use super::{Result, StoreError};
 
 /// Size of a full-grown segment: the next one is started when a group does not fit.
 pub const SEGMENT_TARGET_BYTES: u64 = 64 << 20;
+/// Pause after each mebibyte of zeros written while preparing a segment in the background.
+const PREPARE_PAUSE: Duration = Duration::from_millis(4);
 /// Size of the first segment; each next one is twice as large, up to the target.
 const FIRST_SEGMENT_BYTES: u64 = 4 << 20;
 /// Length of a segment's header; the first frame starts here.
@@ -145,6 +148,14 @@ pub fn segment_capacity(number: u64) -> u64 {
 /// Creates segment `number` in `dir` at its full size: header, zeros, synced, then renamed into
 /// place and the directory synced, so that it is never seen half made.
 fn prepare_segment(dir: &Path, number: u64) -> std::io::Result<File> {
+    prepare_segment_paced(dir, number, Duration::ZERO)
+}
+
+/// [`prepare_segment`], syncing every mebibyte of zeros and pausing `pause` after it: written in
+/// one go, tens of mebibytes of zeros occupy the disk for a long moment, and every group synced
+/// meanwhile waits behind them (measured: group syncs of 30-100 ms while a 64 MiB segment was
+/// flushed at once).
+fn prepare_segment_paced(dir: &Path, number: u64, pause: Duration) -> std::io::Result<File> {
     let path = dir.join(segment_name(number));
     let staging = dir.join(format!("{}.tmp", segment_name(number)));
     let file = OpenOptions::new()
@@ -165,6 +176,10 @@ fn prepare_segment(dir: &Path, number: u64) -> std::io::Result<File> {
         let len = (capacity - at).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..len], at)?;
         at += len as u64;
+        if !pause.is_zero() {
+            file.sync_data()?;
+            std::thread::sleep(pause);
+        }
     }
     file.sync_all()?;
     std::fs::rename(&staging, &path)?;
@@ -666,7 +681,7 @@ impl LogWriter {
         let capacity = segment_capacity(self.segment);
         if end > SEGMENT_HEADER_LEN && end + frame_len > capacity {
             self.roll()?;
-        } else if end > capacity / 2 && self.preparing.is_none() {
+        } else if end > capacity / 4 && self.preparing.is_none() {
             self.prepare_next();
         }
         let offset = self.written + self.buffer.len() as u64;
@@ -743,7 +758,7 @@ impl LogWriter {
         let dir = self.log.dir.clone();
         self.preparing = std::thread::Builder::new()
             .name("khabar-segment".into())
-            .spawn(move || prepare_segment(&dir, next))
+            .spawn(move || prepare_segment_paced(&dir, next, PREPARE_PAUSE))
             .ok();
     }
 

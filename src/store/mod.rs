@@ -12,6 +12,7 @@
 //! - [`ArticleStore::durable_head`] only ever shows cursors whose events are durable, so a feed
 //!   never serves an event that a crash could take back.
 
+mod blocks;
 mod codec;
 mod index;
 mod keys;

@@ -19,7 +19,6 @@ use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use super::recent::RecentEvents;
 use super::{
     ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result,
     StoreError, codec, index, keys, list,
@@ -27,6 +26,7 @@ use super::{
     migrate,
     writer::{self, Command, Failure, WriterStart, read_article},
 };
+use super::{blocks::BlockCache, recent::RecentEvents};
 use crate::domain::{Article, ArticleId, Timestamp, ValidArticle};
 
 /// Version of the data directory layout; a directory written with another one is refused.
@@ -67,6 +67,7 @@ struct Inner {
     db: sled::Db,
     log: Arc<Log>,
     recent: Arc<RecentEvents>,
+    blocks: Arc<BlockCache>,
     commands: Option<mpsc::Sender<Command>>,
     durable_head: watch::Receiver<u64>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
@@ -110,8 +111,7 @@ impl SledStore {
             .open()?;
         let rebuilt = check_layout(&db)?;
         let index_file = File::open(index_dir.join("db"))?;
-        let (end, opened) = recover(&db, &index_file, &log, rebuilt)?;
-        let (head, last_recorded_at) = index::last_event(&db)?.unwrap_or((0, Timestamp::MIN));
+        let (end, (head, last_recorded_at), opened) = recover(&db, &index_file, &log, rebuilt)?;
         let recent = Arc::new(RecentEvents::default());
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
@@ -142,6 +142,7 @@ impl SledStore {
                 db,
                 log,
                 recent,
+                blocks: Arc::default(),
                 commands: Some(commands_tx),
                 durable_head: head_rx,
                 stop_checkpoints: Some(write_path.stop_checkpoints),
@@ -173,20 +174,26 @@ impl SledStore {
 }
 
 /// Brings the index up to the end of the log: checks the log from where the index says it has
-/// applied it, removes a torn tail and applies what follows. Returns where the log ends.
+/// applied it, removes a torn tail and applies what follows. Returns where the log ends and its
+/// last event's cursor and time.
 fn recover(
     db: &sled::Db,
     index_file: &File,
     log: &Log,
     rebuilt: bool,
-) -> Result<(Position, Opened)> {
+) -> Result<(Position, (u64, Timestamp), Opened)> {
     let applied = index::applied(db)?;
+    let mut head = applied.map_or((0, Timestamp::MIN), |a| (a.head, a.head_recorded_at));
     if rebuilt && log.segment_range().is_some() {
         warn!(log = %log.dir().display(), "the index is empty: rebuilding it from the log");
     }
     let mut replayed = 0;
-    let recovered = log.recover(applied, |location, payload| {
-        index::apply(db, &codec::decode_record(payload, location)?)?;
+    let recovered = log.recover(applied.map(|a| a.last), |location, payload| {
+        let record = codec::decode_record(payload, location)?;
+        index::apply(db, &record)?;
+        if let codec::Record::Event(event) = &record {
+            head = (event.event.cursor, event.event.recorded_at);
+        }
         replayed += 1;
         Ok(())
     })?;
@@ -194,11 +201,18 @@ fn recover(
         warn!(bytes, "the log had a torn tail, removed");
     }
     if let Some(last) = recovered.last {
-        index::set_applied(db, last)?;
+        index::set_applied(
+            db,
+            &codec::Applied {
+                last,
+                head: head.0,
+                head_recorded_at: head.1,
+            },
+        )?;
     }
     db.flush()?;
     index_file.sync_data()?;
-    Ok((recovered.end, Opened { replayed, rebuilt }))
+    Ok((recovered.end, head, Opened { replayed, rebuilt }))
 }
 
 impl ArticleStore for SledStore {
@@ -236,31 +250,15 @@ impl ArticleStore for SledStore {
         if let Some(events) = self.inner.recent.read(after, head, max) {
             return Ok(events);
         }
-        self.read(move |db, log| read_events(db, log, after, head, max))
+        let blocks = self.inner.blocks.clone();
+        self.read(move |db, log| read_events(db, log, &blocks, after, head, max))
             .await
     }
 
     async fn first_cursor_at(&self, time: Timestamp) -> Result<u64> {
         let head = *self.inner.durable_head.borrow();
-        // Event times never decrease along the log, so a binary search finds the first one.
-        self.read(move |db, _| {
-            let (mut low, mut high) = (1, head + 1);
-            while low < high {
-                let middle = low + (high - low) / 2;
-                let (_, recorded_at) =
-                    index::event_pointer(db, middle)?.ok_or_else(|| StoreError::Corrupt {
-                        key: format!("log cursor {middle}"),
-                        reason: format!("missing from the index below head {head}"),
-                    })?;
-                if recorded_at < time {
-                    low = middle + 1;
-                } else {
-                    high = middle;
-                }
-            }
-            Ok(low)
-        })
-        .await
+        self.read(move |db, log| first_cursor_at(db, log, time, head))
+            .await
     }
 
     fn durable_head(&self) -> watch::Receiver<u64> {
@@ -310,41 +308,142 @@ impl ArticleStore for SledStore {
     }
 }
 
-/// Reads events `after + 1 ..= head`, at most `max`, sequentially from the log.
+/// Calls `visit` with the events from cursor `first` on, in order, until it returns `false` or
+/// the event at `head` has been visited. Reads the log from the indexed event at or before
+/// `first`.
+fn scan_events(
+    db: &sled::Db,
+    log: &Log,
+    first: u64,
+    head: u64,
+    mut visit: impl FnMut(Arc<LogEvent>) -> bool,
+) -> Result<()> {
+    let missing = |reason: String| StoreError::Corrupt {
+        key: format!("log cursor {first}"),
+        reason,
+    };
+    let (mut expected, location, _) = index::event_at_or_before(db, first)?
+        .ok_or_else(|| missing(format!("no index entry at or before it (head {head})")))?;
+    let mut done = false;
+    log.read_from(location.position(), |location, payload| {
+        if let codec::Record::Event(record) = codec::decode_record(payload, location)? {
+            let event = record.event;
+            if event.cursor != expected {
+                return Err(StoreError::Corrupt {
+                    key: format!("log cursor {expected}"),
+                    reason: format!("found cursor {} in its place", event.cursor),
+                });
+            }
+            expected += 1;
+            if event.cursor >= first {
+                let cursor = event.cursor;
+                done = !visit(event) || cursor >= head;
+            }
+        }
+        Ok(!done)
+    })?;
+    if !done && expected <= head {
+        return Err(missing(format!(
+            "the log ends at cursor {} below head {head}",
+            expected - 1
+        )));
+    }
+    Ok(())
+}
+
+/// Reads events `after + 1 ..= head`, at most `max`, from the log: whole blocks below the head
+/// through the block cache, the head's own block directly.
 fn read_events(
     db: &sled::Db,
     log: &Log,
+    blocks: &BlockCache,
     after: u64,
     head: u64,
     max: usize,
 ) -> Result<Vec<Arc<LogEvent>>> {
-    let first = after + 1;
-    let (location, _) = index::event_pointer(db, first)?.ok_or_else(|| StoreError::Corrupt {
-        key: format!("log cursor {first}"),
-        reason: format!("missing from the index below head {head}"),
-    })?;
+    let stride = index::LOG_INDEX_STRIDE;
     let last = head.min(after.saturating_add(max as u64));
     let mut events = Vec::with_capacity((last - after) as usize);
-    log.read_from(location.position(), |location, payload| {
-        if let codec::Record::Event(record) = codec::decode_record(payload, location)? {
-            let expected = after + 1 + events.len() as u64;
-            if record.event.cursor != expected {
-                return Err(StoreError::Corrupt {
-                    key: format!("log cursor {expected}"),
-                    reason: format!("found cursor {} in its place", record.event.cursor),
-                });
-            }
-            events.push(record.event);
+    let mut cursor = after + 1;
+    while cursor <= last {
+        let number = (cursor - 1) / stride;
+        let (block_first, block_last) = (number * stride + 1, (number + 1) * stride);
+        if block_last > head {
+            scan_events(db, log, cursor, last, |event| {
+                events.push(event);
+                true
+            })?;
+            break;
         }
-        Ok((events.len() as u64) < last - after)
-    })?;
-    if events.is_empty() {
-        return Err(StoreError::Corrupt {
-            key: format!("log cursor {first}"),
-            reason: format!("missing from the log below head {head}"),
-        });
+        let block = match blocks.get(number) {
+            Some(block) => block,
+            None => {
+                let mut read = Vec::with_capacity(stride as usize);
+                scan_events(db, log, block_first, block_last, |event| {
+                    read.push(event);
+                    true
+                })?;
+                let block: super::blocks::Block = read.into();
+                blocks.insert(number, block.clone());
+                block
+            }
+        };
+        if block.len() as u64 != stride {
+            return Err(StoreError::Corrupt {
+                key: format!("log cursor {block_first}"),
+                reason: format!("a block of {} events instead of {stride}", block.len()),
+            });
+        }
+        let until = last.min(block_last);
+        events.extend(
+            block[(cursor - block_first) as usize..=(until - block_first) as usize]
+                .iter()
+                .cloned(),
+        );
+        cursor = until + 1;
     }
     Ok(events)
+}
+
+/// The cursor of the first event recorded at or after `time`, or `head + 1`. Event times never
+/// decrease along the log: a binary search over the indexed events finds the stretch of the log
+/// to read.
+fn first_cursor_at(db: &sled::Db, log: &Log, time: Timestamp, head: u64) -> Result<u64> {
+    if head == 0 {
+        return Ok(1);
+    }
+    // Indexed events number 0..=last_indexed; find the last one recorded before `time`.
+    let last_indexed = (head - 1) / index::LOG_INDEX_STRIDE;
+    let (mut low, mut high) = (0, last_indexed + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let (cursor, recorded_at) =
+            index::indexed_event(db, middle)?.ok_or_else(|| StoreError::Corrupt {
+                key: format!("log index entry {middle}"),
+                reason: format!("missing below head {head}"),
+            })?;
+        if recorded_at < time {
+            low = middle + 1;
+        } else if cursor == 1 {
+            return Ok(1);
+        } else {
+            high = middle;
+        }
+    }
+    if low == 0 {
+        return Ok(1);
+    }
+    let start = 1 + (low - 1) * index::LOG_INDEX_STRIDE;
+    let mut found = head + 1;
+    scan_events(db, log, start, head, |event| {
+        if event.recorded_at >= time {
+            found = event.cursor;
+            false
+        } else {
+            true
+        }
+    })?;
+    Ok(found)
 }
 
 /// Checks the index's layout version; returns whether the index is new (empty).
@@ -437,8 +536,7 @@ mod tests {
         assert_eq!(counted.content_hash, created.content_hash);
         assert_eq!(store.get(created.id).await.unwrap().view_count, 11);
 
-        let mut changed = article(1, "alkhabar", &[], 11);
-        changed.content.body.push_str(" (محدث)");
+        let changed = article(1, "alkhabar", &[], 11).edited(|c| c.body.push_str(" (محدث)"));
         let updated = store.ingest(changed).await.unwrap();
         assert_eq!(
             (updated.outcome, updated.id, updated.version, updated.cursor),
@@ -537,6 +635,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(next.cursor, 65);
+    }
+
+    #[tokio::test]
+    async fn reads_and_time_searches_start_anywhere_between_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for n in 0..150 {
+            store.ingest(article(n, "alkhabar", &[], 0)).await.unwrap();
+        }
+        drop(store);
+        // Reopened, the in-memory window is empty: every read goes to the log on disk.
+        let store = open(dir.path());
+        let all = store.read_log(0, 1_000).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+            (1..=150).collect::<Vec<_>>()
+        );
+        for after in [0, 1, 62, 63, 64, 65, 100, 128, 129, 145, 149] {
+            let cursors: Vec<u64> = store
+                .read_log(after, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.cursor)
+                .collect();
+            let expected: Vec<u64> = (after + 1..=(after + 10).min(150)).collect();
+            assert_eq!(cursors, expected, "after {after}");
+        }
+        assert!(store.read_log(150, 10).await.unwrap().is_empty());
+
+        for k in [1, 2, 64, 65, 66, 100, 129, 150] {
+            let time = all[k - 1].recorded_at;
+            let found = store.first_cursor_at(time).await.unwrap() as usize;
+            assert_eq!(all[found - 1].recorded_at, time, "time of event {k}");
+            assert!(found == 1 || all[found - 2].recorded_at < time, "event {k}");
+        }
+        let before_all = Timestamp::new(1, 0).unwrap();
+        assert_eq!(store.first_cursor_at(before_all).await.unwrap(), 1);
+        let after_all = all[149].recorded_at.saturating_add_seconds(1);
+        assert_eq!(store.first_cursor_at(after_all).await.unwrap(), 151);
     }
 
     #[tokio::test]
@@ -648,8 +786,8 @@ mod tests {
         let store = open(dir.path());
         store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
         store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
-        let mut moved = article(1, "alkhabar", &[], 0);
-        moved.content.published_at = Timestamp::new(1_467_331_300, 0).unwrap();
+        let moved = article(1, "alkhabar", &[], 0)
+            .edited(|c| c.published_at = Timestamp::new(1_467_331_300, 0).unwrap());
         store.ingest(moved).await.unwrap();
         let page = store
             .list(ListQuery {

@@ -41,7 +41,7 @@ use ulid::Generator;
 
 use super::{
     Consumer, EventHeader, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result, StoreError,
-    codec::{self, ArticleHead, EventRecord, Record},
+    codec::{self, Applied, ArticleHead, EventRecord, Record},
     index,
     log::{Location, Log, LogWriter},
     recent::RecentEvents,
@@ -128,6 +128,8 @@ struct Group {
     last: Option<Location>,
     /// The log's last cursor once the group is durable.
     head: u64,
+    /// The cursor and time of the group's last event, if it has events.
+    last_event: Option<(u64, Timestamp)>,
     completions: Vec<Completion>,
 }
 
@@ -196,6 +198,7 @@ pub fn spawn(
         last_recorded_at,
         seq: 1,
         records: Vec::new(),
+        last_event: None,
         unapplied: Unapplied::default(),
         applied_seq: applied_seq.clone(),
     };
@@ -204,9 +207,19 @@ pub fn spawn(
         .spawn(move || writer.run(commands, groups_tx))?;
     let syncer = {
         let (tree, failure, applied_seq) = ((*db).clone(), failure.clone(), applied_seq.clone());
+        let mut head = (head, last_recorded_at);
         std::thread::Builder::new()
             .name("khabar-syncer".into())
-            .spawn(move || sync_groups(&tree, &groups_rx, &durable_head, &failure, &applied_seq))?
+            .spawn(move || {
+                sync_groups(
+                    &tree,
+                    &groups_rx,
+                    &durable_head,
+                    &failure,
+                    &applied_seq,
+                    &mut head,
+                );
+            })?
     };
     let (stop_checkpoints, stopping) = std_mpsc::channel();
     let checkpointer = std::thread::Builder::new()
@@ -260,6 +273,8 @@ struct Writer {
     seq: u64,
     /// Records of the group being built.
     records: Vec<Record>,
+    /// The last event of the group being built.
+    last_event: Option<(u64, Timestamp)>,
     unapplied: Unapplied,
     applied_seq: Arc<AtomicU64>,
 }
@@ -290,6 +305,7 @@ impl Writer {
                 records,
                 files: self.log_writer.files_to_sync(),
                 last: self.log_writer.last(),
+                last_event: self.last_event.take(),
                 head: self.next_cursor - 1,
                 completions,
             };
@@ -382,15 +398,16 @@ impl Writer {
 
     fn ingest(&mut self, new: ValidArticle) -> Result<IngestReceipt> {
         let now = self.now();
-        let content_hash = new.content.content_hash();
-        let source_id = new.content.source.id.clone();
-        let uri = new.content.uri.clone();
+        let content_hash = new.content_hash();
+        let view_count = new.view_count();
+        let source_id = new.content().source.id.clone();
+        let uri = new.content().uri.clone();
         let Some(id) = self.lookup_id(&source_id, &uri)? else {
             let id = self.new_id();
             let article = Article {
                 id,
-                content: new.content,
-                view_count: new.view_count,
+                content: new.into_content(),
+                view_count,
                 version: 1,
                 status: ArticleStatus::Usable,
                 content_hash,
@@ -416,10 +433,10 @@ impl Writer {
             return Err(StoreError::Retracted(id));
         }
         if head.content_hash == content_hash {
-            let outcome = if head.view_count == new.view_count {
+            let outcome = if head.view_count == view_count {
                 IngestOutcome::Unchanged
             } else {
-                head.view_count = new.view_count;
+                head.view_count = view_count;
                 self.log_writer
                     .append(&codec::log_record(&Record::Counters(head.clone())))?;
                 self.records.push(Record::Counters(head.clone()));
@@ -440,8 +457,8 @@ impl Writer {
         let previous_published_at = head.published_at;
         let article = Article {
             id,
-            content: new.content,
-            view_count: new.view_count,
+            content: new.into_content(),
+            view_count,
             version: head.version + 1,
             status: head.status,
             content_hash,
@@ -543,6 +560,7 @@ impl Writer {
             .heads
             .insert(head.id, (head, Some(bytes), self.seq));
         self.next_cursor += 1;
+        self.last_event = Some((cursor, recorded_at));
         self.recent.push(event);
         Ok(())
     }
@@ -662,18 +680,20 @@ pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
     Ok(article)
 }
 
+/// Makes groups durable as they come; `last_event` is the last event applied to the index.
 fn sync_groups(
     tree: &sled::Tree,
     groups: &std_mpsc::Receiver<Group>,
     durable_head: &watch::Sender<u64>,
     failure: &Failure,
     applied_seq: &AtomicU64,
+    last_event: &mut (u64, Timestamp),
 ) {
     while let Ok(first) = groups.recv() {
         let mut pending = vec![first];
         pending.extend(groups.try_iter());
         let outcome = failure.get().map_or_else(
-            || make_durable(tree, &pending),
+            || make_durable(tree, &pending, last_event),
             |reason| Err(reason.clone()),
         );
         match outcome {
@@ -705,7 +725,11 @@ fn sync_groups(
 }
 
 /// Syncs the groups' log files, then applies their records to the index.
-fn make_durable(tree: &sled::Tree, groups: &[Group]) -> std::result::Result<(), String> {
+fn make_durable(
+    tree: &sled::Tree,
+    groups: &[Group],
+    last_event: &mut (u64, Timestamp),
+) -> std::result::Result<(), String> {
     let started = std::time::Instant::now();
     let mut files: Vec<&Arc<File>> = Vec::new();
     for file in groups.iter().flat_map(|g| &g.files) {
@@ -720,12 +744,22 @@ fn make_durable(tree: &sled::Tree, groups: &[Group]) -> std::result::Result<(), 
         })?;
     }
     let synced = started.elapsed();
-    let apply = || -> Result<()> {
+    let mut apply = || -> Result<()> {
         for record in groups.iter().flat_map(|g| &g.records) {
             index::apply(tree, record)?;
         }
+        if let Some(event) = groups.iter().rev().find_map(|g| g.last_event) {
+            *last_event = event;
+        }
         if let Some(last) = groups.iter().rev().find_map(|g| g.last) {
-            index::set_applied(tree, last)?;
+            index::set_applied(
+                tree,
+                &Applied {
+                    last,
+                    head: last_event.0,
+                    head_recorded_at: last_event.1,
+                },
+            )?;
         }
         Ok(())
     };
