@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar and, in the same
 # run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
-# fsync rate, raw sled inserts with khabar's flush policy, and a no-op tonic RPC with the same
-# payload. Prints a table of medians (min-max) over the repetitions, then one line per target.
+# fsync rate, khabar's store without gRPC (the log and its sled index), raw sled inserts with the
+# flush policy of khabar's first storage design, and a no-op tonic RPC with the same payload.
+# Prints a table of medians (min-max) over the repetitions, then one line per target. A
+# repetition that fails is tried once more and reported.
 #
 #   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE]
 #
@@ -104,6 +106,7 @@ start() {
 # subshell: only the parent can wait for its child.)
 stop() {
   local hwm_kb
+  [ -n "$server_pid" ] || { rss=0; return 0; }
   hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   kill -TERM "$server_pid"
   wait "$server_pid" || true
@@ -131,6 +134,33 @@ record() { # system row rss json
     "$1" "$2" "$3" "$4" >>"$results"
 }
 
+# One configuration: a fresh server, its W1 load and, after W1c, the W2 loads on the store W1c
+# filled; records the rows. Fails (without recording) if any load fails.
+measure() { # system name mode in_flight
+  local system="$1" name="$2" mode="$3" in_flight="$4" result w2a w2a1 w2b
+  start "$system"
+  if ! result=$(load "$system" ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed"); then
+    stop; return 1
+  fi
+  if [ "$name" != W1c ] || [ "$system" = redis-everysec ]; then
+    stop
+    record "$system" "$name $mode/$in_flight" "$rss" "$result"
+    return 0
+  fi
+  if ! w2a=$(load "$system" catchup --consumers 4 --events "$articles") ||
+     ! w2a1=$(load "$system" catchup --consumers 1 --events "$articles") ||
+     ! w2b=$(load "$system" tail --subscribers 4 --rate 500 --articles "$tail_articles" --seed "$seed"); then
+    stop; return 1
+  fi
+  stop
+  record "$system" "$name $mode/$in_flight" "$rss" "$result"
+  record "$system" "W2a catch-up x4" "$rss" "$w2a"
+  record "$system" "W2a catch-up x1" "$rss" "$w2a1"
+  record "$system" "W2b tail x4 @500/s" "$rss" "$w2b"
+}
+
+retries="$work/retries.txt"
+: >"$retries"
 echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
 for rep in $(seq 1 "$reps"); do
   for system in khabar redis-always redis-everysec jetstream; do
@@ -138,22 +168,16 @@ for rep in $(seq 1 "$reps"); do
     [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
     for config in $configs; do
       IFS=: read -r name mode in_flight <<<"$config"
-      start "$system"
-      result=$(load "$system" ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed")
-      if [ "$name" != W1c ] || [ "$system" = redis-everysec ]; then
-        stop
-        record "$system" "$name $mode/$in_flight" "$rss" "$result"
-        continue
+      # A repetition that fails (a peer dropping a connection, say) is tried once more and
+      # reported, rather than ending the whole run.
+      if ! measure "$system" "$name" "$mode" "$in_flight"; then
+        echo "repetition $rep of $system $name $mode/$in_flight failed; trying it once more" >&2
+        if measure "$system" "$name" "$mode" "$in_flight"; then
+          echo "retried: repetition $rep of $system $name $mode/$in_flight (failed once, then passed)" >>"$retries"
+        else
+          echo "failed: repetition $rep of $system $name $mode/$in_flight (failed twice; left out)" >>"$retries"
+        fi
       fi
-      # W2 on the store W1c just filled.
-      w2a=$(load "$system" catchup --consumers 4 --events "$articles")
-      w2a1=$(load "$system" catchup --consumers 1 --events "$articles")
-      w2b=$(load "$system" tail --subscribers 4 --rate 500 --articles "$tail_articles" --seed "$seed")
-      stop
-      record "$system" "$name $mode/$in_flight" "$rss" "$result"
-      record "$system" "W2a catch-up x4" "$rss" "$w2a"
-      record "$system" "W2a catch-up x1" "$rss" "$w2a1"
-      record "$system" "W2b tail x4 @500/s" "$rss" "$w2b"
     done
   done
 
@@ -161,10 +185,13 @@ for rep in $(seq 1 "$reps"); do
   mkdir -p "$work/disk"
   record ceiling "fsync" 0 "$("$bench" fsync --dir "$work/disk" --seconds 2)"
   for in_flight in 1 32 100; do
-    rm -rf "$work/sled"
+    rm -rf "$work/sled" "$work/store"
     record ceiling "sled inserts/$in_flight" 0 \
       "$("$bench" sled --dir "$work/sled" --articles "$articles" --in-flight "$in_flight" --seed "$seed")"
+    record ceiling "store/$in_flight" 0 \
+      "$("$bench" --max-seconds 300 store --dir "$work/store" --articles "$articles" --in-flight "$in_flight" --seed "$seed")"
   done
+  rm -rf "$work/sled" "$work/store"
   for config in unary:1 unary:32 stream:32 stream:100; do
     IFS=: read -r mode in_flight <<<"$config"
     start noop
@@ -175,7 +202,7 @@ for rep in $(seq 1 "$reps"); do
   echo "repetition $rep done" >&2
 done
 
-report=$(python3 - "$results" "$articles" "$reps" <<'PY'
+report=$(python3 - "$results" "$articles" "$reps" "$retries" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 n = int(sys.argv[2])
@@ -201,7 +228,7 @@ def rss(system, row):
     return str(max(values)) if values else "-"
 
 def metric(row):
-    if row.startswith("W1") or row.startswith("sled") or row.startswith("no-op"):
+    if row.startswith(("W1", "sled", "store", "no-op")):
         return "articles_per_sec"
     if row.startswith("W2a"):
         return "events_per_sec_total"
@@ -254,18 +281,33 @@ for row in dict.fromkeys(r["row"] for r in rows if r["system"] == "ceiling"):
     print(f"| {row} | {spread('ceiling', row, 'articles_per_sec')} articles/s | {latency} | {ratio} |")
 
 print()
-def best_peer_line(name, khabar_rows, peer_rows, key, unit):
-    k = max(filter(None, [median("khabar", r, key) for r in khabar_rows]), default=0)
-    peers = {p: max(filter(None, [median(p, r, key) for r in peer_rows]), default=0) for p in ["jetstream", "redis-always"]}
-    best = max(peers.values()) or 1
-    print(f"target {name}: khabar/best-peer = {k / best:.2f} (khabar {k:.0f}{unit}, jetstream {peers['jetstream']:.0f}{unit}, redis {peers['redis-always']:.0f}{unit})")
-best_peer_line("W1b", ["W1b unary/32", "W1b stream/32"], ["W1b unary/32", "W1b stream/32"], "articles_per_sec", "/s")
-best_peer_line("W1c", ["W1c stream/100"], ["W1c stream/100"], "articles_per_sec", "/s")
-best_peer_line("W2a", ["W2a catch-up x4"], ["W2a catch-up x4"], "events_per_sec_total", "/s")
-print(f"target W2b-p99-ms: {median('khabar', 'W2b tail x4 @500/s', 'p99_ms'):.2f}")
-ceilings_32 = [median("ceiling", r, "articles_per_sec") for r in ("sled inserts/32", "no-op tonic unary/32", "no-op tonic stream/32")]
-ceiling = min(filter(None, [ceilings_32[0], max(filter(None, ceilings_32[1:]), default=None)]))
-print(f"target W1b/ceiling = {khabar_at['32'] / ceiling:.2f}")
+def best(system, row_names, key):
+    return max(filter(None, [median(system, r, key) for r in row_names]), default=None)
+
+def ratio_line(name, peer, khabar_rows, peer_rows, key="articles_per_sec", note=""):
+    k, p = best("khabar", khabar_rows, key), best(peer, peer_rows, key)
+    if not k or not p:
+        print(f"target {name}: khabar/{peer} = n/a (missing rows)")
+        return
+    print(f"target {name}: khabar/{peer} = {k / p:.2f} (khabar {k:.0f}/s, {peer} {p:.0f}/s{note})")
+
+w1b = ["W1b unary/32", "W1b stream/32"]
+ratio_line("W1a", "redis-always", ["W1a unary/1"], ["W1a unary/1"])
+ratio_line("W1b", "redis-always", w1b, w1b)
+ratio_line("W1b", "jetstream", w1b, w1b, note="; JetStream acknowledges from the page cache")
+ratio_line("W1c", "redis-always", ["W1c stream/100"], ["W1c stream/100"])
+ratio_line("W1c", "jetstream", ["W1c stream/100"], ["W1c stream/100"], note="; JetStream acknowledges from the page cache")
+k = median("khabar", "W2a catch-up x4", "events_per_sec_total") or 0
+peers = {p: median(p, "W2a catch-up x4", "events_per_sec_total") or 0 for p in ["jetstream", "redis-always"]}
+best_peer = max(peers.values()) or 1
+print(f"target W2a: khabar/best-peer = {k / best_peer:.2f} (khabar {k:.0f}/s, jetstream {peers['jetstream']:.0f}/s, redis {peers['redis-always']:.0f}/s)")
+p99 = median("khabar", "W2b tail x4 @500/s", "p99_ms")
+print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms: n/a")
+rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]
+print(f"target rss-mib: {max(rss_values) if rss_values else 'n/a'}")
+retried = [line.strip() for line in open(sys.argv[4]) if line.strip()]
+for line in retried:
+    print(line)
 PY
 )
 echo "$report"

@@ -1,5 +1,6 @@
 //! The limits khabar should get close to: the disk's fsync rate, a no-op tonic RPC carrying the
-//! same payload, and raw sled inserts with khabar's flush policy.
+//! same payload, khabar's store without gRPC, and raw sled inserts with the flush policy of
+//! khabar's first storage design (one sled batch and one sled flush per group).
 
 use std::{
     fs::OpenOptions,
@@ -8,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use khabar::pb::khabar::v1::{self as pb, ingest_service_server::IngestService};
+use khabar::{
+    pb::khabar::v1::{self as pb, ingest_service_server::IngestService},
+    store::{ArticleStore, SledStore, SledStoreConfig},
+};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -70,6 +74,69 @@ pub fn sled_inserts(dir: &Path, articles: &[Vec<u8>], in_flight: usize) -> Resul
         "seconds": seconds,
         "articles_per_sec": articles.len() as f64 / seconds,
     }))
+}
+
+/// khabar's store alone: `requests` validated first, then ingested with `in_flight` waiting for
+/// their durable acknowledgement at a time. Reports the rate and the process's CPU time per
+/// article while the clock ran.
+pub async fn store_ingests(
+    dir: &Path,
+    requests: Vec<pb::IngestRequest>,
+    in_flight: usize,
+) -> Result<Report, Failure> {
+    let articles = requests
+        .into_iter()
+        .map(khabar::api::validate_ingest_request)
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = articles.len();
+    let store = SledStore::open(&SledStoreConfig::new(dir.to_owned()))?;
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    let mut waiting = Vec::with_capacity(count);
+    for article in articles {
+        let permit = permits.clone().acquire_owned().await?;
+        let pending = store.enqueue_ingest(article).await?;
+        waiting.push(tokio::spawn(async move {
+            let receipt = pending.await;
+            drop(permit);
+            receipt
+        }));
+    }
+    for receipt in waiting {
+        receipt.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
+    drop(store);
+    Ok(serde_json::json!({
+        "workload": "store",
+        "in_flight": in_flight,
+        "articles": count,
+        "seconds": seconds,
+        "articles_per_sec": count as f64 / seconds,
+        "cpu_us_per_article": cpu / count as f64 * 1e6,
+    }))
+}
+
+/// User and system CPU time of this process so far, from /proc (0 where it cannot be read).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// An IngestService that answers without doing anything: the transport's cost alone.

@@ -116,6 +116,18 @@ enum Workload {
         #[arg(long)]
         seed: PathBuf,
     },
+    /// Ceiling: khabar's store alone (the log and its index, no gRPC, articles validated before
+    /// the clock starts), with `in_flight` ingests waiting for their acknowledgement at a time.
+    Store {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        articles: usize,
+        #[arg(long, default_value_t = 32)]
+        in_flight: usize,
+        #[arg(long)]
+        seed: PathBuf,
+    },
     /// Ceiling: serve a no-op IngestService (for `ingest` against it).
     NoopServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -262,6 +274,19 @@ async fn main() -> Result<(), Failure> {
             ) => {
                 let bytes = Seed::load(&seed)?.encoded(0, articles);
                 ceilings::sled_inserts(&dir, &bytes, in_flight)
+            }
+            (
+                Workload::Store {
+                    dir,
+                    articles,
+                    in_flight,
+                    seed,
+                },
+                _,
+            ) => {
+                let seed = Seed::load(&seed)?;
+                let requests = (0..articles).map(|i| seed.article(i)).collect();
+                ceilings::store_ingests(&dir, requests, in_flight).await
             }
             (Workload::NoopServer { listen }, _) => ceilings::serve_noop(&listen, deadline).await,
         }

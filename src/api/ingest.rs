@@ -43,7 +43,8 @@ fn count(metrics: &Metrics, result: &Result<IngestReceipt>) {
     }
 }
 
-fn validate(request: pb::IngestRequest) -> Result<ValidArticle> {
+/// Checks an ingest request as `Ingest` does: the article's field rules, then normalization.
+pub fn validate(request: pb::IngestRequest) -> Result<ValidArticle> {
     let pb::IngestRequest { article } = request;
     let article = article.ok_or_else(|| Error::invalid_field("article", "is required"))?;
     convert::article_draft(article)

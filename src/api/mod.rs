@@ -13,5 +13,5 @@ mod limits;
 pub use articles::ArticleApi;
 pub use encoded::EncodedFeedEvent;
 pub use feed::FeedApi;
-pub use ingest::IngestApi;
+pub use ingest::{IngestApi, validate as validate_ingest_request};
 pub use limits::{OversizeLayer, remap_oversize};
