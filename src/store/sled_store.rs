@@ -80,7 +80,7 @@ impl Drop for Inner {
         // then makes the index durable once more.
         self.commands = None;
         let mut threads = std::mem::take(&mut self.threads).into_iter();
-        for thread in threads.by_ref().take(3) {
+        for thread in threads.by_ref().take(2) {
             let _ = thread.join();
         }
         self.stop_checkpoints = None;

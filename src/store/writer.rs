@@ -1,18 +1,16 @@
-//! The write path: one writer thread decides and logs, one syncer thread makes groups durable,
-//! one applier thread applies them to the index and answers, one checkpointer thread bounds the
-//! replay at start-up.
+//! The write path: one writer thread decides and logs, one syncer thread makes groups durable
+//! and applies them to the index, one checkpointer thread bounds the replay at start-up.
 //!
 //! # Order of a write
 //! 1. The writer takes every command waiting (a group), decides each one against the index and
 //!    against the writes of groups that are not applied yet (kept in memory, so a group sees its
 //!    own earlier writes), encodes the records and appends them to the log with one `pwrite`.
 //!    It owns the cursor counter, so cursors are allocated in log order with no gaps.
-//! 2. The syncer `fdatasync`s the log once for every group that arrived since its last sync.
+//! 2. The syncer `fdatasync`s the log once for every group that arrived since its last sync,
+//!    then applies their records to the sled index (plain inserts: the log record, not a sled
+//!    batch, is the atomic unit), advances the durable head, and only then answers the callers.
 //!    While it syncs one group the writer logs the next: one fsync serves many writes.
-//! 3. The applier applies synced groups, in order, to the sled index (plain inserts: the log
-//!    record, not a sled batch, is the atomic unit), advances the durable head, and only then
-//!    answers the callers. It works on one group while the syncer syncs the next.
-//! 4. Every few seconds the checkpointer flushes sled and `fdatasync`s its file. The index
+//! 3. Every few seconds the checkpointer flushes sled and `fdatasync`s its file. The index
 //!    records the log position it has applied up to with every group, so whatever sled
 //!    recovers after a crash tells where to replay the log from.
 //!
@@ -140,7 +138,7 @@ pub type Failure = Arc<OnceLock<String>>;
 
 /// What the threads of the write path share with the store.
 pub struct WritePath {
-    /// The writer, syncer, applier and checkpointer threads, in the order they stop.
+    /// The writer, syncer and checkpointer threads.
     pub threads: Vec<std::thread::JoinHandle<()>>,
     /// Stops the checkpointer (after a final checkpoint) when dropped.
     pub stop_checkpoints: std_mpsc::Sender<()>,
@@ -207,26 +205,19 @@ pub fn spawn(
     let writer = std::thread::Builder::new()
         .name("khabar-writer".into())
         .spawn(move || writer.run(commands, groups_tx))?;
-    let (synced_tx, synced_rx) = std_mpsc::channel();
     let syncer = {
-        let failure = failure.clone();
+        let (tree, failure, applied_seq) = ((*db).clone(), failure.clone(), applied_seq.clone());
+        let mut head = (head, last_recorded_at);
         std::thread::Builder::new()
             .name("khabar-syncer".into())
-            .spawn(move || sync_groups(&groups_rx, &synced_tx, &failure))?
-    };
-    let applier = {
-        let (tree, failure, applied_seq) = ((*db).clone(), failure.clone(), applied_seq.clone());
-        let mut last_event = (head, last_recorded_at);
-        std::thread::Builder::new()
-            .name("khabar-applier".into())
             .spawn(move || {
-                apply_groups(
+                sync_groups(
                     &tree,
-                    &synced_rx,
+                    &groups_rx,
                     &durable_head,
                     &failure,
                     &applied_seq,
-                    &mut last_event,
+                    &mut head,
                 );
             })?
     };
@@ -244,7 +235,7 @@ pub fn spawn(
             );
         })?;
     Ok(WritePath {
-        threads: vec![writer, syncer, applier, checkpointer],
+        threads: vec![writer, syncer, checkpointer],
         stop_checkpoints,
     })
 }
@@ -689,75 +680,20 @@ pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
     Ok(article)
 }
 
-/// Syncs groups as they come and hands them, in order, to the applier; fails them if the log
-/// cannot be synced.
+/// Makes groups durable as they come; `last_event` is the last event applied to the index.
 fn sync_groups(
-    groups: &std_mpsc::Receiver<Group>,
-    synced: &std_mpsc::Sender<Vec<Group>>,
-    failure: &Failure,
-) {
-    while let Ok(first) = groups.recv() {
-        let mut pending = vec![first];
-        pending.extend(groups.try_iter());
-        let outcome = failure
-            .get()
-            .map_or_else(|| sync_files(&pending), |reason| Err(reason.clone()));
-        match outcome {
-            Ok(()) => {
-                if let Err(std_mpsc::SendError(pending)) = synced.send(pending) {
-                    fail_groups(pending, "store is closing");
-                }
-            }
-            Err(reason) => {
-                let _ = failure.set(reason.clone());
-                fail_groups(pending, &reason);
-            }
-        }
-    }
-    debug!("syncer stopped");
-}
-
-fn fail_groups(groups: Vec<Group>, reason: &str) {
-    groups
-        .into_iter()
-        .flat_map(|g| g.completions)
-        .for_each(|c| c.fail(reason));
-}
-
-/// Syncs the log files the groups were written to.
-fn sync_files(groups: &[Group]) -> std::result::Result<(), String> {
-    let started = std::time::Instant::now();
-    let mut files: Vec<&Arc<File>> = Vec::new();
-    for file in groups.iter().flat_map(|g| &g.files) {
-        if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
-            files.push(file);
-        }
-    }
-    for file in files {
-        file.sync_data().map_err(|e| {
-            error!(error = %e, "syncing the log failed; the store stops taking writes");
-            format!("syncing the log to disk failed ({e}); restart khabar")
-        })?;
-    }
-    debug!(groups = groups.len(), synced = ?started.elapsed(), "groups synced");
-    Ok(())
-}
-
-/// Applies synced groups to the index in order, then advances the durable head and answers
-/// their callers; `last_event` is the last event applied to the index.
-fn apply_groups(
     tree: &sled::Tree,
-    synced: &std_mpsc::Receiver<Vec<Group>>,
+    groups: &std_mpsc::Receiver<Group>,
     durable_head: &watch::Sender<u64>,
     failure: &Failure,
     applied_seq: &AtomicU64,
     last_event: &mut (u64, Timestamp),
 ) {
-    while let Ok(first) = synced.recv() {
-        let mut pending = first;
-        pending.extend(synced.try_iter().flatten());
+    while let Ok(first) = groups.recv() {
+        let mut pending = vec![first];
+        pending.extend(groups.try_iter());
         let outcome = failure.get().map_or_else(
-            || apply(tree, &pending, last_event),
+            || make_durable(tree, &pending, last_event),
             |reason| Err(reason.clone()),
         );
         match outcome {
@@ -778,20 +714,36 @@ fn apply_groups(
             }
             Err(reason) => {
                 let _ = failure.set(reason.clone());
-                fail_groups(pending, &reason);
+                pending
+                    .into_iter()
+                    .flat_map(|g| g.completions)
+                    .for_each(|c| c.fail(&reason));
             }
         }
     }
-    debug!("applier stopped");
+    debug!("syncer stopped");
 }
 
-/// Applies the records of synced groups to the index.
-fn apply(
+/// Syncs the groups' log files, then applies their records to the index.
+fn make_durable(
     tree: &sled::Tree,
     groups: &[Group],
     last_event: &mut (u64, Timestamp),
 ) -> std::result::Result<(), String> {
     let started = std::time::Instant::now();
+    let mut files: Vec<&Arc<File>> = Vec::new();
+    for file in groups.iter().flat_map(|g| &g.files) {
+        if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
+            files.push(file);
+        }
+    }
+    for file in files {
+        file.sync_data().map_err(|e| {
+            error!(error = %e, "syncing the log failed; the store stops taking writes");
+            format!("syncing the log to disk failed ({e}); restart khabar")
+        })?;
+    }
+    let synced = started.elapsed();
     let mut apply = || -> Result<()> {
         for record in groups.iter().flat_map(|g| &g.records) {
             index::apply(tree, record)?;
@@ -821,7 +773,8 @@ fn apply(
     debug!(
         groups = groups.len(),
         records = groups.iter().map(|g| g.records.len()).sum::<usize>(),
-        applied = ?started.elapsed(),
+        ?synced,
+        applied = ?(started.elapsed() - synced),
         "groups durable"
     );
     Ok(())
