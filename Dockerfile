@@ -10,7 +10,7 @@
 #   runtime-from-host   runtime-base plus a khabar binary compiled outside Docker, taken from a build
 #                       context that holds it as `khabar`:
 #                         docker build --target runtime-from-host -f Dockerfile -t khabar DIR
-#                       (tests/container.rs builds and runs this target)
+#                       (tests/it/container.rs builds and runs this target)
 #   compile             compiles khabar with cargo
 #   runtime             runtime-base plus the binary from compile: the default target
 #

@@ -14,8 +14,6 @@
 //! Without a Docker engine the test says so and passes, unless `KHABAR_REQUIRE_DOCKER=1` (set by
 //! `.ci/run`, which starts an engine) makes that a failure.
 
-mod common;
-
 use std::{
     ffi::OsStr,
     fs::File,
@@ -26,7 +24,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{fixture, grpcurl_binary, run_bounded};
+use crate::common::{fixture, grpcurl_binary, run_bounded};
 use serde_json::Value;
 
 /// Longest wait for a container to be reported healthy.

@@ -1,8 +1,6 @@
 //! Feeds end to end: catch-up, live tail, filters, checkpoints, durable consumers, slow and
 //! departing subscribers, many subscribers, shutdown.
 
-mod common;
-
 use std::{
     collections::HashMap,
     sync::{
@@ -12,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{HEARTBEAT, TestServer, WAIT, seed_variant};
+use crate::common::{HEARTBEAT, TestServer, WAIT, seed_variant};
 use khabar::pb::khabar::v1::{
     self as pb, EventKind, feed_service_client::FeedServiceClient, subscribe_request::Start,
 };

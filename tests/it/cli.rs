@@ -1,11 +1,9 @@
 //! The binary's own commands and options: `khabar health`, JSON logs, start-up errors, shell
 //! completions and manual pages.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{ChildServer, WAIT, run_bounded};
+use crate::common::{ChildServer, WAIT, run_bounded};
 
 fn khabar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_khabar"))

@@ -1,15 +1,13 @@
 //! The data directory: the log as the store of events, the index rebuilt or replayed from it,
 //! torn tails, damage, and the migration of the first layout.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
-use common::{ChildServer, TestServer, WAIT, run_bounded, seed_variant};
+use crate::common::{ChildServer, TestServer, WAIT, run_bounded, seed_variant};
 use khabar::{
     pb::khabar::v1::{self as pb, IngestOutcome, subscribe_request::Start},
     store::{ArticleStore, SledStore, SledStoreConfig},

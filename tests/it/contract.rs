@@ -9,8 +9,6 @@
 //! on `PATH`. Without it the tests say SKIPPED and pass, unless `KHABAR_REQUIRE_CLIENTS=1` (set by
 //! `.ci/run`, which installs it) makes that a failure.
 
-mod common;
-
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -18,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{missing_tool, run_bounded};
+use crate::common::{missing_tool, run_bounded};
 
 /// Bound on one buf command.
 const BUF_LIMIT: Duration = Duration::from_secs(120);

@@ -2,14 +2,12 @@
 //! or are dropped after the grace period, feeds end with UNAVAILABLE, nothing acknowledged is
 //! lost, and the process exits 0.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::{ChildServer, WAIT, seed_variant};
+use crate::common::{ChildServer, WAIT, seed_variant};
 use khabar::pb::khabar::v1::{
     self as pb, article_service_client::ArticleServiceClient,
     feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,

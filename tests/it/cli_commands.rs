@@ -2,14 +2,12 @@
 //! `consumers`) against a real server: input forms, reports, progress, tables, exit codes,
 //! durable consumers, filters, TLS and tokens.
 
-mod common;
-
 use std::{
     process::{Command, Output, Stdio},
     sync::Arc,
 };
 
-use common::{TestServer, WAIT, fixture, fixture_text, run_bounded};
+use crate::common::{TestServer, WAIT, fixture, fixture_text, run_bounded};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     config::TlsSettings,

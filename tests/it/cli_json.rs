@@ -4,11 +4,9 @@
 //! digits, 64-bit integers as strings, zero values left out, enums by name, field names in
 //! lowerCamelCase).
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 
-use common::{TestServer, WAIT, fixture_text, grpcurl_binary, run_bounded};
+use crate::common::{TestServer, WAIT, fixture_text, grpcurl_binary, run_bounded};
 use serde_json::Value;
 
 struct Grpcurl {

@@ -1,8 +1,6 @@
 //! End to end over real TCP with a tonic client: ingest, re-ingest, get, list, retract, limits.
 
-mod common;
-
-use common::{
+use crate::common::{
     SERVICES, TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request, seed_variant,
 };
 use khabar::pb::khabar::v1::{self as pb, ArticleStatus, IngestOutcome};

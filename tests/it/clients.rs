@@ -16,8 +16,6 @@
 //! `examples/clients/node`. Without them they say SKIPPED and pass, unless
 //! `KHABAR_REQUIRE_CLIENTS=1` (set by `.ci/run`, which installs them) makes that a failure.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     ffi::OsString,
@@ -29,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ChildServer, WAIT, fixture, fixture_text, missing_tool, run_bounded};
+use crate::common::{ChildServer, WAIT, fixture, fixture_text, missing_tool, run_bounded};
 use khabar::pb::khabar::v1::{GetConsumerRequest, feed_service_client::FeedServiceClient};
 use serde_json::Value;
 

@@ -1,9 +1,7 @@
 //! The Prometheus endpoint reports what the server did: ingest outcomes, rejected fields,
 //! request latencies, live subscribers, consumer lag, the log head and the store size.
 
-mod common;
-
-use common::{
+use crate::common::{
     TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request, seed_variant,
 };
 use khabar::pb::khabar::v1::{self as pb, subscribe_request::Start};

@@ -1,11 +1,9 @@
 //! TLS, mutual TLS and bearer tokens with roles, end to end over real connections, with tonic
 //! clients and with grpcurl.
 
-mod common;
-
 use std::{process::Command, sync::Arc};
 
-use common::{TestServer, WAIT, fixture, fixture_text, grpcurl_binary, run_bounded, seed_request};
+use crate::common::{TestServer, WAIT, fixture, fixture_text, grpcurl_binary, run_bounded, seed_request};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     config::TlsSettings,
@@ -335,7 +333,7 @@ async fn each_role_reaches_its_methods_only() {
     assert_eq!(retracted.status(), pb::ArticleStatus::Canceled);
     admin
         .ingest
-        .ingest(common::seed_variant(1))
+        .ingest(crate::common::seed_variant(1))
         .await
         .expect("admin ingests");
     admin
@@ -400,7 +398,7 @@ async fn health_and_reflection_can_require_a_token() {
     )
     .expect("write tokens");
     let tokens_file = tokens_file.to_string_lossy().into_owned();
-    let mut server = common::ChildServer::start_with(
+    let mut server = crate::common::ChildServer::start_with(
         &data_dir.path().join("db"),
         &[
             "--tokens-file",

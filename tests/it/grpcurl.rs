@@ -1,11 +1,9 @@
 //! The README's grpcurl walk-through, run with the real grpcurl binary (1.8.6, reflection
 //! v1alpha) against a real server. grpcurl is found through $GRPCURL or on PATH.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 
-use common::{SERVICES, TestServer, WAIT, fixture_text, grpcurl_binary, run_bounded};
+use crate::common::{SERVICES, TestServer, WAIT, fixture_text, grpcurl_binary, run_bounded};
 use serde_json::Value;
 
 struct Grpcurl {

@@ -4,8 +4,6 @@
 //! consumer's confirmed ack must hold. `KHABAR_CRASH_RUNS` sets how many
 //! kill/restart rounds to run (default 3).
 
-mod common;
-
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher, Hasher},
@@ -16,7 +14,7 @@ use std::{
     },
 };
 
-use common::{ChildServer, WAIT, seed_request};
+use crate::common::{ChildServer, WAIT, seed_request};
 use khabar::{
     domain::ArticleId,
     pb::khabar::v1::{

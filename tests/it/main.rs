@@ -1,0 +1,20 @@
+//! End-to-end tests: real khabar servers on ephemeral loopback ports with real data directories,
+//! driven over gRPC (tonic, grpcurl, the example clients), through the `khabar` binary, and in a
+//! container. One test binary, so that the shared harness in `common` compiles once.
+
+mod common;
+
+mod cli;
+mod cli_commands;
+mod cli_json;
+mod clients;
+mod container;
+mod contract;
+mod crash;
+mod feed;
+mod grpcurl;
+mod ingest;
+mod metrics;
+mod security;
+mod shutdown;
+mod storage;
