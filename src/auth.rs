@@ -20,7 +20,11 @@ use tonic::Status;
 use tower::{Layer, Service};
 use tracing::debug;
 
-use crate::metrics::Metrics;
+use crate::{
+    error::Error,
+    methods::{self, Access},
+    metrics::Metrics,
+};
 
 /// Shortest plain-text token accepted, so that a configured secret cannot be guessed quickly.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -238,10 +242,10 @@ pub struct AuthPolicy {
     pub protect_reflection: bool,
 }
 
-/// What a call needs.
+/// What a call needs under a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Open,
+enum Need {
+    Nothing,
     AnyToken,
     Role(Role),
 }
@@ -252,45 +256,34 @@ impl AuthPolicy {
         !self.tokens.is_empty()
     }
 
-    fn access(&self, path: &str) -> Access {
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((path, ""));
+    fn need(&self, path: &str) -> Need {
         let discovery = |protected: bool| {
             if protected {
-                Access::AnyToken
+                Need::AnyToken
             } else {
-                Access::Open
+                Need::Nothing
             }
         };
-        match (service, method) {
-            ("grpc.health.v1.Health", _) => discovery(self.protect_health),
-            (
-                "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection",
-                _,
-            ) => discovery(self.protect_reflection),
-            ("khabar.v1.IngestService", _) => Access::Role(Role::Ingest),
-            ("khabar.v1.ArticleService", "GetArticle" | "ListArticles") => Access::Role(Role::Read),
-            ("khabar.v1.FeedService", "Subscribe" | "Ack" | "GetConsumer" | "ListConsumers") => {
-                Access::Role(Role::Read)
-            }
-            // Retractions, consumer deletion and anything not listed above.
-            _ => Access::Role(Role::Admin),
+        match methods::find(path).map(|method| method.access) {
+            Some(Access::Health) => discovery(self.protect_health),
+            Some(Access::Reflection) => discovery(self.protect_reflection),
+            Some(Access::Role(role)) => Need::Role(role),
+            // Paths the server does not answer need the most, so that nothing slips through.
+            None => Need::Role(Role::Admin),
         }
     }
 
     /// Checks a call to `path` carrying `authorization` metadata.
-    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Status> {
+    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Error> {
         if !self.enabled() {
             return Ok(());
         }
-        let access = self.access(path);
-        if access == Access::Open {
+        let need = self.need(path);
+        if need == Need::Nothing {
             return Ok(());
         }
         let Some(header) = authorization else {
-            return Err(Status::unauthenticated(format!(
+            return Err(Error::Unauthenticated(format!(
                 "{path} needs a token: send metadata \"authorization: Bearer <token>\""
             )));
         };
@@ -301,17 +294,17 @@ impl AuthPolicy {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or_else(|| {
-                Status::unauthenticated(
-                    "malformed authorization metadata: expected \"Bearer <token>\"",
+                Error::Unauthenticated(
+                    "malformed authorization metadata: expected \"Bearer <token>\"".to_owned(),
                 )
             })?;
         let principal = self.tokens.principal(token).ok_or_else(|| {
-            Status::unauthenticated("the bearer token is not valid on this server")
+            Error::Unauthenticated("the bearer token is not valid on this server".to_owned())
         })?;
-        match access {
-            Access::Role(role) if !principal.has(role) => {
+        match need {
+            Need::Role(role) if !principal.has(role) => {
                 let granted: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
-                Err(Status::permission_denied(format!(
+                Err(Error::PermissionDenied(format!(
                     "{path} needs role {role} (or admin); token {:?} has {}",
                     principal.name,
                     granted.join(", ")
@@ -379,7 +372,8 @@ where
             .map(|value| value.as_bytes());
         match self.policy.check(request.uri().path(), authorization) {
             Ok(()) => Box::pin(self.inner.call(request)),
-            Err(status) => {
+            Err(error) => {
+                let status = Status::from(error);
                 debug!(path = request.uri().path(), code = ?status.code(), "call refused");
                 self.metrics.record_auth_failure(status.code());
                 Box::pin(std::future::ready(Ok(status.into_http())))
@@ -415,7 +409,7 @@ mod tests {
         let header = token.map(|t| format!("Bearer {t}"));
         policy
             .check(path, header.as_deref().map(str::as_bytes))
-            .map_err(|s| s.code())
+            .map_err(|e| Status::from(e).code())
     }
 
     #[test]
@@ -470,13 +464,13 @@ mod tests {
         assert_eq!(
             policy
                 .check(path, Some(format!("Basic {INGESTER}").as_bytes()))
-                .map_err(|s| s.code()),
+                .map_err(|e| Status::from(e).code()),
             Err(Code::Unauthenticated)
         );
         assert_eq!(
             policy
                 .check(path, Some(format!("bearer  {INGESTER} ").as_bytes()))
-                .map_err(|s| s.code()),
+                .map_err(|e| Status::from(e).code()),
             Ok(())
         );
     }

@@ -30,6 +30,15 @@ pub enum Error {
     /// The server is shutting down.
     #[error("{0}")]
     ShuttingDown(String),
+    /// The call carries no valid token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The call's token lacks the role the method needs.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A request message is larger than the server accepts.
+    #[error("{0}")]
+    MessageTooLarge(String),
 }
 
 impl From<FeedEnd> for Error {
@@ -89,6 +98,9 @@ impl From<Error> for Status {
                 )
             }
             Error::ShuttingDown(_) => Status::unavailable(message),
+            Error::Unauthenticated(_) => Status::unauthenticated(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::MessageTooLarge(_) => Status::resource_exhausted(message),
             Error::Store(store_error) => match store_error {
                 StoreError::NotFound(_) | StoreError::ConsumerNotFound(_) => {
                     Status::not_found(message)
@@ -100,8 +112,13 @@ impl From<Error> for Status {
                     message,
                     ErrorDetails::with_bad_request_violation("page_token", why),
                 ),
-                StoreError::Unavailable(_) => Status::unavailable(message),
-                StoreError::Database(_) | StoreError::Io(_) | StoreError::Corrupt { .. } => {
+                StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_) => {
+                    Status::unavailable(message)
+                }
+                StoreError::Database(_)
+                | StoreError::Io(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Incompatible(_) => {
                     error!(error = %store_error, "storage failure");
                     Status::internal("internal storage error; the server log has the details")
                 }
@@ -159,6 +176,11 @@ mod tests {
             (StoreError::InvalidPageToken("bad"), Code::InvalidArgument),
             (StoreError::Unavailable("closing".into()), Code::Unavailable),
             (
+                StoreError::OutcomeUnknown("connection lost".into()),
+                Code::Unavailable,
+            ),
+            (StoreError::Database("syntax error".into()), Code::Internal),
+            (
                 StoreError::Corrupt {
                     key: "k".into(),
                     reason: "r".into(),
@@ -172,6 +194,45 @@ mod tests {
         ];
         for (error, code) in cases {
             assert_eq!(Status::from(Error::from(error)).code(), code);
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_says_that_retrying_is_safe() {
+        let status = Status::from(Error::from(StoreError::OutcomeUnknown(
+            "the connection to PostgreSQL was lost during COMMIT".into(),
+        )));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status.message().contains("may or may not"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("retrying it is safe"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn access_errors_keep_their_codes() {
+        let cases = [
+            (
+                Error::Unauthenticated("no token".into()),
+                Code::Unauthenticated,
+            ),
+            (
+                Error::PermissionDenied("no role".into()),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::MessageTooLarge("too big".into()),
+                Code::ResourceExhausted,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
         }
     }
 

@@ -10,7 +10,10 @@
 //!   filters, checkpoints.
 //! - [`api`]: the tonic services, conversions between protobuf and domain types, and the one
 //!   mapping from errors to `tonic::Status`.
+//! - [`service`]: the rules of every call (start positions, consumers, retractions, paging,
+//!   filters) on domain types, free of any transport.
 //! - [`auth`]: bearer tokens and the roles they grant, checked before any service runs.
+//! - [`methods`]: the table of every gRPC method and who may call it.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`server`]: wires store, services, health, reflection, TLS, auth and metrics together and
 //!   serves them.
@@ -27,8 +30,10 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod methods;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod wire;
 

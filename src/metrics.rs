@@ -28,28 +28,9 @@ use tracing::warn;
 use crate::{
     domain::Violation,
     feed::FeedStats,
+    methods,
     store::{ArticleStore, IngestOutcome},
 };
-
-/// Every RPC path the server answers; other paths are counted as "other" so that clients
-/// cannot create label values at will.
-const KNOWN_METHODS: [&str; 15] = [
-    "/khabar.v1.IngestService/Ingest",
-    "/khabar.v1.IngestService/IngestStream",
-    "/khabar.v1.ArticleService/GetArticle",
-    "/khabar.v1.ArticleService/ListArticles",
-    "/khabar.v1.ArticleService/RetractArticle",
-    "/khabar.v1.FeedService/Subscribe",
-    "/khabar.v1.FeedService/Ack",
-    "/khabar.v1.FeedService/GetConsumer",
-    "/khabar.v1.FeedService/ListConsumers",
-    "/khabar.v1.FeedService/DeleteConsumer",
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.health.v1.Health/List",
-    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -208,13 +189,10 @@ impl Metrics {
         self.auth_failures.get_or_create(&CodeLabels { code }).inc();
     }
 
-    /// The label of a request path: the path itself when the server knows it, else "other".
+    /// The label of a request path: the path itself when the server answers it, else "other",
+    /// so that clients cannot create label values at will.
     fn method_label(path: &str) -> &'static str {
-        KNOWN_METHODS
-            .iter()
-            .find(|known| **known == path)
-            .copied()
-            .unwrap_or("other")
+        methods::find(path).map_or("other", |method| method.path.as_str())
     }
 
     fn observe_request(&self, method: &'static str, seconds: f64) {

@@ -16,6 +16,7 @@ use crate::{
     auth::{AuthLayer, AuthPolicy},
     config::{ConfigError, ServeArgs, TlsSettings},
     feed::{FeedSettings, FeedStats},
+    methods,
     metrics::{self, Metrics, MetricsLayer},
     pb::{
         self,
@@ -184,7 +185,7 @@ pub async fn serve(
     .max_encoding_message_size(limit);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    for service in HEALTH_CHECKED {
+    for service in health_checked() {
         health_reporter
             .set_service_status(service, ServingStatus::Serving)
             .await;
@@ -238,7 +239,7 @@ pub async fn serve(
             async move {
                 shutdown.await;
                 info!(grace = ?config.shutdown_grace, "shutting down: refusing new calls, finishing open ones");
-                for service in HEALTH_CHECKED {
+                for service in health_checked() {
                     health_reporter.set_service_status(service, ServingStatus::NotServing).await;
                 }
                 stop_feeds.send_replace(true);
@@ -265,12 +266,9 @@ pub async fn serve(
 }
 
 /// Services whose health is reported, "" being the server as a whole.
-const HEALTH_CHECKED: [&str; 4] = [
-    "",
-    "khabar.v1.IngestService",
-    "khabar.v1.ArticleService",
-    "khabar.v1.FeedService",
-];
+fn health_checked() -> impl Iterator<Item = &'static str> {
+    std::iter::once("").chain(methods::khabar_services())
+}
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()

@@ -3,10 +3,17 @@
 
 pub use crate::wire::{article_pb, timestamp_pb};
 use crate::{
-    domain::{ArticleDraft, InfoSourceDraft, SourceDraft, TimestampDraft},
+    domain::{ArticleDraft, ArticleId, InfoSourceDraft, ParseIdError, SourceDraft, TimestampDraft},
+    error::{Error, Result},
     pb::khabar::v1 as pb,
     store::{IngestOutcome, IngestReceipt},
 };
+
+/// An article id sent in request field `field`.
+pub fn parse_id(field: &str, raw: &str) -> Result<ArticleId> {
+    raw.parse()
+        .map_err(|e: ParseIdError| Error::invalid_field(field, e.to_string()))
+}
 
 /// The client-set part of an article; server-set fields are ignored.
 pub fn article_draft(article: pb::Article) -> ArticleDraft {

@@ -6,27 +6,25 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::{EncodedFeedEvent, convert::timestamp_pb, filters::article_filter};
+use super::{
+    EncodedFeedEvent,
+    convert::{timestamp_draft, timestamp_pb},
+};
 use crate::{
-    domain::Timestamp,
     error::{Error, Result},
-    feed::{self, FeedFilter, FeedItem, FeedSettings, FeedStats},
+    feed::{FeedItem, FeedSettings, FeedStats},
     pb::{
-        khabar::v1::{self as pb, subscribe_request::Start},
+        khabar::v1::{self as pb, subscribe_request::Start as StartPb},
         raw::feed_service_server::FeedService,
     },
-    store::{ArticleStore, Consumer, EventKind, StoreError},
+    service::{ConsumerView, FeedRequest, Feeds, Start},
+    store::{ArticleStore, EventKind},
 };
-
-const MAX_CONSUMER_NAME_CHARS: usize = 128;
 
 /// Implements `khabar.v1.FeedService` on a store.
 #[derive(Clone)]
 pub struct FeedApi<S> {
-    store: S,
-    settings: FeedSettings,
-    shutdown: watch::Receiver<bool>,
-    stats: Arc<FeedStats>,
+    feeds: Feeds<S>,
 }
 
 impl<S: ArticleStore> FeedApi<S> {
@@ -38,94 +36,27 @@ impl<S: ArticleStore> FeedApi<S> {
         stats: Arc<FeedStats>,
     ) -> Self {
         Self {
-            store,
-            settings,
-            shutdown,
-            stats,
-        }
-    }
-
-    fn head(&self) -> u64 {
-        *self.store.durable_head().borrow()
-    }
-
-    /// The cursor after which a new subscription or consumer starts.
-    async fn start_after(&self, start: Option<Start>) -> Result<u64> {
-        let head = self.head();
-        match start {
-            None => Ok(head),
-            Some(Start::FromNow(true)) => Ok(head),
-            Some(Start::FromBeginning(true)) => Ok(0),
-            Some(Start::FromNow(false) | Start::FromBeginning(false)) => Err(Error::invalid_field(
-                "start",
-                "from_beginning and from_now must be true when set; leave start out for from_now",
-            )),
-            Some(Start::AfterCursor(cursor)) if cursor > head => {
-                Err(StoreError::CursorBeyondHead { cursor, head }.into())
-            }
-            Some(Start::AfterCursor(cursor)) => Ok(cursor),
-            Some(Start::FromTime(time)) => {
-                let time = Timestamp::new(time.seconds, time.nanos).ok_or_else(|| {
-                    Error::invalid_field(
-                        "from_time",
-                        "must be a valid time between years 0001 and 9999",
-                    )
-                })?;
-                Ok(self.store.first_cursor_at(time).await? - 1)
-            }
-        }
-    }
-
-    fn consumer_pb(&self, consumer: Consumer) -> pb::Consumer {
-        let Consumer {
-            name,
-            acked_cursor,
-            created_at,
-            acked_at,
-        } = consumer;
-        let head = self.head();
-        pb::Consumer {
-            name,
-            acked_cursor,
-            head_cursor: head,
-            lag: head.saturating_sub(acked_cursor),
-            created_at: Some(timestamp_pb(created_at)),
-            acked_at: acked_at.map(timestamp_pb),
+            feeds: Feeds::new(store, settings, shutdown, stats),
         }
     }
 }
 
-fn consumer_name(field: &str, raw: &str) -> Result<String> {
-    let valid = !raw.is_empty()
-        && raw.len() <= MAX_CONSUMER_NAME_CHARS
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if raw.is_empty() {
-        Err(Error::invalid_field(
-            field,
-            "is required: the name of a durable consumer",
-        ))
-    } else if valid {
-        Ok(raw.to_owned())
-    } else {
-        Err(Error::invalid_field(
-            field,
-            format!(
-                "must be 1 to {MAX_CONSUMER_NAME_CHARS} ASCII letters, digits, '.', '_' or '-'"
-            ),
-        ))
+fn start(start: Option<StartPb>) -> Result<Option<Start>> {
+    match start {
+        None => Ok(None),
+        Some(StartPb::FromNow(true)) => Ok(Some(Start::FromNow)),
+        Some(StartPb::FromBeginning(true)) => Ok(Some(Start::FromBeginning)),
+        Some(StartPb::FromNow(false) | StartPb::FromBeginning(false)) => Err(Error::invalid_field(
+            "start",
+            "from_beginning and from_now must be true when set; leave start out for from_now",
+        )),
+        Some(StartPb::AfterCursor(cursor)) => Ok(Some(Start::AfterCursor(cursor))),
+        Some(StartPb::FromTime(time)) => Ok(Some(Start::FromTime(timestamp_draft(time)))),
     }
 }
 
-fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
-    let pb::FeedFilter {
-        source_ids,
-        languages,
-        tags,
-        kinds,
-    } = filter.unwrap_or_default();
-    let kinds = kinds
+fn kinds(kinds: Vec<i32>) -> Result<Vec<EventKind>> {
+    kinds
         .into_iter()
         .enumerate()
         .map(|(i, kind)| match pb::EventKind::try_from(kind) {
@@ -139,11 +70,26 @@ fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
                 ))
             }
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(FeedFilter {
-        articles: article_filter("filter.", source_ids, languages, tags)?,
-        kinds,
-    })
+        .collect()
+}
+
+fn consumer_pb(view: ConsumerView) -> pb::Consumer {
+    let lag = view.lag();
+    let ConsumerView { consumer, head } = view;
+    let crate::store::Consumer {
+        name,
+        acked_cursor,
+        created_at,
+        acked_at,
+    } = consumer;
+    pb::Consumer {
+        name,
+        acked_cursor,
+        head_cursor: head,
+        lag,
+        created_at: Some(timestamp_pb(created_at)),
+        acked_at: acked_at.map(timestamp_pb),
+    }
 }
 
 fn encoded_feed_event(item: FeedItem) -> EncodedFeedEvent {
@@ -180,38 +126,28 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let pb::SubscribeRequest {
-            start,
+            start: start_pb,
             filter,
             consumer,
         } = request.into_inner();
-        let filter = feed_filter(filter)?;
-        let after = if consumer.is_empty() {
-            self.start_after(start).await?
-        } else {
-            let name = consumer_name("consumer", &consumer)?;
-            // An existing consumer resumes where it acknowledged; the start option is for new ones.
-            match self.store.consumer(name.clone()).await {
-                Ok(existing) => existing.acked_cursor,
-                Err(StoreError::ConsumerNotFound(_)) => {
-                    let start_after = self.start_after(start).await?;
-                    let created = self
-                        .store
-                        .ensure_consumer(name, start_after)
-                        .await
-                        .map_err(Error::from)?;
-                    created.acked_cursor
-                }
-                Err(e) => return Err(Error::from(e).into()),
-            }
-        };
-        let items = feed::subscribe(
-            self.store.clone(),
-            after,
-            filter,
-            self.settings,
-            self.shutdown.clone(),
-            self.stats.clone(),
-        );
+        let pb::FeedFilter {
+            source_ids,
+            languages,
+            tags,
+            kinds: kinds_pb,
+        } = filter.unwrap_or_default();
+        let kinds = kinds(kinds_pb)?;
+        let items = self
+            .feeds
+            .subscribe(FeedRequest {
+                start: start(start_pb)?,
+                source_ids,
+                languages,
+                tags,
+                kinds,
+                consumer,
+            })
+            .await?;
         let events = ReceiverStream::new(items).map(|item| match item {
             Ok(item) => Ok(encoded_feed_event(item)),
             Err(end) => Err(Status::from(Error::from(end))),
@@ -224,9 +160,8 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
         request: Request<pb::AckRequest>,
     ) -> Result<Response<pb::Consumer>, Status> {
         let pb::AckRequest { consumer, cursor } = request.into_inner();
-        let name = consumer_name("consumer", &consumer)?;
-        let consumer = self.store.ack(name, cursor).await.map_err(Error::from)?;
-        Ok(Response::new(self.consumer_pb(consumer)))
+        let view = self.feeds.ack(&consumer, cursor).await?;
+        Ok(Response::new(consumer_pb(view)))
     }
 
     async fn get_consumer(
@@ -234,18 +169,17 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
         request: Request<pb::GetConsumerRequest>,
     ) -> Result<Response<pb::Consumer>, Status> {
         let pb::GetConsumerRequest { name } = request.into_inner();
-        let name = consumer_name("name", &name)?;
-        let consumer = self.store.consumer(name).await.map_err(Error::from)?;
-        Ok(Response::new(self.consumer_pb(consumer)))
+        let view = self.feeds.consumer(&name).await?;
+        Ok(Response::new(consumer_pb(view)))
     }
 
     async fn list_consumers(
         &self,
         _request: Request<pb::ListConsumersRequest>,
     ) -> Result<Response<pb::ListConsumersResponse>, Status> {
-        let consumers = self.store.consumers().await.map_err(Error::from)?;
+        let consumers = self.feeds.consumers().await?;
         Ok(Response::new(pb::ListConsumersResponse {
-            consumers: consumers.into_iter().map(|c| self.consumer_pb(c)).collect(),
+            consumers: consumers.into_iter().map(consumer_pb).collect(),
         }))
     }
 
@@ -254,11 +188,7 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
         request: Request<pb::DeleteConsumerRequest>,
     ) -> Result<Response<pb::DeleteConsumerResponse>, Status> {
         let pb::DeleteConsumerRequest { name } = request.into_inner();
-        let name = consumer_name("name", &name)?;
-        self.store
-            .delete_consumer(name)
-            .await
-            .map_err(Error::from)?;
+        self.feeds.delete_consumer(&name).await?;
         Ok(Response::new(pb::DeleteConsumerResponse {}))
     }
 }

@@ -9,10 +9,11 @@ use tracing::debug;
 
 use super::{convert, remap_oversize};
 use crate::{
-    domain::{Timestamp, ValidArticle},
+    domain::ValidArticle,
     error::{Error, Result},
     metrics::Metrics,
     pb::khabar::v1::{self as pb, ingest_service_server::IngestService},
+    service::{Ingest, validate_article},
     store::{ArticleStore, IngestReceipt, PendingWrite},
 };
 
@@ -23,14 +24,17 @@ const STREAM_WINDOW: usize = 256;
 /// Implements `khabar.v1.IngestService` on a store.
 #[derive(Clone)]
 pub struct IngestApi<S> {
-    store: S,
+    ingest: Ingest<S>,
     metrics: Arc<Metrics>,
 }
 
 impl<S: ArticleStore> IngestApi<S> {
     /// Serves ingests into `store`, counting outcomes in `metrics`.
     pub fn new(store: S, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+        Self {
+            ingest: Ingest::new(store),
+            metrics,
+        }
     }
 }
 
@@ -46,10 +50,7 @@ fn count(metrics: &Metrics, result: &Result<IngestReceipt>) {
 /// Checks an ingest request as `Ingest` does: the article's field rules, then normalization.
 pub fn validate(request: pb::IngestRequest) -> Result<ValidArticle> {
     let pb::IngestRequest { article } = request;
-    let article = article.ok_or_else(|| Error::invalid_field("article", "is required"))?;
-    convert::article_draft(article)
-        .validate(Timestamp::now())
-        .map_err(|e| Error::invalid_article("article", e))
+    validate_article(article.map(convert::article_draft))
 }
 
 /// The in-stream answer for a rejected article: the same code, message and violations that
@@ -63,7 +64,7 @@ fn rejection(error: Error) -> pb::IngestResponse {
                 description: v.description.clone(),
             })
             .collect(),
-        Error::Store(_) | Error::ShuttingDown(_) => Vec::new(),
+        _ => Vec::new(),
     };
     let status = Status::from(error);
     pb::IngestResponse {
@@ -91,7 +92,7 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let result = match validate(request.into_inner()) {
-            Ok(article) => self.store.ingest(article).await.map_err(Error::from),
+            Ok(article) => self.ingest.ingest(article).await,
             Err(e) => Err(e),
         };
         count(&self.metrics, &result);
@@ -110,14 +111,14 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
 
         // Reader: validates and queues each article before reading the next, so writes keep the
         // stream's order while up to STREAM_WINDOW of them wait for their flush together.
-        let store = self.store.clone();
+        let ingest = self.ingest.clone();
         tokio::spawn(async move {
             loop {
                 let next = match requests.message().await {
                     Ok(Some(request)) => match validate(request) {
-                        Ok(article) => match store.enqueue_ingest(article).await {
+                        Ok(article) => match ingest.enqueue(article).await {
                             Ok(pending) => InFlight::Queued(pending),
-                            Err(e) => InFlight::Rejected(e.into()),
+                            Err(e) => InFlight::Rejected(e),
                         },
                         Err(e) => InFlight::Rejected(e),
                     },

@@ -10,6 +10,8 @@ use std::{
 };
 
 use tonic::{Code, Status};
+
+use crate::error::Error;
 use tower::{Layer, Service};
 
 const TONIC_OVERSIZE_PREFIX: &str = "Error, decoded message length too large";
@@ -36,7 +38,7 @@ pub fn remap_oversize(status: Status) -> Status {
             status.message()
         ),
     };
-    Status::resource_exhausted(message)
+    Error::MessageTooLarge(message).into()
 }
 
 /// Tower layer applying [`remap_oversize`] to trailers-only error responses.

@@ -1,12 +1,12 @@
 //! The gRPC surface: tonic service implementations, protobuf <-> domain conversions and the
-//! request-size layer. Each handler has the same shape: check the request, convert it, call the
-//! store, convert the answer; errors become `tonic::Status` in [`crate::error`] only.
+//! request-size layer. Each handler has the same shape: destructure the request, convert it,
+//! call [`crate::service`], convert the answer; errors become `tonic::Status` in
+//! [`crate::error`] only.
 
 mod articles;
 mod convert;
 mod encoded;
 mod feed;
-mod filters;
 mod ingest;
 mod limits;
 

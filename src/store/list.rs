@@ -31,7 +31,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Identifies the filters, so a token is only accepted with the query that issued it.
-    fn fingerprint(&self) -> [u8; 8] {
+    pub(super) fn fingerprint(&self) -> [u8; 8] {
         let mut h = Sha256::new();
         let filter = &self.filter;
         for list in [&filter.source_ids, &filter.languages, &filter.tags] {
@@ -52,6 +52,21 @@ impl ListQuery {
         out
     }
 
+    /// Where the page token says the previous page stopped, once it is checked to belong to
+    /// this query's filters (`fingerprint`).
+    pub(super) fn token_position(
+        &self,
+        fingerprint: [u8; 8],
+    ) -> Result<Option<(Timestamp, ArticleId)>> {
+        match &self.page_token {
+            None => Ok(None),
+            Some(token) if token.fingerprint != fingerprint => Err(StoreError::InvalidPageToken(
+                "the token belongs to a listing with other filters; send the same filters or no token",
+            )),
+            Some(token) => Ok(Some((token.published_at, token.id))),
+        }
+    }
+
     fn matches(&self, head: &ArticleHead) -> bool {
         (self.include_retracted || head.status != ArticleStatus::Canceled)
             && self
@@ -63,9 +78,9 @@ impl ListQuery {
 /// Opaque position in a listing, bound to the filters that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken {
-    published_at: Timestamp,
-    id: ArticleId,
-    fingerprint: [u8; 8],
+    pub(super) published_at: Timestamp,
+    pub(super) id: ArticleId,
+    pub(super) fingerprint: [u8; 8],
 }
 
 const TOKEN_VERSION: u8 = 1;
@@ -128,13 +143,8 @@ pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPag
         Some(before) => keys::time_index(before, ArticleId::from_bytes([0; 16])).to_vec(),
         None => keys::time_index_end(),
     };
-    if let Some(token) = &query.page_token {
-        if token.fingerprint != fingerprint {
-            return Err(StoreError::InvalidPageToken(
-                "the token belongs to a listing with other filters; send the same filters or no token",
-            ));
-        }
-        upper = upper.min(keys::time_index(token.published_at, token.id).to_vec());
+    if let Some((published_at, id)) = query.token_position(fingerprint)? {
+        upper = upper.min(keys::time_index(published_at, id).to_vec());
     }
 
     let mut articles = Vec::new();

@@ -166,12 +166,16 @@ pub enum StoreError {
     /// A page token that this store did not issue for this query.
     #[error("invalid page token: {0}")]
     InvalidPageToken(&'static str),
-    /// The embedded database failed.
+    /// The storage engine failed; the message says how (engine-specific detail stays here, so
+    /// that every backend shares this error type).
     #[error("database error: {0}")]
-    Database(#[from] sled::Error),
+    Database(String),
     /// Syncing or opening files failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store was written by a khabar this one cannot read (a newer schema or layout).
+    #[error("{0}")]
+    Incompatible(String),
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -180,9 +184,18 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
-    /// The store stopped accepting writes (after a failed flush, or while closing).
+    /// The store cannot serve the call now (it stopped accepting writes after a failed flush,
+    /// is closing, or cannot reach its database); nothing was written, so retrying is safe.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The connection to the database was lost while a write was committing: it may or may not
+    /// have been stored. Retrying is safe because every write is idempotent (ingest by natural
+    /// key, retraction, consumer creation and acknowledgement).
+    #[error(
+        "storage unavailable: {0}; the write may or may not have been stored, and retrying it is \
+         safe (ingest is idempotent by source and uri)"
+    )]
+    OutcomeUnknown(String),
 }
 
 /// A write whose place in the write order is fixed; resolves once the write is durable.
@@ -229,6 +242,13 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
 
     /// Watches the highest durable cursor (0 while the log is empty).
     fn durable_head(&self) -> watch::Receiver<u64>;
+
+    /// The highest durable cursor now. A store shared by several servers asks its database, so
+    /// that a cursor acknowledged through another server is already within the head.
+    fn head(&self) -> impl Future<Output = Result<u64>> + Send {
+        let head = *self.durable_head().borrow();
+        async move { Ok(head) }
+    }
 
     /// Returns the named consumer, creating it durably with `acked_cursor = start_after` if it
     /// does not exist yet.

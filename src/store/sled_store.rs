@@ -29,6 +29,19 @@ use super::{
 use super::{blocks::BlockCache, recent::RecentEvents};
 use crate::domain::{Article, ArticleId, Timestamp, ValidArticle};
 
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Io(e) => Self::Io(e),
+            corruption @ sled::Error::Corruption { .. } => Self::Corrupt {
+                key: "the sled index".to_owned(),
+                reason: corruption.to_string(),
+            },
+            other => Self::Database(other.to_string()),
+        }
+    }
+}
+
 /// Version of the data directory layout; a directory written with another one is refused.
 const LAYOUT_VERSION: &[u8] = b"2";
 /// Writes waiting for the writer thread at most; further callers wait for room (backpressure).

@@ -77,7 +77,7 @@ async fn grpcurl_walkthrough_with_the_fixtures() {
 
 fn walkthrough(grpcurl: &Grpcurl) {
     let services = grpcurl.text(&["list"]);
-    for service in SERVICES {
+    for &service in SERVICES.iter() {
         assert!(
             services.lines().any(|l| l == service),
             "{service} not listed: {services}"

@@ -718,7 +718,7 @@ async fn health_reports_each_service_and_reflection_speaks_v1_and_v1alpha() {
         panic!("expected a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in SERVICES {
+    for &expected in SERVICES.iter() {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing from {names:?}"

@@ -29,13 +29,13 @@ use tonic_health::pb::{
 /// Bound on every wait in the tests, so that a hang fails instead of blocking CI.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Every service a client can discover through reflection.
-pub const SERVICES: [&str; 4] = [
-    "khabar.v1.IngestService",
-    "khabar.v1.ArticleService",
-    "khabar.v1.FeedService",
-    "grpc.health.v1.Health",
-];
+/// Every service a client can discover through reflection: khabar's own and health, from the
+/// server's table of methods.
+pub static SERVICES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    khabar::methods::khabar_services()
+        .chain([tonic_health::pb::health_server::SERVICE_NAME])
+        .collect()
+});
 
 /// Feed heartbeat of test servers: short, so checkpoint tests run fast.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);

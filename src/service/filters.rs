@@ -1,4 +1,4 @@
-//! Filters sent by clients (ListArticles, Subscribe), checked and normalized like article
+//! Filters sent by clients (listings, feeds), checked and normalized like article
 //! fields so that they compare equal to stored values.
 
 use crate::{

@@ -1,0 +1,125 @@
+//! Reading, listing and retracting articles.
+
+use super::{article_filter, time};
+use crate::{
+    domain::{Article, ArticleId, TimestampDraft, normalize_line},
+    error::{Error, Result},
+    store::{ArticleStore, ListQuery, ListedPage, PageToken},
+};
+
+/// Page size when the request leaves it out.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page served; larger requests are served at this size, as is usual for list calls.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+const MAX_REASON_CHARS: usize = 1_000;
+
+/// A listing request as the client sent it.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Source ids (OR).
+    pub source_ids: Vec<String>,
+    /// BCP-47 language ranges (OR).
+    pub languages: Vec<String>,
+    /// Tags (OR).
+    pub tags: Vec<String>,
+    /// Inclusive lower bound on publication time.
+    pub published_after: Option<TimestampDraft>,
+    /// Exclusive upper bound on publication time.
+    pub published_before: Option<TimestampDraft>,
+    /// Articles asked for; 0 for the default.
+    pub page_size: i32,
+    /// The previous page's token, or empty for the first page.
+    pub page_token: String,
+    /// Also list retracted articles.
+    pub include_retracted: bool,
+}
+
+/// Reads, listings and retractions on a store.
+#[derive(Clone)]
+pub struct Articles<S> {
+    store: S,
+    max_page_bytes: usize,
+}
+
+impl<S: ArticleStore> Articles<S> {
+    /// Serves `store`; listing pages stay below `max_message_bytes`.
+    pub fn new(store: S, max_message_bytes: usize) -> Self {
+        // Headroom for protobuf framing and the server-set fields the estimate leaves out.
+        Self {
+            store,
+            max_page_bytes: max_message_bytes / 4 * 3,
+        }
+    }
+
+    /// One article, retracted ones included.
+    pub async fn get(&self, id: ArticleId) -> Result<Article> {
+        Ok(self.store.get(id).await?)
+    }
+
+    /// One page of a listing, newest first.
+    pub async fn list(&self, request: ListRequest) -> Result<ListedPage> {
+        let query = self.list_query(request)?;
+        Ok(self.store.list(query).await?)
+    }
+
+    /// Retracts an article for `reason` (one line, not blank); retracting again changes nothing.
+    pub async fn retract(&self, id: ArticleId, reason: &str) -> Result<Article> {
+        let reason = normalize_line(reason);
+        if reason.is_empty() {
+            return Err(Error::invalid_field(
+                "reason",
+                "is required: say why the article is retracted",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+            return Err(Error::invalid_field(
+                "reason",
+                format!("must be one line of at most {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        Ok(self.store.retract(id, reason).await?)
+    }
+
+    fn list_query(&self, request: ListRequest) -> Result<ListQuery> {
+        let ListRequest {
+            source_ids,
+            languages,
+            tags,
+            published_after,
+            published_before,
+            page_size,
+            page_token,
+            include_retracted,
+        } = request;
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(Error::invalid_field("page_size", "must not be negative")),
+            n => usize::try_from(n)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let published_after = time("published_after", published_after)?;
+        let published_before = time("published_before", published_before)?;
+        if let (Some(after), Some(before)) = (published_after, published_before)
+            && after >= before
+        {
+            return Err(Error::invalid_field(
+                "published_after",
+                "must be earlier than published_before (the range includes published_after and excludes published_before)",
+            ));
+        }
+        let page_token = match page_token.trim() {
+            "" => None,
+            token => Some(PageToken::decode(token)?),
+        };
+        Ok(ListQuery {
+            filter: article_filter("", source_ids, languages, tags)?,
+            published_after,
+            published_before,
+            include_retracted,
+            page_size,
+            page_token,
+            max_page_bytes: self.max_page_bytes,
+        })
+    }
+}
