@@ -286,9 +286,31 @@ pub struct ServeArgs {
     #[arg(long, env = "KHABAR_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory of the sled database; created if missing.
+    /// Directory of the embedded store (its log and sled index); created if missing. Not used
+    /// with --database-url.
     #[arg(long, env = "KHABAR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// Store everything in PostgreSQL instead of the data directory, so that several khabar
+    /// servers share it: `postgres://USER:PASSWORD@HOST:PORT/DB`, several hosts as
+    /// `HOST1:PORT1,HOST2:PORT2` with `?target_session_attrs=read-write` to follow the primary.
+    #[arg(
+        long,
+        env = "KHABAR_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// Connections each server keeps for reads from PostgreSQL (writes and notifications use
+    /// one more each).
+    #[arg(
+        long,
+        env = "KHABAR_DATABASE_POOL_SIZE",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..=1_000),
+    )]
+    pub database_pool_size: u16,
 
     /// Largest gRPC message accepted or sent, in bytes; larger requests get RESOURCE_EXHAUSTED.
     #[arg(
@@ -519,6 +541,7 @@ mod tests {
         assert_eq!(args.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(args.data_dir, PathBuf::from("./data"));
         assert_eq!(args.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(args.database_url, None);
     }
 
     #[test]

@@ -26,14 +26,16 @@ use crate::{
         },
         raw::feed_service_server::FeedServiceServer,
     },
-    store::{SledStore, SledStoreConfig, StoreError},
+    store::{AnyStore, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError},
 };
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// sled data directory.
+    /// Data directory of the embedded store.
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded store, when set.
+    pub postgres: Option<PostgresConfig>,
     /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
     /// Index page cache size.
@@ -53,8 +55,21 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The server settings `args` describe, reading the files they name.
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let postgres = args
+            .database_url
+            .as_deref()
+            .map(|url| {
+                PostgresConfig::parse(url)
+                    .map(|mut config| {
+                        config.pool_size = usize::from(args.database_pool_size);
+                        config
+                    })
+                    .map_err(|e| ConfigError::Inconsistent(format!("--database-url: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             data_dir: args.data_dir.clone(),
+            postgres,
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
@@ -69,6 +84,7 @@ impl ServerConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
+            postgres: None,
             max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
             cache_bytes: 64 << 20,
             index_checkpoint: Duration::from_secs(2),
@@ -94,8 +110,8 @@ pub struct Telemetry {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The data directory could not be opened.
-    #[error("cannot open the data directory: {0}")]
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     /// The TLS certificate, key or client CA cannot be used.
     #[error("cannot set up TLS (--tls-cert, --tls-key, --tls-client-ca): {0}")]
@@ -155,13 +171,7 @@ pub async fn serve(
         }
         builder = builder.tls_config(tls_config).map_err(ServerError::Tls)?;
     }
-    let store_config = SledStoreConfig {
-        cache_capacity_bytes: config.cache_bytes,
-        checkpoint_interval: config.index_checkpoint,
-        ..SledStoreConfig::new(config.data_dir.clone())
-    };
-    // Opening replays sled's log, which blocks.
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
+    let store = open_store(&config).await?;
 
     let limit = config.max_message_bytes;
     let ingest = IngestServiceServer::new(IngestApi::new(store.clone(), metrics.clone()))
@@ -194,7 +204,7 @@ pub async fn serve(
     match listener.local_addr() {
         Ok(addr) => info!(
             %addr,
-            data_dir = %config.data_dir.display(),
+            store = store.backend(),
             tls = config.tls.is_some(),
             mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
             tokens = config.auth.tokens.len(),
@@ -204,6 +214,7 @@ pub async fn serve(
     }
     let (signalled_tx, signalled) = oneshot::channel::<()>();
     let (stop_metrics, metrics_stopping) = oneshot::channel::<()>();
+    let mut metrics_task = None;
     if let Some(metrics_listener) = metrics_listener {
         if let Ok(addr) = metrics_listener.local_addr() {
             info!(%addr, "serving metrics at /metrics");
@@ -217,11 +228,11 @@ pub async fn serve(
                 let _ = metrics_stopping.await;
             },
         );
-        tokio::spawn(async move {
+        metrics_task = Some(tokio::spawn(async move {
             if let Err(e) = endpoint.await {
                 warn!(error = %e, "metrics endpoint failed");
             }
-        });
+        }));
     }
     let serve = builder
         .layer(MetricsLayer::new(metrics.clone()))
@@ -261,8 +272,27 @@ pub async fn serve(
     }
     info!("server stopped; closing the store");
     let _ = stop_metrics.send(());
-    drop(store);
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(config.shutdown_grace, task).await;
+    }
+    store.close(config.shutdown_grace).await;
     Ok(())
+}
+
+/// Opens the store the configuration names: PostgreSQL, or the embedded store.
+async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
+    if let Some(postgres) = &config.postgres {
+        return Ok(AnyStore::Postgres(PostgresStore::open(postgres).await?));
+    }
+    let store_config = SledStoreConfig {
+        cache_capacity_bytes: config.cache_bytes,
+        checkpoint_interval: config.index_checkpoint,
+        ..SledStoreConfig::new(config.data_dir.clone())
+    };
+    // Opening replays the log into the index, which blocks.
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
+    info!(data_dir = %config.data_dir.display(), "embedded store opened");
+    Ok(AnyStore::Embedded(store))
 }
 
 /// Services whose health is reported, "" being the server as a whole.

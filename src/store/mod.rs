@@ -19,6 +19,7 @@ mod keys;
 mod list;
 mod log;
 mod migrate;
+mod postgres;
 mod recent;
 mod sled_store;
 mod writer;
@@ -36,6 +37,7 @@ use crate::{
 };
 
 pub use list::{ListQuery, ListedPage, PageToken};
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{SledStore, SledStoreConfig};
 
 /// Result of the storage layer.
@@ -273,4 +275,148 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
 
     /// Bytes the store occupies on disk (or an estimate, where the engine only has one).
     fn size_on_disk(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// The store `khabar serve` runs on: the embedded one, or PostgreSQL shared by several servers.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// The log and its sled index in a local data directory.
+    Embedded(SledStore),
+    /// PostgreSQL.
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    /// Which backend this is, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => "embedded",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Handles to this store that are alive, this one included.
+    fn handles(&self) -> usize {
+        match self {
+            Self::Embedded(s) => s.handles(),
+            Self::Postgres(s) => s.handles(),
+        }
+    }
+
+    /// Closes the store: waits up to `limit` for the other handles to go (calls and feeds
+    /// finishing), then for the writes still queued to be answered; the embedded store then
+    /// syncs and checkpoints its index, so that the directory can be opened again at once.
+    pub async fn close(self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.handles() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        match self {
+            // Dropping joins the write path's threads, which blocks.
+            Self::Embedded(store) => {
+                let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+            }
+            Self::Postgres(store) => store.close(limit).await,
+        }
+    }
+}
+
+impl ArticleStore for AnyStore {
+    async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
+        match self {
+            Self::Embedded(s) => s.enqueue_ingest(article).await,
+            Self::Postgres(s) => s.enqueue_ingest(article).await,
+        }
+    }
+
+    async fn retract(&self, id: ArticleId, reason: String) -> Result<Article> {
+        match self {
+            Self::Embedded(s) => s.retract(id, reason).await,
+            Self::Postgres(s) => s.retract(id, reason).await,
+        }
+    }
+
+    async fn get(&self, id: ArticleId) -> Result<Article> {
+        match self {
+            Self::Embedded(s) => s.get(id).await,
+            Self::Postgres(s) => s.get(id).await,
+        }
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<ListedPage> {
+        match self {
+            Self::Embedded(s) => s.list(query).await,
+            Self::Postgres(s) => s.list(query).await,
+        }
+    }
+
+    async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {
+        match self {
+            Self::Embedded(s) => s.read_log(after, max).await,
+            Self::Postgres(s) => s.read_log(after, max).await,
+        }
+    }
+
+    async fn first_cursor_at(&self, time: Timestamp) -> Result<u64> {
+        match self {
+            Self::Embedded(s) => s.first_cursor_at(time).await,
+            Self::Postgres(s) => s.first_cursor_at(time).await,
+        }
+    }
+
+    fn durable_head(&self) -> watch::Receiver<u64> {
+        match self {
+            Self::Embedded(s) => s.durable_head(),
+            Self::Postgres(s) => s.durable_head(),
+        }
+    }
+
+    async fn head(&self) -> Result<u64> {
+        match self {
+            Self::Embedded(s) => s.head().await,
+            Self::Postgres(s) => s.head().await,
+        }
+    }
+
+    async fn ensure_consumer(&self, name: String, start_after: u64) -> Result<Consumer> {
+        match self {
+            Self::Embedded(s) => s.ensure_consumer(name, start_after).await,
+            Self::Postgres(s) => s.ensure_consumer(name, start_after).await,
+        }
+    }
+
+    async fn ack(&self, name: String, cursor: u64) -> Result<Consumer> {
+        match self {
+            Self::Embedded(s) => s.ack(name, cursor).await,
+            Self::Postgres(s) => s.ack(name, cursor).await,
+        }
+    }
+
+    async fn consumer(&self, name: String) -> Result<Consumer> {
+        match self {
+            Self::Embedded(s) => s.consumer(name).await,
+            Self::Postgres(s) => s.consumer(name).await,
+        }
+    }
+
+    async fn consumers(&self) -> Result<Vec<Consumer>> {
+        match self {
+            Self::Embedded(s) => s.consumers().await,
+            Self::Postgres(s) => s.consumers().await,
+        }
+    }
+
+    async fn delete_consumer(&self, name: String) -> Result<()> {
+        match self {
+            Self::Embedded(s) => s.delete_consumer(name).await,
+            Self::Postgres(s) => s.delete_consumer(name).await,
+        }
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        match self {
+            Self::Embedded(s) => s.size_on_disk().await,
+            Self::Postgres(s) => s.size_on_disk().await,
+        }
+    }
 }

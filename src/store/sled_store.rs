@@ -164,6 +164,11 @@ impl SledStore {
         })
     }
 
+    /// Handles to this store that are alive, this one included.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     async fn enqueue<T: Send + 'static>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{HEARTBEAT, TestServer, WAIT, seed_variant};
+use crate::common::{Backend, HEARTBEAT, TestServer, WAIT, seed_variant};
 use khabar::pb::khabar::v1::{
     self as pb, EventKind, feed_service_client::FeedServiceClient, subscribe_request::Start,
 };
@@ -72,12 +72,13 @@ fn variants(range: std::ops::Range<usize>) -> Vec<pb::IngestRequest> {
     range.map(seed_variant).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribers_joining_during_concurrent_ingest_get_every_event_once_in_order() {
+async fn subscribers_joining_during_concurrent_ingest_get_every_event_once_in_order(
+    backend: Backend,
+) {
     const PRODUCERS: usize = 4;
     const PER_PRODUCER: usize = 2_500;
     const TOTAL: u64 = (PRODUCERS * PER_PRODUCER) as u64;
-    let server = TestServer::start().await;
+    let server = TestServer::start_on(&backend).await;
     let latest_ack = Arc::new(AtomicU64::new(0));
 
     let mut producers = Vec::new();
@@ -190,9 +191,8 @@ async fn subscribers_joining_during_concurrent_ingest_get_every_event_once_in_or
     server.stop().await;
 }
 
-#[tokio::test]
-async fn resume_after_cursor_and_durable_consumer_across_restart() {
-    let server = TestServer::start().await;
+async fn resume_after_cursor_and_durable_consumer_across_restart(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     ingest_all(&server, variants(0..10)).await;
     let mut feeds = server.feed_client().await;
 
@@ -232,8 +232,7 @@ async fn resume_after_cursor_and_durable_consumer_across_restart() {
         .into_inner();
     assert_eq!(older.acked_cursor, 4);
 
-    let data_dir = server.stop().await;
-    let server = TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+    let server = server.restart().await;
     ingest_all(&server, variants(10..12)).await;
     let mut feeds = server.feed_client().await;
 
@@ -307,9 +306,8 @@ async fn resume_after_cursor_and_durable_consumer_across_restart() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn filtered_subscription_gets_matches_and_checkpoints() {
-    let server = TestServer::start().await;
+async fn filtered_subscription_gets_matches_and_checkpoints(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let requests: Vec<pb::IngestRequest> = (0..20)
         .map(|n| {
             let mut request = seed_variant(n);
@@ -401,9 +399,8 @@ async fn filtered_subscription_gets_matches_and_checkpoints() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_stops_reading_then_reads_everything() {
-    let server = TestServer::start().await;
+async fn a_subscriber_that_stops_reading_then_reads_everything(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut feeds = server.feed_client().await;
     let mut stalled = subscribe(&mut feeds, start(Start::FromNow(true))).await;
     // Far more than the subscription buffers: ingest must not wait for the stalled reader.
@@ -418,9 +415,8 @@ async fn a_subscriber_that_stops_reading_then_reads_everything() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_concurrent_subscribers() {
-    let server = TestServer::start().await;
+async fn two_hundred_concurrent_subscribers(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let channels = [
         server.channel().await,
         server.channel().await,
@@ -465,9 +461,8 @@ async fn wait_for_live(server: &TestServer, expected: usize) {
     }
 }
 
-#[tokio::test]
-async fn subscriptions_of_departed_clients_are_cleaned_up() {
-    let server = TestServer::start().await;
+async fn subscriptions_of_departed_clients_are_cleaned_up(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     ingest_all(&server, variants(0..300)).await;
 
     // Mid-catch-up: the client reads a little, then goes away with events still to send.
@@ -495,9 +490,8 @@ async fn subscriptions_of_departed_clients_are_cleaned_up() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn from_time_starts_at_the_first_event_recorded_then() {
-    let server = TestServer::start().await;
+async fn from_time_starts_at_the_first_event_recorded_then(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     ingest_all(&server, variants(0..5)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let since_epoch = std::time::SystemTime::now()
@@ -517,9 +511,8 @@ async fn from_time_starts_at_the_first_event_recorded_then() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bad_feed_requests_get_clear_errors() {
-    let server = TestServer::start().await;
+async fn bad_feed_requests_get_clear_errors(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     ingest_all(&server, variants(0..3)).await;
     let mut feeds = server.feed_client().await;
 
@@ -628,9 +621,8 @@ async fn bad_feed_requests_get_clear_errors() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_ends_open_feeds_with_unavailable() {
-    let server = TestServer::start().await;
+async fn shutdown_ends_open_feeds_with_unavailable(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     ingest_all(&server, variants(0..3)).await;
     let mut feed = subscribe(
         &mut server.feed_client().await,
@@ -662,3 +654,15 @@ async fn shutdown_ends_open_feeds_with_unavailable() {
         .expect("server stops")
         .unwrap();
 }
+
+crate::on_both_backends!(
+    subscribers_joining_during_concurrent_ingest_get_every_event_once_in_order,
+    resume_after_cursor_and_durable_consumer_across_restart,
+    filtered_subscription_gets_matches_and_checkpoints,
+    a_subscriber_that_stops_reading_then_reads_everything,
+    two_hundred_concurrent_subscribers,
+    subscriptions_of_departed_clients_are_cleaned_up,
+    from_time_starts_at_the_first_event_recorded_then,
+    bad_feed_requests_get_clear_errors,
+    shutdown_ends_open_feeds_with_unavailable,
+);

@@ -1,7 +1,8 @@
 //! End to end over real TCP with a tonic client: ingest, re-ingest, get, list, retract, limits.
 
 use crate::common::{
-    SERVICES, TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request, seed_variant,
+    Backend, SERVICES, TestServer, WAIT, fixture_text, ingest_request_from_json, seed_request,
+    seed_variant,
 };
 use khabar::pb::khabar::v1::{self as pb, ArticleStatus, IngestOutcome};
 use tokio_stream::StreamExt;
@@ -18,9 +19,8 @@ fn violation_fields(status: &tonic::Status) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn seed_article_round_trips_byte_for_byte() {
-    let server = TestServer::start().await;
+async fn seed_article_round_trips_byte_for_byte(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
     let sent = seed_request().article.unwrap();
@@ -55,9 +55,8 @@ async fn seed_article_round_trips_byte_for_byte() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn reingest_is_unchanged_counters_only_or_a_new_version() {
-    let server = TestServer::start().await;
+async fn reingest_is_unchanged_counters_only_or_a_new_version(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
 
@@ -174,11 +173,10 @@ async fn missing_article_and_control_characters_are_invalid() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn oversized_requests_are_resource_exhausted_with_the_limit() {
-    let data_dir = tempfile::tempdir().unwrap();
+async fn oversized_requests_are_resource_exhausted_with_the_limit(backend: Backend) {
     let limit = 256 * 1024;
-    let server = TestServer::start_in(data_dir, limit).await;
+    let server =
+        TestServer::start_on_with(&backend, |config| config.max_message_bytes = limit).await;
     let mut ingest = server.ingest_client().await;
     let mut big = seed_request();
     big.article.as_mut().unwrap().body = "خ".repeat(limit);
@@ -222,9 +220,8 @@ async fn oversized_requests_are_resource_exhausted_with_the_limit() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn ingest_stream_answers_each_request_in_order() {
-    let server = TestServer::start().await;
+async fn ingest_stream_answers_each_request_in_order(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut edited = seed_variant(0);
     edited
@@ -284,9 +281,8 @@ async fn ingest_stream_answers_each_request_in_order() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_long_stream_keeps_order_with_many_writes_in_flight() {
-    let server = TestServer::start().await;
+async fn a_long_stream_keeps_order_with_many_writes_in_flight(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let count = 2_000;
     let requests = tokio_stream::iter((0..count).map(seed_variant));
@@ -310,9 +306,8 @@ async fn a_long_stream_keeps_order_with_many_writes_in_flight() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_ingests_get_distinct_gap_free_cursors() {
-    let server = TestServer::start().await;
+async fn concurrent_ingests_get_distinct_gap_free_cursors(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let client = server.ingest_client().await;
     let tasks: Vec<_> = (0..32)
         .map(|n| {
@@ -331,9 +326,8 @@ async fn concurrent_ingests_get_distinct_gap_free_cursors() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn retract_cancels_and_blocks_reingest() {
-    let server = TestServer::start().await;
+async fn retract_cancels_and_blocks_reingest(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
     let ack = ingest.ingest(seed_request()).await.unwrap().into_inner();
@@ -388,9 +382,8 @@ async fn retract_cancels_and_blocks_reingest() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_and_malformed_ids() {
-    let server = TestServer::start().await;
+async fn unknown_and_malformed_ids(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut articles = server.articles_client().await;
     let unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
     let status = articles
@@ -416,9 +409,8 @@ async fn unknown_and_malformed_ids() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn list_pages_newest_first_with_filters() {
-    let server = TestServer::start().await;
+async fn list_pages_newest_first_with_filters(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
     let sources = ["alkhabar", "wire-a"];
@@ -518,9 +510,8 @@ async fn list_pages_newest_first_with_filters() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn list_rejects_bad_requests_field_by_field() {
-    let server = TestServer::start().await;
+async fn list_rejects_bad_requests_field_by_field(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
     for n in 0..3 {
@@ -596,11 +587,10 @@ async fn list_rejects_bad_requests_field_by_field() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn list_pages_stay_under_the_message_limit() {
-    let data_dir = tempfile::tempdir().unwrap();
+async fn list_pages_stay_under_the_message_limit(backend: Backend) {
     let limit = 1 << 20;
-    let server = TestServer::start_in(data_dir, limit).await;
+    let server =
+        TestServer::start_on_with(&backend, |config| config.max_message_bytes = limit).await;
     let mut ingest = server.ingest_client().await;
     let mut articles = server.articles_client().await;
     for n in 0..12 {
@@ -634,17 +624,14 @@ async fn list_pages_stay_under_the_message_limit() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn acknowledged_articles_survive_a_restart() {
-    let server = TestServer::start().await;
+async fn acknowledged_articles_survive_a_restart(backend: Backend) {
+    let server = TestServer::start_on(&backend).await;
     let mut ingest = server.ingest_client().await;
     let mut acks = Vec::new();
     for n in 0..20 {
         acks.push(ingest.ingest(seed_variant(n)).await.unwrap().into_inner());
     }
-    let data_dir = server.stop().await;
-
-    let server = TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+    let server = server.restart().await;
     let mut articles = server.articles_client().await;
     for ack in &acks {
         let got = articles
@@ -772,3 +759,18 @@ async fn many_violations_still_fit_in_one_status() {
     );
     server.stop().await;
 }
+
+crate::on_both_backends!(
+    seed_article_round_trips_byte_for_byte,
+    reingest_is_unchanged_counters_only_or_a_new_version,
+    oversized_requests_are_resource_exhausted_with_the_limit,
+    ingest_stream_answers_each_request_in_order,
+    a_long_stream_keeps_order_with_many_writes_in_flight,
+    concurrent_ingests_get_distinct_gap_free_cursors,
+    retract_cancels_and_blocks_reingest,
+    unknown_and_malformed_ids,
+    list_pages_newest_first_with_filters,
+    list_rejects_bad_requests_field_by_field,
+    list_pages_stay_under_the_message_limit,
+    acknowledged_articles_survive_a_restart,
+);

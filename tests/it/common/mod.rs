@@ -18,6 +18,7 @@ use khabar::{
         feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,
     },
     server::{self, ServerConfig, ServerError, Telemetry},
+    store::PostgresConfig,
 };
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -137,6 +138,151 @@ pub fn run_bounded(
     })
 }
 
+/// Which store a test server runs on. Tests of what every store must do take one and run once
+/// per backend (see [`on_both_backends`]).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The log and its sled index in the server's data directory.
+    Embedded,
+    /// A database of its own on the test PostgreSQL server.
+    Postgres {
+        /// Where it is.
+        url: String,
+    },
+}
+
+/// Whether tests that need PostgreSQL must fail, rather than say SKIPPED, when
+/// `KHABAR_TEST_DATABASE_URL` is not set (`KHABAR_REQUIRE_POSTGRES=1`, as `.ci/run` sets it).
+pub fn postgres_required() -> bool {
+    std::env::var("KHABAR_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// The test PostgreSQL server's URL (a superuser's, on a throwaway server), or `None` after
+/// saying SKIPPED (a failure when [`postgres_required`]).
+pub fn postgres_admin_url(test: &str) -> Option<String> {
+    match std::env::var("KHABAR_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !postgres_required(),
+                "{test}: KHABAR_REQUIRE_POSTGRES=1 but KHABAR_TEST_DATABASE_URL is not set"
+            );
+            eprintln!(
+                "SKIPPED {test} on PostgreSQL: KHABAR_TEST_DATABASE_URL is not set (.ci/run starts \
+                 a throwaway server and sets it; KHABAR_REQUIRE_POSTGRES=1 makes this a failure)"
+            );
+            None
+        }
+    }
+}
+
+/// Creates an empty database on the server `admin_url` names and returns its URL, so that tests
+/// running in parallel never share one.
+pub async fn create_database(admin_url: &str) -> String {
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "khabar_test_{}_{nanos}_{}",
+        std::process::id(),
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (client, connection) = tokio::time::timeout(
+        WAIT,
+        tokio_postgres::connect(admin_url, tokio_postgres::NoTls),
+    )
+    .await
+    .expect("PostgreSQL answers in time")
+    .expect("connect to the test PostgreSQL server");
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    drop(client);
+    let _ = driver.await;
+    let mut config: tokio_postgres::Config = admin_url.parse().expect("a valid admin URL");
+    config.dbname(&name);
+    database_url(&config)
+}
+
+/// A `postgres://` URL for `config` (user, hosts and ports, database; no password, as the
+/// test server trusts loopback).
+fn database_url(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            other => panic!("the test server must be reached over TCP, not {other:?}"),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or("postgres"),
+        hosts.join(","),
+        config.get_dbname().expect("a database name")
+    )
+}
+
+impl Backend {
+    /// A fresh database on the test PostgreSQL server, or `None` when there is none (see
+    /// [`postgres_admin_url`]).
+    pub async fn postgres(test: &str) -> Option<Self> {
+        let admin = postgres_admin_url(test)?;
+        Some(Self::Postgres {
+            url: create_database(&admin).await,
+        })
+    }
+
+    /// Points a server's configuration at this store.
+    pub fn configure(&self, config: &mut ServerConfig) {
+        if let Self::Postgres { url } = self {
+            let mut postgres = PostgresConfig::parse(url).expect("a valid database URL");
+            postgres.pool_size = 8;
+            config.postgres = Some(postgres);
+        }
+    }
+
+    /// `khabar serve` flags for this store, next to `--data-dir`.
+    pub fn flags(&self) -> Vec<String> {
+        match self {
+            Self::Embedded => Vec::new(),
+            Self::Postgres { url } => vec!["--database-url".into(), url.clone()],
+        }
+    }
+}
+
+/// Runs each named test, an `async fn(Backend)` of the calling module, once on the embedded
+/// store (in module `embedded`) and once on PostgreSQL (in module `postgres`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::common::Backend::Embedded).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(backend) =
+                        $crate::common::Backend::postgres(stringify!($test)).await
+                    {
+                        super::$test(backend).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
 /// A khabar server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -146,6 +292,8 @@ pub struct TestServer {
     pub feed_stats: Arc<FeedStats>,
     /// TLS settings clients need, when the server serves TLS.
     pub client_tls: Option<ClientTlsConfig>,
+    /// The store it runs on.
+    pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServerError>>,
 }
@@ -168,10 +316,40 @@ impl TestServer {
         .await
     }
 
+    /// Starts a server on `backend`, with a fresh data directory and default settings.
+    pub async fn start_on(backend: &Backend) -> Self {
+        Self::start_on_with(backend, |_| {}).await
+    }
+
+    /// Starts a server on `backend` with settings changed by `configure`.
+    pub async fn start_on_with(
+        backend: &Backend,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in_backend(data_dir, backend.clone(), None, configure).await
+    }
+
+    /// Stops the server and starts a new one on the same store, with default settings.
+    pub async fn restart(self) -> Self {
+        let backend = self.backend.clone();
+        let data_dir = self.stop().await;
+        Self::start_in_backend(data_dir, backend, None, |_| {}).await
+    }
+
     /// Starts a server on `data_dir` with settings changed by `configure`; clients connect with
     /// `client_tls` when given.
     pub async fn start_with(
         data_dir: TempDir,
+        client_tls: Option<ClientTlsConfig>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        Self::start_in_backend(data_dir, Backend::Embedded, client_tls, configure).await
+    }
+
+    async fn start_in_backend(
+        data_dir: TempDir,
+        backend: Backend,
         client_tls: Option<ClientTlsConfig>,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> Self {
@@ -187,6 +365,7 @@ impl TestServer {
         config.cache_bytes = 64 << 20;
         config.feed_heartbeat = HEARTBEAT;
         config.shutdown_grace = WAIT / 4;
+        backend.configure(&mut config);
         configure(&mut config);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let telemetry = Telemetry {
@@ -203,11 +382,11 @@ impl TestServer {
             data_dir,
             feed_stats,
             client_tls,
+            backend,
             shutdown: Some(shutdown_tx),
             handle,
         };
-        server.wait_until_serving().await;
-        server
+        server.wait_until_serving().await
     }
 
     pub fn url(&self) -> String {
@@ -272,9 +451,13 @@ impl TestServer {
         ArticleServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
     }
 
-    async fn wait_until_serving(&self) {
+    async fn wait_until_serving(mut self) -> Self {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            if self.handle.is_finished() {
+                let ended = (&mut self.handle).await;
+                panic!("the server stopped while starting: {ended:?}");
+            }
             if let Ok(channel) = self.endpoint().connect().await {
                 let answer = HealthClient::new(channel)
                     .check(HealthCheckRequest {
@@ -282,7 +465,7 @@ impl TestServer {
                     })
                     .await;
                 if answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                    return;
+                    return self;
                 }
             }
             assert!(
