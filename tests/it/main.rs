@@ -15,6 +15,7 @@ mod feed;
 mod grpcurl;
 mod ingest;
 mod metrics;
+mod replicas;
 mod security;
 mod shutdown;
 mod storage;
