@@ -14,6 +14,8 @@
 
 mod blocks;
 mod codec;
+#[cfg(test)]
+mod conformance;
 mod index;
 mod keys;
 mod list;

@@ -56,7 +56,7 @@ async fn follow(
     head: &watch::Sender<u64>,
     poll_interval: Duration,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = connector.connect().await?;
+    let (client, mut connection) = connector.connect("listener").await?;
     let (notified_tx, mut notified) = mpsc::channel::<u64>(1024);
     let driver = tokio::spawn(async move {
         loop {

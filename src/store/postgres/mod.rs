@@ -120,8 +120,11 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// Connects as `role` (shown in `pg_stat_activity.application_name` after the server's
+    /// application name: `khabar-writer`, `khabar-listener`).
     async fn connect(
         &self,
+        role: &str,
     ) -> std::result::Result<
         (
             tokio_postgres::Client,
@@ -129,7 +132,13 @@ impl Connector {
         ),
         tokio_postgres::Error,
     > {
-        self.config.connect(NoTls).await
+        let mut config = self.config.clone();
+        let name = format!(
+            "{}-{role}",
+            config.get_application_name().unwrap_or("khabar")
+        );
+        config.application_name(name);
+        config.connect(NoTls).await
     }
 }
 
@@ -203,7 +212,7 @@ impl PostgresStore {
         let connector = Connector {
             config: config.connection.clone(),
         };
-        let (mut client, connection) = connector.connect().await.map_err(|e| {
+        let (mut client, connection) = connector.connect("migrations").await.map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot connect to PostgreSQL ({}): check --database-url and that the server \
                  accepts connections",

@@ -127,7 +127,10 @@ const TAG_SEPARATOR: char = '\u{1f}';
 
 impl Connection {
     async fn open(connector: &Connector) -> Result<Self> {
-        let (client, mut connection) = connector.connect().await.map_err(|e| store_error(&e))?;
+        let (client, mut connection) = connector
+            .connect("writer")
+            .await
+            .map_err(|e| store_error(&e))?;
         let (notices_tx, notices) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {

@@ -1,0 +1,611 @@
+//! What every [`ArticleStore`] must do, checked on each backend: the embedded store in a fresh
+//! directory, and PostgreSQL in a fresh database on the server `KHABAR_TEST_DATABASE_URL` names
+//! (SKIPPED without it, a failure with `KHABAR_REQUIRE_POSTGRES=1`). Then what only PostgreSQL
+//! has to show: migrations, notifications between servers, and commits whose outcome is lost.
+
+use std::time::Duration;
+
+use super::{
+    AnyStore, ArticleStore, EventKind, IngestOutcome, ListQuery, ListedPage, PostgresConfig,
+    PostgresStore, SledStore, SledStoreConfig, StoreError,
+};
+use crate::domain::{
+    ArticleDraft, ArticleFilter, ArticleId, ArticleStatus, SourceDraft, Timestamp, TimestampDraft,
+    ValidArticle,
+};
+
+/// Bound on every wait.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Where a test's store lives.
+enum TestStore {
+    Embedded(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl TestStore {
+    async fn open(&self) -> AnyStore {
+        match self {
+            Self::Embedded(dir) => AnyStore::Embedded(
+                SledStore::open(&SledStoreConfig {
+                    cache_capacity_bytes: 16 << 20,
+                    ..SledStoreConfig::new(dir.path().to_owned())
+                })
+                .expect("open store"),
+            ),
+            Self::Postgres(url) => {
+                AnyStore::Postgres(open_postgres(url).await.expect("open store"))
+            }
+        }
+    }
+}
+
+async fn open_postgres(url: &str) -> super::Result<PostgresStore> {
+    let mut config = PostgresConfig::parse(url).expect("a valid URL");
+    config.pool_size = 4;
+    config.poll_interval = Duration::from_millis(200);
+    PostgresStore::open(&config).await
+}
+
+/// A fresh database on the test server, or `None` after saying SKIPPED.
+async fn fresh_database(test: &str) -> Option<String> {
+    let admin = match std::env::var("KHABAR_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                !std::env::var("KHABAR_REQUIRE_POSTGRES").is_ok_and(|v| v == "1"),
+                "{test}: KHABAR_REQUIRE_POSTGRES=1 but KHABAR_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("SKIPPED {test} on PostgreSQL: KHABAR_TEST_DATABASE_URL is not set");
+            return None;
+        }
+    };
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "khabar_unit_{}_{nanos}_{}",
+        std::process::id(),
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let client = admin_client(&admin).await;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    let mut config: tokio_postgres::Config = admin.parse().expect("a valid admin URL");
+    config.dbname(&name);
+    Some(config_url(&config))
+}
+
+/// A connection of the test's own (for checks and for playing a failing server).
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio::time::timeout(WAIT, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .expect("PostgreSQL answers in time")
+            .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+fn config_url(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            other => panic!("the test server must be reached over TCP, not {other:?}"),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or("postgres"),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$test(super::TestStore::Embedded(dir)).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(url) = super::fresh_database(stringify!($test)).await {
+                        super::$test(super::TestStore::Postgres(url)).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    ingest_outcomes_follow_the_natural_key_and_content,
+    retraction_is_logged_once_and_blocks_reingest,
+    concurrent_ingests_get_gap_free_cursors_that_survive_reopening,
+    reads_and_time_searches_start_anywhere_between_index_entries,
+    lists_newest_first_with_filters_and_pages,
+    retracted_articles_are_listed_only_on_request,
+    moving_publication_time_moves_the_listing_entry,
+);
+
+fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
+    ArticleDraft {
+        source: SourceDraft {
+            id: source.into(),
+            name: "الخبر".into(),
+            url: String::new(),
+        },
+        uri: format!("https://alkhabar.example/{n}"),
+        headline: format!("عنوان {n}"),
+        body: "نص الخبر".into(),
+        language: "ar".into(),
+        published_at: Some(TimestampDraft {
+            seconds: 1_467_331_200 + i64::from(n),
+            nanos: 0,
+        }),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        view_count,
+        ..ArticleDraft::default()
+    }
+    .validate(Timestamp::now())
+    .expect("valid")
+}
+
+async fn ingest_outcomes_follow_the_natural_key_and_content(backend: TestStore) {
+    let store = backend.open().await;
+
+    let created = store.ingest(article(1, "alkhabar", &[], 10)).await.unwrap();
+    assert_eq!(
+        (created.outcome, created.version, created.cursor),
+        (IngestOutcome::Created, 1, 1)
+    );
+
+    let same = store.ingest(article(1, "alkhabar", &[], 10)).await.unwrap();
+    assert_eq!(
+        (same.outcome, same.id, same.version, same.cursor),
+        (IngestOutcome::Unchanged, created.id, 1, 1)
+    );
+
+    let counted = store.ingest(article(1, "alkhabar", &[], 11)).await.unwrap();
+    assert_eq!(
+        (counted.outcome, counted.version, counted.cursor),
+        (IngestOutcome::CountersUpdated, 1, 1)
+    );
+    assert_eq!(counted.content_hash, created.content_hash);
+    assert_eq!(store.get(created.id).await.unwrap().view_count, 11);
+
+    let changed = article(1, "alkhabar", &[], 11).edited(|c| c.body.push_str(" (محدث)"));
+    let updated = store.ingest(changed).await.unwrap();
+    assert_eq!(
+        (updated.outcome, updated.id, updated.version, updated.cursor),
+        (IngestOutcome::Updated, created.id, 2, 2)
+    );
+    assert_ne!(updated.content_hash, created.content_hash);
+
+    let other_source = store.ingest(article(1, "wire-a", &[], 0)).await.unwrap();
+    assert_eq!(other_source.outcome, IngestOutcome::Created);
+    assert_ne!(other_source.id, created.id);
+
+    let events = store.read_log(0, 100).await.unwrap();
+    let kinds: Vec<(u64, EventKind, u64)> = events
+        .iter()
+        .map(|e| (e.cursor, e.kind, e.header.version))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, EventKind::Created, 1),
+            (2, EventKind::Updated, 2),
+            (3, EventKind::Created, 1)
+        ]
+    );
+    assert!(
+        events[1]
+            .decode_article()
+            .unwrap()
+            .content
+            .body
+            .ends_with("(محدث)")
+    );
+}
+
+async fn retraction_is_logged_once_and_blocks_reingest(backend: TestStore) {
+    let store = backend.open().await;
+    let created = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+
+    let retracted = store.retract(created.id, "خطأ".into()).await.unwrap();
+    assert_eq!(
+        (retracted.status, retracted.version, retracted.cursor),
+        (ArticleStatus::Canceled, 2, 2)
+    );
+    let again = store.retract(created.id, "مرة أخرى".into()).await.unwrap();
+    assert_eq!(again, retracted);
+    assert_eq!(*store.durable_head().borrow(), 2);
+
+    let err = store
+        .ingest(article(1, "alkhabar", &[], 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Retracted(id) if id == created.id),
+        "{err}"
+    );
+
+    let missing = ArticleId::from_bytes([1; 16]);
+    assert!(
+        matches!(store.retract(missing, "x".into()).await, Err(StoreError::NotFound(id)) if id == missing)
+    );
+    assert!(matches!(
+        store.get(missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn concurrent_ingests_get_gap_free_cursors_that_survive_reopening(backend: TestStore) {
+    let store = backend.open().await;
+    let writers: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ingest(article(n, "alkhabar", &[], 0)).await })
+        })
+        .collect();
+    let mut cursors = Vec::new();
+    for writer in writers {
+        cursors.push(writer.await.unwrap().unwrap().cursor);
+    }
+    cursors.sort_unstable();
+    assert_eq!(cursors, (1..=64).collect::<Vec<u64>>());
+    drop(store);
+
+    let reopened = backend.open().await;
+    assert_eq!(*reopened.durable_head().borrow(), 64);
+    let log = reopened.read_log(60, 100).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        [61, 62, 63, 64]
+    );
+    let next = reopened
+        .ingest(article(1000, "alkhabar", &[], 0))
+        .await
+        .unwrap();
+    assert_eq!(next.cursor, 65);
+}
+
+async fn reads_and_time_searches_start_anywhere_between_index_entries(backend: TestStore) {
+    let store = backend.open().await;
+    for n in 0..150 {
+        store.ingest(article(n, "alkhabar", &[], 0)).await.unwrap();
+    }
+    drop(store);
+    // Reopened, the in-memory window is empty: every read goes to the log on disk.
+    let store = backend.open().await;
+    let all = store.read_log(0, 1_000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        (1..=150).collect::<Vec<_>>()
+    );
+    for after in [0, 1, 62, 63, 64, 65, 100, 128, 129, 145, 149] {
+        let cursors: Vec<u64> = store
+            .read_log(after, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.cursor)
+            .collect();
+        let expected: Vec<u64> = (after + 1..=(after + 10).min(150)).collect();
+        assert_eq!(cursors, expected, "after {after}");
+    }
+    assert!(store.read_log(150, 10).await.unwrap().is_empty());
+
+    for k in [1, 2, 64, 65, 66, 100, 129, 150] {
+        let time = all[k - 1].recorded_at;
+        let found = store.first_cursor_at(time).await.unwrap() as usize;
+        assert_eq!(all[found - 1].recorded_at, time, "time of event {k}");
+        assert!(found == 1 || all[found - 2].recorded_at < time, "event {k}");
+    }
+    let before_all = Timestamp::new(1, 0).unwrap();
+    assert_eq!(store.first_cursor_at(before_all).await.unwrap(), 1);
+    let after_all = all[149].recorded_at.saturating_add_seconds(1);
+    assert_eq!(store.first_cursor_at(after_all).await.unwrap(), 151);
+}
+
+async fn lists_newest_first_with_filters_and_pages(backend: TestStore) {
+    let store = backend.open().await;
+    for n in 0..10 {
+        let source = if n % 2 == 0 { "alkhabar" } else { "wire-a" };
+        let tags: &[&str] = if n % 3 == 0 { &["سوريا"] } else { &[] };
+        store.ingest(article(n, source, tags, 0)).await.unwrap();
+    }
+    let query = ListQuery {
+        page_size: 3,
+        max_page_bytes: 1 << 20,
+        ..ListQuery::default()
+    };
+    let mut headlines = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list(ListQuery {
+                page_token: token,
+                ..query.clone()
+            })
+            .await
+            .unwrap();
+        assert!(page.articles.len() <= 3);
+        headlines.extend(page.articles.iter().map(|a| a.content.headline.clone()));
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..10).rev().map(|n| format!("عنوان {n}")).collect();
+    assert_eq!(headlines, expected);
+
+    let filtered = store
+        .list(ListQuery {
+            filter: ArticleFilter {
+                source_ids: vec!["alkhabar".into()],
+                tags: vec!["سوريا".into()],
+                ..ArticleFilter::default()
+            },
+            ..query.clone()
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = filtered
+        .articles
+        .iter()
+        .map(|a| a.content.headline.as_str())
+        .collect();
+    assert_eq!(names, ["عنوان 6", "عنوان 0"]);
+
+    let window = store
+        .list(ListQuery {
+            published_after: Timestamp::new(1_467_331_202, 0),
+            published_before: Timestamp::new(1_467_331_205, 0),
+            ..query.clone()
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = window
+        .articles
+        .iter()
+        .map(|a| a.content.headline.as_str())
+        .collect();
+    assert_eq!(names, ["عنوان 4", "عنوان 3", "عنوان 2"]);
+
+    let first = store.list(query.clone()).await.unwrap();
+    let foreign = ListQuery {
+        filter: ArticleFilter {
+            languages: vec!["en".into()],
+            ..ArticleFilter::default()
+        },
+        page_token: first.next_page_token,
+        ..query.clone()
+    };
+    assert!(matches!(
+        store.list(foreign).await,
+        Err(StoreError::InvalidPageToken(_))
+    ));
+}
+
+async fn retracted_articles_are_listed_only_on_request(backend: TestStore) {
+    let store = backend.open().await;
+    let kept = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    let gone = store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+    store.retract(gone.id, "خطأ".into()).await.unwrap();
+    let query = ListQuery {
+        page_size: 10,
+        max_page_bytes: 1 << 20,
+        ..ListQuery::default()
+    };
+    let ids = |page: ListedPage| page.articles.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list(query.clone()).await.unwrap()), [kept.id]);
+    let all = ListQuery {
+        include_retracted: true,
+        ..query
+    };
+    assert_eq!(ids(store.list(all).await.unwrap()), [gone.id, kept.id]);
+}
+
+async fn moving_publication_time_moves_the_listing_entry(backend: TestStore) {
+    let store = backend.open().await;
+    store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+    let moved = article(1, "alkhabar", &[], 0)
+        .edited(|c| c.published_at = Timestamp::new(1_467_331_300, 0).unwrap());
+    store.ingest(moved).await.unwrap();
+    let page = store
+        .list(ListQuery {
+            page_size: 10,
+            max_page_bytes: 1 << 20,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = page
+        .articles
+        .iter()
+        .map(|a| a.content.headline.as_str())
+        .collect();
+    assert_eq!(names, ["عنوان 1", "عنوان 2"]);
+}
+
+/// Waits (bounded) until `store`'s durable head reaches `cursor`.
+async fn head_reaches(store: &AnyStore, cursor: u64) {
+    let mut head = store.durable_head();
+    tokio::time::timeout(WAIT, head.wait_for(|head| *head >= cursor))
+        .await
+        .expect("the head moves in time")
+        .expect("the store is open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_servers_starting_at_once_migrate_once_and_a_newer_schema_is_refused() {
+    let Some(url) = fresh_database("migrations").await else {
+        return;
+    };
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { open_postgres(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opening {
+        stores.push(open.await.unwrap().expect("every server opens"));
+    }
+    let admin = admin_client(&url).await;
+    let version: i32 = admin
+        .query_one("SELECT version FROM khabar.schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, super::postgres::SCHEMA_VERSION);
+    drop(stores);
+
+    admin
+        .batch_execute("UPDATE khabar.schema_version SET version = 99")
+        .await
+        .unwrap();
+    let refused = open_postgres(&url)
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    assert!(matches!(refused, StoreError::Incompatible(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("schema version 99"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_servers_see_each_others_writes_even_when_a_notification_is_lost() {
+    let Some(url) = fresh_database("notifications").await else {
+        return;
+    };
+    let writer = TestStore::Postgres(url.clone()).open().await;
+    let follower = TestStore::Postgres(url.clone()).open().await;
+    writer.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    head_reaches(&follower, 1).await;
+    assert_eq!(follower.read_log(0, 10).await.unwrap().len(), 1);
+
+    // Cut every listening connection (both servers'), then write at once: the notification
+    // may go to nobody, and the poll has to find the event.
+    let admin = admin_client(&url).await;
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'khabar-listener'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cut.len(),
+        2,
+        "each server listens on a connection of its own"
+    );
+    writer.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+    head_reaches(&follower, 2).await;
+    let cursors: Vec<u64> = follower
+        .read_log(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.cursor)
+        .collect();
+    assert_eq!(cursors, [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_during_commit_is_an_unknown_outcome_and_retrying_is_safe() {
+    let Some(url) = fresh_database("lost_commit").await else {
+        return;
+    };
+    let store = TestStore::Postgres(url.clone()).open().await;
+    // A deferred trigger makes COMMIT itself slow, long enough to cut the connection under it.
+    let admin = admin_client(&url).await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON khabar.events \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+        )
+        .await
+        .unwrap();
+    let ingest = {
+        let store = store.clone();
+        tokio::spawn(async move { store.ingest(article(1, "alkhabar", &[], 0)).await })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let cut = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query = 'COMMIT' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if !cut.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no COMMIT to cut");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = tokio::time::timeout(WAIT, ingest)
+        .await
+        .expect("answered in time")
+        .unwrap()
+        .expect_err("the outcome is unknown");
+    assert!(matches!(error, StoreError::OutcomeUnknown(_)), "{error}");
+    let status = tonic::Status::from(crate::error::Error::from(error));
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("retrying it is safe"),
+        "{}",
+        status.message()
+    );
+
+    // The write path reconnects; the retry stores the article exactly once.
+    admin
+        .batch_execute("DROP TRIGGER slow_commit ON khabar.events")
+        .await
+        .unwrap();
+    let retried = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    let again = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(again.id, retried.id);
+    assert_eq!(again.outcome, IngestOutcome::Unchanged);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_unavailable_with_a_clear_message() {
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut config =
+        PostgresConfig::parse(&format!("postgres://khabar@127.0.0.1:{port}/khabar")).unwrap();
+    config.connection.connect_timeout(Duration::from_secs(2));
+    let error = PostgresStore::open(&config).await.err().expect("refused");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+    assert!(error.to_string().contains("--database-url"), "{error}");
+}
