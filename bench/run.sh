@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar and, in the same
-# run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
+# Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar (on its embedded
+# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on) and, in the
+# same run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
 # fsync rate, khabar's store without gRPC (the log and its sled index), raw sled inserts with the
 # flush policy of khabar's first storage design, and a no-op tonic RPC with the same payload.
 # Prints a table of medians (min-max) over the repetitions, then one line per target. A
@@ -8,8 +9,8 @@
 #
 #   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE]
 #
-# --quick uses N = 2,000 articles instead of 20,000. Needs nats-server and redis-server (Debian
-# packages of those names). Every server listens on 127.0.0.1 only, is started and stopped by its
+# --quick uses N = 2,000 articles instead of 20,000. Needs nats-server, redis-server and
+# postgresql (Debian packages of those names; installed when missing and running as root). Every server listens on 127.0.0.1 only, is started and stopped by its
 # PID, and every load run is bounded by --max-seconds.
 set -euo pipefail
 
@@ -29,12 +30,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
-if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; then
+pg_bin=""
+find_postgres() { for dir in /usr/lib/postgresql/*/bin; do [ -x "$dir/initdb" ] && pg_bin="$dir"; done; [ -n "$pg_bin" ]; }
+if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null || ! find_postgres; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing the peers from Debian: nats-server redis-server" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server redis-server >/dev/null
+    echo "installing the peers from Debian: nats-server redis-server postgresql" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server redis-server postgresql >/dev/null
+    find_postgres
   else
-    echo "nats-server and redis-server are needed: apt-get install nats-server redis-server" >&2
+    echo "nats-server, redis-server and postgresql are needed: apt-get install nats-server redis-server postgresql" >&2
     exit 2
   fi
 fi
@@ -46,9 +50,14 @@ khabar="$root/target/release/khabar"
 bench="$root/target/release/examples/bench"
 
 work=$(mktemp -d)
+chmod 755 "$work"
 server_pid=""
+# PostgreSQL runs as the postgres user when this runs as root (it refuses to run as root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_running=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$pg_running" ]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -72,6 +81,20 @@ wait_for_listen_line() {
   exit 1
 }
 
+# One PostgreSQL server for the whole run (each khabar-postgres start gets a fresh database),
+# with its defaults: fsync on, synchronous_commit = on.
+pg_port=""
+databases=0
+start_postgres() {
+  mkdir -p "$work/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$work/pg"
+  pg_port=$(free_port)
+  as_pg "$pg_bin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$work/pg/initdb.log" 2>&1
+  as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -c unix_socket_directories=$work/pg -c synchronous_commit=on" start >/dev/null
+  pg_running=1
+}
+
 # Starts a system on a fresh data directory; sets server_pid and server (the address to load).
 start() {
   local system="$1" data="$work/data" log="$work/server.log" port
@@ -80,6 +103,14 @@ start() {
   case "$system" in
     khabar)
       "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
+    khabar-postgres)
+      databases=$((databases + 1))
+      psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench_$databases" >/dev/null
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info \
+        --database-url "postgres://postgres@127.0.0.1:$pg_port/bench_$databases" 2>"$log" &
       server_pid=$!
       wait_for_listen_line "$log"
       server="http://$server_addr" ;;
@@ -116,7 +147,7 @@ stop() {
 
 target_of() {
   case "$1" in
-    khabar|noop) echo khabar ;;
+    khabar|khabar-postgres|noop) echo khabar ;;
     redis-*) echo redis ;;
     jetstream) echo nats ;;
   esac
@@ -162,10 +193,12 @@ measure() { # system name mode in_flight
 retries="$work/retries.txt"
 : >"$retries"
 echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
+start_postgres
 for rep in $(seq 1 "$reps"); do
-  for system in khabar redis-always redis-everysec jetstream; do
+  for system in khabar khabar-postgres redis-always redis-everysec jetstream; do
     configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
     [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
+    [ "$system" = khabar-postgres ] && configs="W1b:unary:32 W1b:stream:32 W1c:stream:100"
     for config in $configs; do
       IFS=: read -r name mode in_flight <<<"$config"
       # A repetition that fails (a peer dropping a connection, say) is tried once more and
@@ -208,6 +241,7 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 n = int(sys.argv[2])
 durability = {
     "khabar": "fsync before ack (group commit)",
+    "khabar-postgres": "PostgreSQL COMMIT before ack, synchronous_commit=on (one local server)",
     "redis-always": "fsync before ack (appendfsync always)",
     "redis-everysec": "fsync every second (appendfsync everysec)",
     "jetstream": "page cache; fsync every 2 min (NATS 2.9.10 default)",
@@ -241,7 +275,7 @@ print("| --- | --- | --- | --- | --- | --- | --- |")
 workload_rows = list(dict.fromkeys(r["row"] for r in rows if r["system"] != "ceiling"))
 workload_rows.sort(key=lambda w: (w[:3], w))
 for row in workload_rows:
-    for system in ["khabar", "redis-always", "redis-everysec", "jetstream"]:
+    for system in ["khabar", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
         key = metric(row)
         if not any(r["system"] == system and r["row"] == row for r in rows):
             continue
@@ -301,6 +335,13 @@ k = median("khabar", "W2a catch-up x4", "events_per_sec_total") or 0
 peers = {p: median(p, "W2a catch-up x4", "events_per_sec_total") or 0 for p in ["jetstream", "redis-always"]}
 best_peer = max(peers.values()) or 1
 print(f"target W2a: khabar/best-peer = {k / best_peer:.2f} (khabar {k:.0f}/s, jetstream {peers['jetstream']:.0f}/s, redis {peers['redis-always']:.0f}/s)")
+for row, key in [("W1b unary/32", "articles_per_sec"), ("W1b stream/32", "articles_per_sec"),
+                 ("W1c stream/100", "articles_per_sec"), ("W2a catch-up x4", "events_per_sec_total")]:
+    pg, embedded = median("khabar-postgres", row, key), median("khabar", row, key)
+    if pg and embedded:
+        print(f"postgres {row}: {pg:.0f}/s ({pg / embedded:.2f}x the embedded store's {embedded:.0f}/s)")
+    else:
+        print(f"postgres {row}: n/a (missing rows)")
 p99 = median("khabar", "W2b tail x4 @500/s", "p99_ms")
 print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms: n/a")
 rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]

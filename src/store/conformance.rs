@@ -609,3 +609,40 @@ async fn an_unreachable_database_is_unavailable_with_a_clear_message() {
     assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
     assert!(error.to_string().contains("--database-url"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_wait_for_a_standby_was_cancelled_is_an_unknown_outcome() {
+    let Some(url) = fresh_database("cancelled_wait").await else {
+        return;
+    };
+    let store = TestStore::Postgres(url.clone()).open().await;
+    // PostgreSQL reports a COMMIT whose wait for a synchronous standby was cancelled as a success
+    // with this warning. A deferred trigger sends the same warning during COMMIT, as a server
+    // without a standby to wait for cannot.
+    let admin = admin_client(&url).await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION cancelled_wait() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN RAISE WARNING 'canceling wait for synchronous replication due to user \
+               request'; RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER cancelled_wait AFTER INSERT ON khabar.events \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cancelled_wait();",
+        )
+        .await
+        .unwrap();
+    let error = store
+        .ingest(article(1, "alkhabar", &[], 0))
+        .await
+        .expect_err("not acknowledged");
+    assert!(matches!(error, StoreError::OutcomeUnknown(_)), "{error}");
+    assert!(error.to_string().contains("standby"), "{error}");
+
+    // It was committed on this server: the retry finds it.
+    admin
+        .batch_execute("DROP TRIGGER cancelled_wait ON khabar.events")
+        .await
+        .unwrap();
+    let retried = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(retried.outcome, IngestOutcome::Unchanged);
+    assert_eq!(retried.cursor, 1);
+}

@@ -224,8 +224,8 @@ impl PostgresStore {
         let head: i64 = client
             .query_one("SELECT head FROM khabar.log_head", &[])
             .await
-            .map_err(|e| store_error(&e))?
-            .get(0);
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| store_error(&e))?;
         drop(client);
         // The driver ends once the client is dropped.
         let _ = driver.await;

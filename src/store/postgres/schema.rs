@@ -46,13 +46,15 @@ async fn apply(client: &mut Client) -> Result<()> {
         )
         .await
         .map_err(e)?
-        .get(0);
+        .try_get(0)
+        .map_err(e)?;
     let mut version: i32 = if exists {
         client
             .query_one("SELECT version FROM khabar.schema_version", &[])
             .await
             .map_err(e)?
-            .get(0)
+            .try_get(0)
+            .map_err(e)?
     } else {
         0
     };
