@@ -9,7 +9,9 @@
 #
 # where pause is the longest time without an acknowledgement after the kill.
 #
-#   tests/failover.sh [--seconds 45] [--kill-after 12] [--keep]
+#   tests/failover.sh [--seconds 45] [--kill-after 12] [--debug] [--keep]
+#
+# --debug uses debug builds (quicker to build; the pause is Patroni's either way).
 #
 # Needs Debian's patroni, etcd-server and postgresql (installed when missing and running as
 # root). Runs as root: PostgreSQL runs as the postgres user. Everything listens on 127.0.0.1
@@ -20,12 +22,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=45
 kill_after=12
 keep=""
+profile=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --kill-after) kill_after="$2"; shift 2 ;;
+    --debug) profile=debug; shift ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--seconds N] [--kill-after N] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seconds N] [--kill-after N] [--debug] [--keep]" >&2; exit 2 ;;
   esac
 done
 
@@ -40,9 +44,13 @@ fi
 [ "$(id -u)" = 0 ] || { echo "run as root (PostgreSQL and Patroni run as the postgres user)" >&2; exit 2; }
 
 cd "$root"
-cargo build --release --locked --quiet --bin khabar --example failover
-khabar="$root/target/release/khabar"
-check="$root/target/release/examples/failover"
+if [ "$profile" = release ]; then
+  cargo build --release --locked --quiet --bin khabar --example failover
+else
+  cargo build --locked --quiet --bin khabar --example failover
+fi
+khabar="$root/target/$profile/khabar"
+check="$root/target/$profile/examples/failover"
 
 work=$(mktemp -d -t khabar-failover.XXXXXX)
 chmod 755 "$work"
@@ -146,7 +154,16 @@ postgresql:
 EOF
   chown postgres: "$work/pg$i/patroni.yml"
   runuser -u postgres -- patroni "$work/pg$i/patroni.yml" >"$work/pg$i/patroni.log" 2>&1 &
-  patroni_pid[$i]=$!
+  runner=$!
+  pids+=("$runner")
+  # Patroni itself is runuser's child.
+  patroni_pid[$i]=""
+  for _ in $(seq 1 50); do
+    patroni_pid[$i]=$(ps -o pid= --ppid "$runner" | tr -d ' ' | head -n 1 || true)
+    [ -n "${patroni_pid[$i]}" ] && break
+    sleep 0.1
+  done
+  [ -n "${patroni_pid[$i]}" ] || { echo "Patroni pg$i did not start" >&2; exit 1; }
   pids+=("${patroni_pid[$i]}")
   # The first one bootstraps the cluster; the others then clone it.
   [ "$i" = 0 ] && sleep 3

@@ -168,15 +168,19 @@ async fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         .into_inner()
         .map_err(|_| "a writer panicked")?;
 
-    // The longest stretch without an acknowledgement after the kill: the write pause.
+    // The longest stretch without an acknowledgement from the last one before the kill on: the
+    // write pause.
     let mut times: Vec<Duration> = tally.acks.values().map(|a| a.at).collect();
     times.sort_unstable();
-    let before = times.iter().rev().find(|t| **t <= killed_at).copied();
-    let after: Vec<Duration> = times.iter().filter(|t| **t > killed_at).copied().collect();
-    let pause = match (before, after.first()) {
-        (Some(b), Some(first)) => *first - b,
-        _ => Duration::ZERO,
-    };
+    let from = times
+        .iter()
+        .rposition(|t| *t <= killed_at)
+        .unwrap_or(0);
+    let pause = times[from..]
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or(Duration::ZERO);
 
     // What the database holds, read from the new primary.
     let (db, connection) =
