@@ -11,6 +11,7 @@ mod clients;
 mod container;
 mod contract;
 mod crash;
+mod failover;
 mod feed;
 mod grpcurl;
 mod ingest;
