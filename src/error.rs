@@ -101,6 +101,7 @@ impl From<Error> for Status {
                     ErrorDetails::with_bad_request_violation("page_token", why),
                 ),
                 StoreError::Unavailable(_) => Status::unavailable(message),
+                StoreError::DiskFull(_) => Status::resource_exhausted(message),
                 StoreError::Database(_) | StoreError::Io(_) | StoreError::Corrupt { .. } => {
                     error!(error = %store_error, "storage failure");
                     Status::internal("internal storage error; the server log has the details")
@@ -158,6 +159,7 @@ mod tests {
             ),
             (StoreError::InvalidPageToken("bad"), Code::InvalidArgument),
             (StoreError::Unavailable("closing".into()), Code::Unavailable),
+            (StoreError::DiskFull("full".into()), Code::ResourceExhausted),
             (
                 StoreError::Corrupt {
                     key: "k".into(),

@@ -25,7 +25,7 @@ use crate::{
         },
         raw::feed_service_server::FeedServiceServer,
     },
-    store::{SledStore, SledStoreConfig, StoreError},
+    store::{DiskFaults, SledStore, SledStoreConfig, StoreError},
 };
 
 /// Settings of a running server.
@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
     /// Who may call what.
     pub auth: Arc<AuthPolicy>,
+    /// Disk failures to inject into the store: a seam for tests of a failing disk, empty
+    /// otherwise.
+    pub disk_faults: Arc<DiskFaults>,
 }
 
 impl ServerConfig {
@@ -61,6 +64,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             tls: args.tls()?,
             auth: Arc::new(args.auth_policy()?),
+            disk_faults: Arc::default(),
         })
     }
 
@@ -75,6 +79,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             auth: Arc::default(),
+            disk_faults: Arc::default(),
         }
     }
 }
@@ -157,6 +162,7 @@ pub async fn serve(
     let store_config = SledStoreConfig {
         cache_capacity_bytes: config.cache_bytes,
         checkpoint_interval: config.index_checkpoint,
+        faults: config.disk_faults.clone(),
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays sled's log, which blocks.

@@ -95,7 +95,7 @@ impl<S: ArticleStore> FeedApi<S> {
     }
 }
 
-fn consumer_name(field: &str, raw: &str) -> Result<String> {
+pub(super) fn consumer_name(field: &str, raw: &str) -> Result<String> {
     let valid = !raw.is_empty()
         && raw.len() <= MAX_CONSUMER_NAME_CHARS
         && raw
@@ -118,7 +118,7 @@ fn consumer_name(field: &str, raw: &str) -> Result<String> {
     }
 }
 
-fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
+pub(super) fn feed_filter(filter: Option<pb::FeedFilter>) -> Result<FeedFilter> {
     let pb::FeedFilter {
         source_ids,
         languages,

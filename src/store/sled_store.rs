@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{
-    ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result,
-    StoreError, codec, index, keys, list,
+    ArticleStore, Consumer, DiskFaults, IngestReceipt, ListQuery, ListedPage, LogEvent,
+    PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
     writer::{self, Command, Failure, WriterStart, read_article},
@@ -43,6 +43,8 @@ pub struct SledStoreConfig {
     pub cache_capacity_bytes: u64,
     /// How often the index is made durable.
     pub checkpoint_interval: Duration,
+    /// Disk failures to inject; empty but in tests.
+    pub faults: Arc<DiskFaults>,
 }
 
 impl SledStoreConfig {
@@ -52,6 +54,7 @@ impl SledStoreConfig {
             path,
             cache_capacity_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(2),
+            faults: Arc::default(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl SledStore {
     pub fn open(config: &SledStoreConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.path)?;
         migrate::migrate_if_needed(&config.path, config.cache_capacity_bytes)?;
-        let log = Log::open(&config.path.join("log"))?;
+        let log = Log::open_with_faults(&config.path.join("log"), config.faults.clone())?;
         let index_dir = config.path.join("index");
         let db = sled::Config::new()
             .path(&index_dir)
@@ -126,6 +129,7 @@ impl SledStore {
                 recent: recent.clone(),
                 failure: Failure::default(),
                 checkpoint_interval: config.checkpoint_interval,
+                faults: config.faults.clone(),
             },
             commands_rx,
             head_tx,

@@ -11,6 +11,8 @@ mod clients;
 mod container;
 mod contract;
 mod crash;
+mod disk_full;
+mod faults;
 mod feed;
 mod grpcurl;
 mod ingest;

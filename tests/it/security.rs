@@ -3,7 +3,9 @@
 
 use std::{process::Command, sync::Arc};
 
-use crate::common::{TestServer, WAIT, fixture, fixture_text, grpcurl_binary, run_bounded, seed_request};
+use crate::common::{
+    TestServer, WAIT, fixture, fixture_text, grpcurl_binary, run_bounded, seed_request,
+};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     config::TlsSettings,

@@ -336,11 +336,15 @@ pub fn clients_required() -> bool {
 /// Reports that `test` cannot run because of `why`: a failure when [`clients_required`], else a
 /// SKIPPED line on standard error.
 pub fn missing_tool(test: &str, why: &str) {
-    assert!(
-        !clients_required(),
-        "{test}: KHABAR_REQUIRE_CLIENTS=1 but {why}"
-    );
-    eprintln!("SKIPPED {test}: {why} (set KHABAR_REQUIRE_CLIENTS=1 to make this a failure)");
+    cannot_run("KHABAR_REQUIRE_CLIENTS", test, why);
+}
+
+/// Reports that `test` cannot run because of `why`: a failure when the environment variable
+/// `required` is 1 (the test was expected to run), else a SKIPPED line on standard error.
+pub fn cannot_run(required: &str, test: &str, why: &str) {
+    let must_run = std::env::var(required).is_ok_and(|v| v == "1");
+    assert!(!must_run, "{test}: {required}=1 but {why}");
+    eprintln!("SKIPPED {test}: {why} (set {required}=1 to make this a failure)");
 }
 
 /// A khabar server in a child process.
