@@ -99,8 +99,13 @@ pub struct Telemetry {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The data directory could not be opened.
-    #[error("cannot open the data directory: {0}")]
-    Store(#[from] StoreError),
+    #[error("cannot open the data directory {}: {source}", path.display())]
+    Store {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: StoreError,
+    },
     /// The TLS certificate, key or client CA cannot be used.
     #[error("cannot set up TLS (--tls-cert, --tls-key, --tls-client-ca): {0}")]
     Tls(tonic::transport::Error),
@@ -166,7 +171,12 @@ pub async fn serve(
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays sled's log, which blocks.
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config))
+        .await?
+        .map_err(|source| ServerError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
 
     let limit = config.max_message_bytes;
     let ingest = IngestServiceServer::new(IngestApi::new(store.clone(), metrics.clone()))

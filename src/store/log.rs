@@ -491,6 +491,7 @@ impl Log {
                 ),
             ));
         }
+        self.verify_before(first, from)?;
         for segment in from.segment..=last {
             let file = self
                 .segment(segment)
@@ -587,6 +588,50 @@ impl Log {
             }
         }
         unreachable!("the loop returns at the last segment")
+    }
+
+    /// Checks every frame before `end` (records the index has applied, so acknowledged ones):
+    /// a damaged one, which the index would otherwise serve errors for later, stops the start
+    /// now, naming its file and offset. Reads each segment once, sequentially.
+    fn verify_before(&self, first: u64, end: Position) -> Result<()> {
+        for segment in first..=end.segment {
+            let file = self
+                .segment(segment)
+                .ok_or_else(|| corrupt(&self.path(segment), 0, "segment file disappeared"))?;
+            let until = if segment == end.segment {
+                end.offset
+            } else {
+                file.metadata()?.len()
+            };
+            let bytes = Bytes::from(read_fully(
+                &file,
+                SEGMENT_HEADER_LEN,
+                until.saturating_sub(SEGMENT_HEADER_LEN) as usize,
+            )?);
+            let mut at = 0;
+            while at < bytes.len() {
+                match parse_frame(&bytes.slice(at..)) {
+                    Ok((_, len)) => at += len,
+                    Err(FrameError::End) if segment != end.segment => break,
+                    Err(error) => {
+                        let why = match error {
+                            FrameError::End => "missing",
+                            FrameError::Incomplete => "cut short",
+                            FrameError::Invalid(why) => why,
+                        };
+                        return Err(corrupt(
+                            &self.path(segment),
+                            SEGMENT_HEADER_LEN + at as u64,
+                            format!(
+                                "damaged record ({why}) among those already acknowledged: \
+                                 restore the data directory from a backup"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The writer, appending at `end` (what [`Log::recover`] returned).

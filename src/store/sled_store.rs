@@ -14,7 +14,13 @@
 //! An index that claims more of the log than the log holds means acknowledged writes are
 //! missing: the store refuses to open rather than serve a shortened history.
 
-use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+    thread::JoinHandle,
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -106,12 +112,7 @@ impl SledStore {
         migrate::migrate_if_needed(&config.path, config.cache_capacity_bytes)?;
         let log = Log::open_with_faults(&config.path.join("log"), config.faults.clone())?;
         let index_dir = config.path.join("index");
-        let db = sled::Config::new()
-            .path(&index_dir)
-            .cache_capacity(config.cache_capacity_bytes)
-            // The checkpointer flushes the index; sled's own timer would only add writes.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_index(&index_dir, config.cache_capacity_bytes, &log)?;
         let rebuilt = check_layout(&db)?;
         let index_file = File::open(index_dir.join("db"))?;
         let (end, (head, last_recorded_at), opened) = recover(&db, &index_file, &log, rebuilt)?;
@@ -174,6 +175,44 @@ impl SledStore {
         tokio::task::spawn_blocking(move || read(&inner.db, &inner.log))
             .await
             .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity_bytes)
+        // The checkpointer flushes the index; sled's own timer would only add writes.
+        .flush_every_ms(None)
+        .open()
+}
+
+/// Opens the index. One that sled cannot open (damaged files) is moved aside and rebuilt from
+/// the log, which holds everything it did: the index is derived data.
+fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::Db> {
+    match open_sled(dir, cache_capacity_bytes) {
+        Ok(db) => Ok(db),
+        Err(e) if log.segment_range().is_some() => {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = dir.with_file_name(format!("index.unreadable-{seconds}"));
+            warn!(
+                index = %dir.display(),
+                error = %e,
+                kept = %aside.display(),
+                "the index cannot be opened; rebuilding it from the log (the unreadable one is kept aside)"
+            );
+            std::fs::rename(dir, &aside).map_err(|rename| StoreError::Corrupt {
+                key: dir.display().to_string(),
+                reason: format!(
+                    "the index cannot be opened ({e}) nor moved aside to rebuild it \
+                         ({rename}): remove it to rebuild it from the log"
+                ),
+            })?;
+            Ok(open_sled(dir, cache_capacity_bytes)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
