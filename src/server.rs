@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub feed_heartbeat: Duration,
     /// How long shutdown waits for open calls before dropping them.
     pub shutdown_grace: Duration,
+    /// Concurrent calls one connection may have open.
+    pub max_concurrent_streams: u32,
     /// TLS material; plaintext when `None`.
     pub tls: Option<TlsSettings>,
     /// Who may call what.
@@ -62,6 +64,7 @@ impl ServerConfig {
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
             feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            max_concurrent_streams: args.max_concurrent_streams,
             tls: args.tls()?,
             auth: Arc::new(args.auth_policy()?),
             disk_faults: Arc::default(),
@@ -77,6 +80,7 @@ impl ServerConfig {
             index_checkpoint: Duration::from_secs(2),
             feed_heartbeat: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            max_concurrent_streams: 256,
             tls: None,
             auth: Arc::default(),
             disk_faults: Arc::default(),
@@ -155,7 +159,7 @@ pub async fn serve(
         feed_stats,
         metrics_listener,
     } = telemetry;
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().max_concurrent_streams(config.max_concurrent_streams);
     if let Some(tls) = &config.tls {
         let mut tls_config =
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));

@@ -51,6 +51,9 @@ pub struct SledStoreConfig {
     pub checkpoint_interval: Duration,
     /// Disk failures to inject; empty but in tests.
     pub faults: Arc<DiskFaults>,
+    /// Bytes of articles waiting for the writer at most (besides at most 1,024 writes): with
+    /// articles of up to a message's size, the count alone would let the queue hold gigabytes.
+    pub queued_bytes: usize,
 }
 
 impl SledStoreConfig {
@@ -61,6 +64,7 @@ impl SledStoreConfig {
             cache_capacity_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(2),
             faults: Arc::default(),
+            queued_bytes: 64 << 20,
         }
     }
 }
@@ -78,6 +82,9 @@ struct Inner {
     recent: Arc<RecentEvents>,
     blocks: Arc<BlockCache>,
     commands: Option<mpsc::Sender<Command>>,
+    /// The byte budget of queued articles, in KiB, and its size.
+    queued_bytes: Arc<tokio::sync::Semaphore>,
+    queued_kib: usize,
     durable_head: watch::Receiver<u64>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -117,6 +124,7 @@ impl SledStore {
         let index_file = File::open(index_dir.join("db"))?;
         let (end, (head, last_recorded_at), opened) = recover(&db, &index_file, &log, rebuilt)?;
         let recent = Arc::new(RecentEvents::default());
+        let queued_kib = config.queued_bytes.div_ceil(1024).max(1);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
         let write_path = writer::spawn(
@@ -149,6 +157,8 @@ impl SledStore {
                 recent,
                 blocks: Arc::default(),
                 commands: Some(commands_tx),
+                queued_bytes: Arc::new(tokio::sync::Semaphore::new(queued_kib)),
+                queued_kib,
                 durable_head: head_rx,
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads: write_path.threads,
@@ -260,9 +270,22 @@ fn recover(
 
 impl ArticleStore for SledStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
+        // An article larger than the whole budget still goes through, alone.
+        let kib = article
+            .approximate_size()
+            .div_ceil(1024)
+            .min(self.inner.queued_kib) as u32;
+        let queued = self
+            .inner
+            .queued_bytes
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
             reply,
+            queued,
         })
         .await
     }
@@ -718,6 +741,40 @@ mod tests {
         assert_eq!(store.first_cursor_at(before_all).await.unwrap(), 1);
         let after_all = all[149].recorded_at.saturating_add_seconds(1);
         assert_eq!(store.first_cursor_at(after_all).await.unwrap(), 151);
+    }
+
+    #[tokio::test]
+    async fn the_queue_budget_in_bytes_never_blocks_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for one article and a half: writers wait for each other, none forever, and an
+        // article larger than the whole budget still goes through.
+        let store = SledStore::open(&SledStoreConfig {
+            queued_bytes: 1_000,
+            ..SledStoreConfig::new(dir.path().to_owned())
+        })
+        .unwrap();
+        let big = article(0, "alkhabar", &[], 0).edited(|c| c.body = "نص ".repeat(4_000));
+        assert!(big.approximate_size() > 10_000);
+        store.ingest(big).await.unwrap();
+        let writers: Vec<_> = (1..=50)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.ingest(article(n, "alkhabar", &[], 0)).await })
+            })
+            .collect();
+        for writer in writers {
+            tokio::time::timeout(std::time::Duration::from_secs(20), writer)
+                .await
+                .expect("no writer waits forever")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(*store.durable_head().borrow(), 51);
+        assert_eq!(
+            store.inner.queued_bytes.available_permits(),
+            store.inner.queued_kib,
+            "every share of the budget was given back"
+        );
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ use std::{
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::{debug, error};
 use ulid::Generator;
 
@@ -67,6 +67,8 @@ pub enum Command {
     Ingest {
         article: Box<ValidArticle>,
         reply: Reply<IngestReceipt>,
+        /// The article's share of the queue's byte budget, given back once it is logged.
+        queued: OwnedSemaphorePermit,
     },
     /// Retract an article.
     Retract {
@@ -369,8 +371,14 @@ impl Writer {
 
     fn apply(&mut self, command: Command) -> Completion {
         match command {
-            Command::Ingest { article, reply } => {
-                Completion::new(reply, self.guarded(|w| w.ingest(*article)))
+            Command::Ingest {
+                article,
+                reply,
+                queued,
+            } => {
+                let result = self.guarded(|w| w.ingest(*article));
+                drop(queued);
+                Completion::new(reply, result)
             }
             Command::Retract { id, reason, reply } => {
                 Completion::new(reply, self.guarded(|w| w.retract(id, reason)))

@@ -16,6 +16,7 @@ mod faults;
 mod feed;
 mod grpcurl;
 mod ingest;
+mod limits;
 mod metrics;
 mod security;
 mod shutdown;
