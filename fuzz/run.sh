@@ -23,8 +23,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 
-# The corpus grows as the fuzzers find new paths; the seeds are written fresh each time.
-cargo +nightly run --quiet --manifest-path fuzz/Cargo.toml --bin seed_corpus -- tests/fixtures fuzz/corpus
+# The corpus grows as the fuzzers find new paths; the seeds are written fresh each time (with the
+# project's own toolchain and target directory, which the tests have built already).
+cargo run --quiet --locked --features fuzzing --example fuzz_seeds -- tests/fixtures fuzz/corpus
 
 status=0
 for target in "${targets[@]}"; do
