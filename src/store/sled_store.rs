@@ -744,6 +744,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_sync_stops_writes_but_not_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(DiskFaults::default());
+        let config = SledStoreConfig {
+            faults: faults.clone(),
+            ..SledStoreConfig::new(dir.path().to_owned())
+        };
+        let store = SledStore::open(&config).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(
+                store
+                    .ingest(article(n, "alkhabar", &[], 0))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        faults.fail(
+            crate::store::DiskOperation::LogSync,
+            0,
+            std::io::ErrorKind::Other,
+        );
+        let failed = store.ingest(article(3, "alkhabar", &[], 0)).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Unavailable(why)) if why.contains("syncing the log")),
+            "{failed:?}"
+        );
+        // Every later write is refused with the same reason, without touching the disk.
+        faults.clear();
+        for refused in [
+            store.ingest(article(4, "alkhabar", &[], 0)).await.map(drop),
+            store.ensure_consumer("c".into(), 0).await.map(drop),
+            store.retract(ids[0], "x".into()).await.map(drop),
+        ] {
+            assert!(
+                matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("restart khabar")),
+                "{refused:?}"
+            );
+        }
+        // What was durable is still read, and only that.
+        assert_eq!(*store.durable_head().borrow(), 3);
+        for id in &ids {
+            store.get(*id).await.unwrap();
+        }
+        assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
+        drop(store);
+        let reopened = open(dir.path());
+        assert!(*reopened.durable_head().borrow() >= 3);
+        for id in &ids {
+            reopened.get(*id).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(DiskFaults::default());
+        let store = SledStore::open(&SledStoreConfig {
+            faults: faults.clone(),
+            ..SledStoreConfig::new(dir.path().to_owned())
+        })
+        .unwrap();
+        faults.fail(
+            crate::store::DiskOperation::LogWrite,
+            0,
+            std::io::ErrorKind::StorageFull,
+        );
+        for n in 0..2 {
+            let full = store.ingest(article(n, "alkhabar", &[], 0)).await;
+            assert!(
+                matches!(&full, Err(StoreError::DiskFull(why)) if why.contains("free space")),
+                "{full:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn the_queue_budget_in_bytes_never_blocks_for_good() {
         let dir = tempfile::tempdir().unwrap();
         // Room for one article and a half: writers wait for each other, none forever, and an
