@@ -11,7 +11,7 @@ use khabar::pb::khabar::v1::{
 };
 use tonic::Code;
 
-use crate::common::{ChildServer, WAIT, cannot_run, run_bounded, seed_variant};
+use crate::common::{ChildServer, WAIT, cannot_run, copy_dir, run_bounded, seed_variant};
 
 /// Size of the file system: room for the first log segment (4 MiB) and the index, not for the
 /// second segment (8 MiB).
@@ -54,19 +54,6 @@ impl Drop for Mounted {
             None,
             Duration::from_secs(10),
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

@@ -5,42 +5,22 @@
 use std::{io::ErrorKind, sync::Arc};
 
 use khabar::{
-    pb::khabar::v1::{self as pb, IngestOutcome, subscribe_request::Start},
+    pb::khabar::v1::{self as pb, IngestOutcome},
     store::{DiskFaults, DiskOperation},
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use crate::common::{TestServer, WAIT, seed_variant};
+use crate::common::{TestServer, WAIT, create_consumer, feed_from_beginning, seed_variant};
 
 async fn start(data_dir: tempfile::TempDir, faults: &Arc<DiskFaults>) -> TestServer {
     let faults = faults.clone();
     TestServer::start_with(data_dir, None, move |config| config.disk_faults = faults).await
 }
 
-/// Cursors of the first `count` events of a feed from the beginning, checkpoints skipped.
+/// Cursors of the first `count` events of a feed from the beginning; and nothing after them.
 async fn feed_cursors(server: &TestServer, count: usize) -> Vec<u64> {
-    let mut feed = server
-        .feed_client()
-        .await
-        .subscribe(pb::SubscribeRequest {
-            start: Some(Start::FromBeginning(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let mut cursors = Vec::new();
-    while cursors.len() < count {
-        let event = tokio::time::timeout(WAIT, feed.next())
-            .await
-            .expect("event in time")
-            .expect("feed open")
-            .expect("event");
-        if event.kind() != pb::EventKind::Checkpoint {
-            cursors.push(event.cursor);
-        }
-    }
+    let (events, mut feed) = feed_from_beginning(server.feed_client().await, count).await;
     // Nothing past them: the next message is a checkpoint at the same cursor.
     let next = tokio::time::timeout(WAIT, feed.next())
         .await
@@ -52,7 +32,7 @@ async fn feed_cursors(server: &TestServer, count: usize) -> Vec<u64> {
         (pb::EventKind::Checkpoint, count as u64),
         "no event past the durable ones"
     );
-    cursors
+    events.iter().map(|e| e.cursor).collect()
 }
 
 /// Runs the scenario with `operation` failing after the first five articles are durable, and
@@ -66,16 +46,7 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
         acknowledged.push(ingest.ingest(seed_variant(n)).await.unwrap().into_inner());
     }
     let mut feeds = server.feed_client().await;
-    drop(
-        feeds
-            .subscribe(pb::SubscribeRequest {
-                consumer: "indexer".into(),
-                start: Some(Start::FromBeginning(true)),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-    );
+    create_consumer(&mut feeds, "indexer").await;
 
     faults.fail(operation, 0, kind);
     let refused = ingest

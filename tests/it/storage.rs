@@ -7,25 +7,14 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{ChildServer, TestServer, WAIT, run_bounded, seed_variant};
+use crate::common::{
+    ChildServer, TestServer, copy_dir, create_consumer, feed_from_beginning, run_bounded,
+    seed_variant,
+};
 use khabar::{
-    pb::khabar::v1::{self as pb, IngestOutcome, subscribe_request::Start},
+    pb::khabar::v1::{self as pb, IngestOutcome},
     store::{ArticleStore, SledStore, SledStoreConfig},
 };
-use tokio_stream::StreamExt;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 fn segments(data_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log"))
@@ -54,28 +43,9 @@ fn frame_offsets(segment: &Path) -> Vec<(u64, u64)> {
 
 /// Every event of the feed from the beginning, up to `count` of them.
 async fn feed_events(server: &TestServer, count: usize) -> Vec<pb::FeedEvent> {
-    let mut feed = server
-        .feed_client()
+    feed_from_beginning(server.feed_client().await, count)
         .await
-        .subscribe(pb::SubscribeRequest {
-            start: Some(Start::FromBeginning(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        let event = tokio::time::timeout(WAIT, feed.next())
-            .await
-            .expect("event in time")
-            .expect("feed open")
-            .expect("event");
-        if event.kind() != pb::EventKind::Checkpoint {
-            events.push(event);
-        }
-    }
-    events
+        .0
 }
 
 async fn get(server: &TestServer, id: &str) -> pb::Article {
@@ -192,16 +162,7 @@ async fn ingest_history(server: &TestServer) -> Vec<String> {
         .await
         .unwrap();
     let mut feeds = server.feed_client().await;
-    drop(
-        feeds
-            .subscribe(pb::SubscribeRequest {
-                consumer: "indexer".into(),
-                start: Some(Start::FromBeginning(true)),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-    );
+    create_consumer(&mut feeds, "indexer").await;
     feeds
         .ack(pb::AckRequest {
             consumer: "indexer".into(),
@@ -282,16 +243,7 @@ async fn acknowledged_writes_the_index_never_saw_are_replayed_after_sigkill() {
         acked.push(ingest.ingest(seed_variant(n)).await.unwrap().into_inner());
     }
     let mut feeds = pb::feed_service_client::FeedServiceClient::new(channel);
-    drop(
-        feeds
-            .subscribe(pb::SubscribeRequest {
-                consumer: "indexer".into(),
-                start: Some(Start::FromBeginning(true)),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-    );
+    create_consumer(&mut feeds, "indexer").await;
     feeds
         .ack(pb::AckRequest {
             consumer: "indexer".into(),
