@@ -27,6 +27,7 @@ use crate::{
         raw::feed_service_server::FeedServiceServer,
     },
     store::{AnyStore, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError},
+    traces::TraceLayer,
 };
 
 /// Settings of a running server.
@@ -50,6 +51,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
     /// Who may call what.
     pub auth: Arc<AuthPolicy>,
+    /// Whether calls open trace spans (set when traces are exported).
+    pub trace_calls: bool,
 }
 
 impl ServerConfig {
@@ -77,6 +80,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             tls: args.tls()?,
             auth: Arc::new(args.auth_policy()?),
+            trace_calls: args.otlp_endpoint.is_some(),
         })
     }
 
@@ -92,6 +96,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             auth: Arc::default(),
+            trace_calls: false,
         }
     }
 }
@@ -235,6 +240,7 @@ pub async fn serve(
         }));
     }
     let serve = builder
+        .layer(TraceLayer::new(config.trace_calls))
         .layer(MetricsLayer::new(metrics.clone()))
         .layer(AuthLayer::new(config.auth.clone(), metrics))
         .layer(OversizeLayer)

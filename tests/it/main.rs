@@ -19,3 +19,4 @@ mod replicas;
 mod security;
 mod shutdown;
 mod storage;
+mod traces;
