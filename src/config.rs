@@ -68,6 +68,11 @@ pub struct IngestArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub window: u16,
 
+    /// W3C trace context to continue (00-<trace id>-<parent id>-<flags>), so the server's spans
+    /// join the caller's trace; a new trace is started when absent.
+    #[arg(long, env = "TRACEPARENT", value_parser = crate::traces::parse_traceparent)]
+    pub traceparent: Option<String>,
+
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -372,6 +377,12 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "KHABAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// OTLP/gRPC collector to export traces to (e.g. http://127.0.0.1:4317): one span per call,
+    /// continuing the caller's W3C traceparent, with spans for validation, the durable write
+    /// and feed delivery. Off unless set.
+    #[arg(long, env = "KHABAR_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 
     /// Address for the Prometheus endpoint (plain HTTP, `GET /metrics`); none unless set.
     #[arg(long, env = "KHABAR_METRICS_LISTEN")]

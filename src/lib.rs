@@ -15,6 +15,7 @@
 //! - [`auth`]: bearer tokens and the roles they grant, checked before any service runs.
 //! - [`methods`]: the table of every gRPC method and who may call it.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
+//! - [`traces`]: spans of every call exported over OTLP, continuing the caller's trace.
 //! - [`server`]: wires store, services, health, reflection, TLS, auth and metrics together and
 //!   serves them.
 //! - [`config`]: command line and environment configuration.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod traces;
 pub mod wire;
 
 /// Code generated from the protobuf definitions in `proto/`.

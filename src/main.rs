@@ -8,10 +8,11 @@ use khabar::{
     cli,
     config::{Cli, Command, LogFormat, ServeArgs},
     server::{self, ServerConfig, Telemetry},
+    traces::TraceExport,
 };
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// mimalloc: the write path allocates on one thread and frees on another, which glibc's
 /// allocator handles with arena locks and consolidation.
@@ -43,14 +44,41 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let traces = match args
+        .otlp_endpoint
+        .as_deref()
+        .map(TraceExport::start)
+        .transpose()
+    {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match args.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+    let logs = match args.log_format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces.as_ref().map(TraceExport::layer))
+        .init();
+    if let Some(endpoint) = &args.otlp_endpoint {
+        info!(%endpoint, "exporting traces over OTLP");
     }
+    let code = run_server(args).await;
+    if let Some(traces) = traces {
+        // Exporting what is buffered blocks; the runtime keeps carrying the export meanwhile.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    code
+}
+
+async fn run_server(args: ServeArgs) -> ExitCode {
     let shutdown = shutdown_signal();
     let config = match ServerConfig::from_args(&args) {
         Ok(config) => config,

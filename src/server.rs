@@ -29,6 +29,7 @@ use crate::{
     store::{
         AnyStore, DiskFaults, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError,
     },
+    traces::TraceLayer,
 };
 
 /// Settings of a running server.
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     /// Disk failures to inject into the store: a seam for tests of a failing disk, empty
     /// otherwise.
     pub disk_faults: Arc<DiskFaults>,
+    /// Whether calls open trace spans (set when traces are exported).
+    pub trace_calls: bool,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             tls: args.tls()?,
             auth: Arc::new(args.auth_policy()?),
             disk_faults: Arc::default(),
+            trace_calls: args.otlp_endpoint.is_some(),
         })
     }
 
@@ -103,6 +107,7 @@ impl ServerConfig {
             tls: None,
             auth: Arc::default(),
             disk_faults: Arc::default(),
+            trace_calls: false,
         }
     }
 }
@@ -254,6 +259,7 @@ pub async fn serve(
         }));
     }
     let serve = builder
+        .layer(TraceLayer::new(config.trace_calls))
         .layer(MetricsLayer::new(metrics.clone()))
         .layer(AuthLayer::new(config.auth.clone(), metrics))
         .layer(OversizeLayer)

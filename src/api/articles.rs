@@ -1,6 +1,7 @@
 //! `khabar.v1.ArticleService`.
 
 use tonic::{Request, Response, Status};
+use tracing::Span;
 
 use super::convert::{self, parse_id, timestamp_draft};
 use crate::{
@@ -55,6 +56,7 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         request: Request<pb::GetArticleRequest>,
     ) -> Result<Response<pb::Article>, Status> {
         let pb::GetArticleRequest { id } = request.into_inner();
+        Span::current().record("article.id", id.as_str());
         let article = self.articles.get(parse_id("id", &id)?).await?;
         Ok(Response::new(convert::article_pb(article)))
     }
@@ -78,6 +80,7 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         request: Request<pb::RetractArticleRequest>,
     ) -> Result<Response<pb::Article>, Status> {
         let pb::RetractArticleRequest { id, reason } = request.into_inner();
+        Span::current().record("article.id", id.as_str());
         let article = self.articles.retract(parse_id("id", &id)?, &reason).await?;
         Ok(Response::new(convert::article_pb(article)))
     }

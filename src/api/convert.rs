@@ -83,6 +83,7 @@ pub fn ingest_response(receipt: IngestReceipt) -> pb::IngestResponse {
         outcome,
         content_hash,
         cursor,
+        group_size: _,
     } = receipt;
     let outcome = match outcome {
         IngestOutcome::Created => pb::IngestOutcome::Created,

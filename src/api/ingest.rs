@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{Instrument, Span, debug};
 
 use super::{convert, remap_oversize};
 use crate::{
@@ -96,6 +96,11 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
             Err(e) => Err(e),
         };
         count(&self.metrics, &result);
+        if let Ok(receipt) = &result {
+            let span = Span::current();
+            span.record("article.id", receipt.id.to_string());
+            span.record("khabar.outcome", receipt.outcome.as_str());
+        }
         Ok(Response::new(convert::ingest_response(result?)))
     }
 
@@ -112,52 +117,58 @@ impl<S: ArticleStore> IngestService for IngestApi<S> {
         // Reader: validates and queues each article before reading the next, so writes keep the
         // stream's order while up to STREAM_WINDOW of them wait for their flush together.
         let ingest = self.ingest.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = match requests.message().await {
-                    Ok(Some(request)) => match validate(request) {
-                        Ok(article) => match ingest.enqueue(article).await {
-                            Ok(pending) => InFlight::Queued(pending),
+        tokio::spawn(
+            async move {
+                loop {
+                    let next = match requests.message().await {
+                        Ok(Some(request)) => match validate(request) {
+                            Ok(article) => match ingest.enqueue(article).await {
+                                Ok(pending) => InFlight::Queued(pending),
+                                Err(e) => InFlight::Rejected(e),
+                            },
                             Err(e) => InFlight::Rejected(e),
                         },
-                        Err(e) => InFlight::Rejected(e),
-                    },
-                    Ok(None) => break,
-                    Err(status) => InFlight::StreamFailed(remap_oversize(status)),
-                };
-                let failed = matches!(next, InFlight::StreamFailed(_));
-                if in_flight_tx.send(next).await.is_err() || failed {
-                    break;
+                        Ok(None) => break,
+                        Err(status) => InFlight::StreamFailed(remap_oversize(status)),
+                    };
+                    let failed = matches!(next, InFlight::StreamFailed(_));
+                    if in_flight_tx.send(next).await.is_err() || failed {
+                        break;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
 
         // Responder: answers in request order, each once its write is durable.
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            while let Some(in_flight) = in_flight_rx.recv().await {
-                let outcome = match in_flight {
-                    InFlight::Rejected(e) => Ok(Err(e)),
-                    InFlight::Queued(pending) => Ok(pending.await.map_err(Error::from)),
-                    InFlight::StreamFailed(status) => Err(status),
-                };
-                let response = outcome.map(|result| {
-                    count(&metrics, &result);
-                    match result {
-                        Ok(receipt) => convert::ingest_response(receipt),
-                        Err(e) => rejection(e),
+        tokio::spawn(
+            async move {
+                while let Some(in_flight) = in_flight_rx.recv().await {
+                    let outcome = match in_flight {
+                        InFlight::Rejected(e) => Ok(Err(e)),
+                        InFlight::Queued(pending) => Ok(pending.await.map_err(Error::from)),
+                        InFlight::StreamFailed(status) => Err(status),
+                    };
+                    let response = outcome.map(|result| {
+                        count(&metrics, &result);
+                        match result {
+                            Ok(receipt) => convert::ingest_response(receipt),
+                            Err(e) => rejection(e),
+                        }
+                    });
+                    let failed = response.is_err();
+                    if responses_tx.send(response).await.is_err() {
+                        debug!("ingest stream client went away");
+                        break;
                     }
-                });
-                let failed = response.is_err();
-                if responses_tx.send(response).await.is_err() {
-                    debug!("ingest stream client went away");
-                    break;
-                }
-                if failed {
-                    break;
+                    if failed {
+                        break;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
 
         Ok(Response::new(ReceiverStream::new(responses_rx)))
     }

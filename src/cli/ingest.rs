@@ -20,6 +20,7 @@ use super::{
 use crate::{
     config::IngestArgs,
     pb::khabar::v1::{self as pb, IngestOutcome},
+    traces,
 };
 
 /// What the response loop handles next, in input order, with the input offset of its end.
@@ -58,6 +59,26 @@ impl std::fmt::Display for Summary {
             self.rejected,
             self.total()
         )
+    }
+}
+
+/// How long the server may take to end the stream once every answer is in.
+const STREAM_END_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the stream to its end once every item is answered, so the server ends the call with
+/// its status rather than seeing it cancelled; says what went wrong if it did not end cleanly.
+async fn finish_stream(responses: &mut tonic::Streaming<pb::IngestResponse>) -> Option<String> {
+    match tokio::time::timeout(STREAM_END_WAIT, responses.message()).await {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(_))) => Some("the server answered more items than were sent".to_owned()),
+        Ok(Err(status)) => Some(format!(
+            "the stream failed after the last answer: {}",
+            describe(&status)
+        )),
+        Err(_) => Some(format!(
+            "the server did not end the stream within {}s of the last answer",
+            STREAM_END_WAIT.as_secs()
+        )),
     }
 }
 
@@ -139,7 +160,12 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
     });
 
     let mut client = connection.ingest();
-    let mut responses = match client.ingest_stream(ReceiverStream::new(requests_rx)).await {
+    let mut call = tonic::Request::new(ReceiverStream::new(requests_rx));
+    let traceparent = args.traceparent.unwrap_or_else(traces::new_traceparent);
+    if let Ok(value) = traceparent.parse() {
+        call.metadata_mut().insert("traceparent", value);
+    }
+    let mut responses = match client.ingest_stream(call).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
             dispatcher.abort();
@@ -203,6 +229,9 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
     progress.finish();
     dispatcher.abort();
     drop(pending_rx);
+    if failure.is_none() {
+        failure = finish_stream(&mut responses).await;
+    }
 
     println!("{summary}");
     if let Some(failure) = failure {

@@ -26,6 +26,7 @@ use tokio::{
     sync::{mpsc, watch},
     time::Instant,
 };
+use tracing::{Instrument, Span, field::Empty};
 
 use crate::{
     domain::{ArticleFilter, Timestamp},
@@ -143,7 +144,8 @@ pub fn subscribe<S: ArticleStore>(
         items,
         last_sent: Instant::now(),
     };
-    tokio::spawn(subscription.run());
+    // Inside the call's span, so each delivery is traced as a child of the feed's call.
+    tokio::spawn(subscription.run().in_current_span());
     receiver
 }
 
@@ -204,7 +206,25 @@ impl<S: ArticleStore> Subscription<S> {
     }
 
     async fn deliver_batch(&mut self) -> Result<Flow, FeedEnd> {
+        let span = tracing::debug_span!(
+            target: "khabar::feed",
+            "feed.deliver",
+            khabar.after = i64::try_from(self.after).unwrap_or(i64::MAX),
+            khabar.events_read = Empty,
+            khabar.events_sent = Empty,
+        );
+        self.deliver_batch_traced(&span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn deliver_batch_traced(&mut self, span: &Span) -> Result<Flow, FeedEnd> {
         let events = self.store.read_log(self.after, READ_BATCH).await?;
+        span.record(
+            "khabar.events_read",
+            i64::try_from(events.len()).unwrap_or(0),
+        );
+        let mut sent = 0_usize;
         if events.is_empty() {
             // The head says there is more; an empty read would otherwise spin forever.
             return Err(StoreError::Corrupt {
@@ -222,10 +242,12 @@ impl<S: ArticleStore> Subscription<S> {
                 .into());
             }
             self.after = event.cursor;
-            if self.filter.matches(&event)
-                && let Flow::Stop = self.send(FeedItem::Event(event)).await?
-            {
-                return Ok(Flow::Stop);
+            if self.filter.matches(&event) {
+                sent += 1;
+                span.record("khabar.events_sent", i64::try_from(sent).unwrap_or(0));
+                if let Flow::Stop = self.send(FeedItem::Event(event)).await? {
+                    return Ok(Flow::Stop);
+                }
             }
         }
         // A long run of filtered-out history still reports progress at the heartbeat rate.

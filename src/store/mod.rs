@@ -60,6 +60,18 @@ pub enum IngestOutcome {
     CountersUpdated,
 }
 
+impl IngestOutcome {
+    /// The outcome's name as the API spells it, for logs and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Updated => "UPDATED",
+            Self::Unchanged => "UNCHANGED",
+            Self::CountersUpdated => "COUNTERS_UPDATED",
+        }
+    }
+}
+
 /// The acknowledgement of a durable ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestReceipt {
@@ -73,7 +85,25 @@ pub struct IngestReceipt {
     pub content_hash: ContentHash,
     /// Cursor of the event that produced the current version.
     pub cursor: u64,
+    /// Writes made durable together with this one, itself included (the commit group).
+    pub group_size: usize,
 }
+
+/// A write's answer, told how many writes became durable together with it.
+pub(crate) trait Durable {
+    /// Records the size of the commit group; most answers have no use for it.
+    fn made_durable_with(&mut self, _writes: usize) {}
+}
+
+impl Durable for IngestReceipt {
+    fn made_durable_with(&mut self, writes: usize) {
+        self.group_size = writes;
+    }
+}
+
+impl Durable for Article {}
+impl Durable for Consumer {}
+impl Durable for () {}
 
 /// Kind of a logged event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,8 +40,8 @@ use tracing::{debug, error};
 use ulid::Generator;
 
 use super::{
-    Consumer, DiskFaults, DiskOperation, EventHeader, EventKind, IngestOutcome, IngestReceipt,
-    LogEvent, Result, StoreError,
+    Consumer, DiskFaults, DiskOperation, Durable, EventHeader, EventKind, IngestOutcome,
+    IngestReceipt, LogEvent, Result, StoreError,
     codec::{self, Applied, ArticleHead, EventRecord, Record},
     index,
     log::{Location, Log, LogWriter},
@@ -92,17 +92,21 @@ pub enum Command {
     DeleteConsumer { name: String, reply: Reply<()> },
 }
 
-/// Delivers one command's result once its group is durable, or why it is not.
-type Answer = Box<dyn FnOnce(std::result::Result<(), &Stopped>) + Send>;
+/// Delivers one command's result once its group is durable (with the number of writes made
+/// durable together), or why it is not.
+type Answer = Box<dyn FnOnce(std::result::Result<usize, &Stopped>) + Send>;
 
 /// A result that may be delivered only once the group it belongs to is durable.
 struct Completion(Answer);
 
 impl Completion {
-    fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
+    fn new<T: Durable + Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
         Self(Box::new(move |durable| {
             let answer = match durable {
-                Ok(()) => result,
+                Ok(group_size) => result.map(|mut answer| {
+                    answer.made_durable_with(group_size);
+                    answer
+                }),
                 Err(stopped) => Err(stopped.error()),
             };
             // A caller that went away no longer needs the answer; its write is durable regardless.
@@ -110,8 +114,9 @@ impl Completion {
         }))
     }
 
-    fn deliver(self) {
-        (self.0)(Ok(()))
+    /// Answers once durable, together with `group_size` writes in all.
+    fn deliver(self, group_size: usize) {
+        (self.0)(Ok(group_size))
     }
 
     fn fail(self, stopped: &Stopped) {
@@ -507,6 +512,7 @@ impl Writer {
                 outcome,
                 content_hash: head.content_hash,
                 cursor: head.cursor,
+                group_size: 0,
             });
         }
 
@@ -700,6 +706,7 @@ fn receipt(article: &Article, outcome: IngestOutcome) -> IngestReceipt {
         outcome,
         content_hash: article.content_hash,
         cursor: article.cursor,
+        group_size: 0,
     }
 }
 
@@ -763,10 +770,11 @@ fn sync_groups(
                     advanced
                 });
                 let last_seq = pending.iter().map(|g| g.seq).max().unwrap_or(0);
+                let group_size = pending.iter().map(|g| g.completions.len()).sum();
                 pending
                     .into_iter()
                     .flat_map(|g| g.completions)
-                    .for_each(Completion::deliver);
+                    .for_each(|c| c.deliver(group_size));
                 applied_seq.store(last_seq, Ordering::Release);
             }
             Err(stopped) => {

@@ -23,3 +23,4 @@ mod replicas;
 mod security;
 mod shutdown;
 mod storage;
+mod traces;

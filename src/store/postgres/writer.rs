@@ -41,7 +41,7 @@ use super::{
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle},
     store::{
-        Consumer, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
+        Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
         writer::{Command, Reply},
     },
     wire,
@@ -209,7 +209,7 @@ pub async fn run(
                     advanced
                 });
                 debug!(commands = count, head, "group committed");
-                answers.into_iter().for_each(Answer::deliver);
+                answers.into_iter().for_each(|answer| answer.deliver(count));
             }
             Err((error, answers)) => {
                 if let StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_) = error {
@@ -231,17 +231,20 @@ fn fail_all(group: Vec<Command>, error: &StoreError) {
 }
 
 /// Sends a command's answer: its own result, or the group's failure.
-type Deliver = Box<dyn FnOnce(Option<&StoreError>) + std::marker::Send>;
+type Deliver = Box<dyn FnOnce(std::result::Result<usize, &StoreError>) + std::marker::Send>;
 
 /// A decided command: its reply and the answer it gets once the group commits.
 struct Answer(Deliver);
 
 impl Answer {
-    fn new<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
-        Self(Box::new(move |failure| {
-            let answer = match failure {
-                None => result,
-                Some(error) => Err(same_error(error)),
+    fn new<T: Durable + Send + 'static>(reply: Reply<T>, result: Result<T>) -> Self {
+        Self(Box::new(move |committed| {
+            let answer = match committed {
+                Ok(group_size) => result.map(|mut answer| {
+                    answer.made_durable_with(group_size);
+                    answer
+                }),
+                Err(error) => Err(same_error(error)),
             };
             // A caller that went away no longer needs the answer.
             let _ = reply.send(answer);
@@ -262,12 +265,13 @@ impl Answer {
         }
     }
 
-    fn deliver(self) {
-        (self.0)(None)
+    /// Answers once committed, together with `group_size` writes in all.
+    fn deliver(self, group_size: usize) {
+        (self.0)(Ok(group_size))
     }
 
     fn fail(self, error: &StoreError) {
-        (self.0)(Some(error))
+        (self.0)(Err(error))
     }
 }
 
@@ -631,6 +635,7 @@ impl Group {
                 outcome,
                 content_hash: head.content_hash,
                 cursor: head.cursor,
+                group_size: 0,
             };
             if outcome == IngestOutcome::CountersUpdated {
                 self.mark_dirty(id);
@@ -759,6 +764,7 @@ fn receipt(article: &Article, outcome: IngestOutcome) -> IngestReceipt {
         outcome,
         content_hash: article.content_hash,
         cursor: article.cursor,
+        group_size: 0,
     }
 }
 
