@@ -2,8 +2,10 @@
 //! them durably in sled and appends every change to an ordered log that feeds are served from.
 //!
 //! # Layout
-//! - [`domain`]: the article model, its validation and text normalization. Knows nothing of
-//!   gRPC or storage.
+//! - [`domain`]: the article model, its validation and text normalization, editorial metadata
+//!   (embargo, status from the sender, urgency, rights, associations) and the embargo schedule.
+//!   Knows nothing of gRPC or storage.
+//! - [`ninjs`]: articles as IPTC ninjs 2.1 JSON and back.
 //! - [`store`]: the [`store::ArticleStore`] interface and its sled implementation: key layout,
 //!   on-disk records, the single writer with group commit, listings and the log.
 //! - [`feed`]: subscriptions to the log: catch-up and live tail through one read path,
@@ -36,6 +38,7 @@ pub mod feed;
 pub mod fuzzing;
 pub mod methods;
 pub mod metrics;
+pub mod ninjs;
 pub mod server;
 pub mod service;
 pub mod store;

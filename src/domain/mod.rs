@@ -2,6 +2,8 @@
 //! about gRPC or about how articles are stored.
 
 mod article;
+pub mod editorial;
+pub mod embargo;
 mod filter;
 mod text;
 mod time;
