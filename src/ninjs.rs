@@ -328,7 +328,10 @@ pub struct NinjsImport {
 /// khabar's fields are checked afterwards by validating the drafts.
 pub fn from_ninjs(value: &Value) -> Result<NinjsImport, Vec<Violation>> {
     let Some(object) = value.as_object() else {
-        return Err(vec![violation("", "must be a JSON object (one ninjs item)")]);
+        return Err(vec![violation(
+            "",
+            "must be a JSON object (one ninjs item)",
+        )]);
     };
     let mut r = Reader::default();
     for (key, v) in object {
@@ -698,7 +701,10 @@ impl Reader {
                 if !literal.is_empty() {
                     self.dropped(format!("{path}.literal"));
                 }
-                self.import.article.info_sources.push(InfoSourceDraft { name, uri, role });
+                self.import
+                    .article
+                    .info_sources
+                    .push(InfoSourceDraft { name, uri, role });
             }
         }
     }
@@ -737,7 +743,10 @@ impl Reader {
             if role.starts_with(RESERVED_ROLE_PREFIX) {
                 continue;
             }
-            self.import.editorial.alt_ids.push(AltIdDraft { role, value });
+            self.import
+                .editorial
+                .alt_ids
+                .push(AltIdDraft { role, value });
         }
     }
 
@@ -942,8 +951,18 @@ mod tests {
             "usageterms": "لا يُنشر قبل موعد الحظر.",
             "versioncreated": "2016-07-01T10:00:00.250Z"
         });
-        assert_eq!(out, expected, "{}", serde_json::to_string_pretty(&out).unwrap());
-        let keys: Vec<&str> = out.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            out,
+            expected,
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap()
+        );
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(&keys[..4], ["uri", "type", "standard", "version"]);
         for key in &keys {
             assert!(NINJS_2_1_PROPERTIES.contains(key), "{key}");
@@ -1006,7 +1025,9 @@ mod tests {
         assert_eq!(rfc3339(at(0, 1)), "1970-01-01T00:00:00.000000001Z");
         assert_eq!(rfc3339(at(-1, 500_000_000)), "1969-12-31T23:59:59.500Z");
         let mut r = Reader::default();
-        let t = r.time("t", &json!("2016-07-01T12:00:00.123+03:00")).unwrap();
+        let t = r
+            .time("t", &json!("2016-07-01T12:00:00.123+03:00"))
+            .unwrap();
         assert_eq!((t.seconds, t.nanos), (1_467_363_600, 123_000_000));
     }
 
@@ -1108,7 +1129,10 @@ mod tests {
         );
         assert!(found[0].1.contains("\"headlines\""), "{found:?}");
         assert!(found[1].1.contains("\"bodies\""), "{found:?}");
-        assert!(found[4].1.contains("from 1 (most urgent) to 9"), "{found:?}");
+        assert!(
+            found[4].1.contains("from 1 (most urgent) to 9"),
+            "{found:?}"
+        );
         assert!(from_ninjs(&json!({"type": "text"})).unwrap_err()[0].field == "uri");
         assert!(from_ninjs(&json!([])).is_err());
     }

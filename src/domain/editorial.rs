@@ -552,8 +552,12 @@ impl Check {
         let located = self.line("located", &located, false, MAX_NAME_CHARS);
         let copyright_holder =
             self.line("copyright_holder", &copyright_holder, false, MAX_NAME_CHARS);
-        let copyright_notice =
-            self.line("copyright_notice", &copyright_notice, false, MAX_NOTICE_CHARS);
+        let copyright_notice = self.line(
+            "copyright_notice",
+            &copyright_notice,
+            false,
+            MAX_NOTICE_CHARS,
+        );
         let usage_terms = self.block("usage_terms", usage_terms, MAX_TERMS_CHARS);
         let alt_ids = self.alt_ids(alt_ids);
         let associations = self.associations(associations);
@@ -1249,10 +1253,7 @@ mod tests {
         over.usage_terms = "ش".repeat(MAX_TERMS_CHARS + 1);
         over.copyright_notice = "©".repeat(MAX_NOTICE_CHARS + 1);
         over.ed_note = "x\u{0007}".into();
-        assert_eq!(
-            fields(over),
-            ["copyright_notice", "usage_terms", "ed_note"]
-        );
+        assert_eq!(fields(over), ["copyright_notice", "usage_terms", "ed_note"]);
     }
 
     #[test]
@@ -1275,7 +1276,10 @@ mod tests {
 
     #[test]
     fn relations_are_tokens_not_a_closed_list() {
-        for ok in rel::DOCUMENTED.into_iter().chain(["featureimage", "part-2-of"]) {
+        for ok in rel::DOCUMENTED
+            .into_iter()
+            .chain(["featureimage", "part-2-of"])
+        {
             assert!(is_rel_token(ok), "{ok}");
         }
         for bad in [
@@ -1391,7 +1395,14 @@ mod tests {
         use Visibility as V;
         let cases = [
             (None, Usable, None, V::Visible),
-            (later, Usable, None, V::Embargoed { until: at(NOW + 60) }),
+            (
+                later,
+                Usable,
+                None,
+                V::Embargoed {
+                    until: at(NOW + 60),
+                },
+            ),
             (Some(now()), Usable, None, V::Visible),
             (earlier, Usable, None, V::Visible),
             (None, Usable, earlier, V::Expired),

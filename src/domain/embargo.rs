@@ -503,10 +503,14 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(released_rx.try_recv().is_err(), "one second early");
         clock.advance_seconds(1);
-        let first = tokio::time::timeout(wait, released_rx.recv()).await.unwrap();
+        let first = tokio::time::timeout(wait, released_rx.recv())
+            .await
+            .unwrap();
         assert_eq!(first, Some(pending(1, 1, T0 + 60)));
         clock.advance_seconds(600);
-        let second = tokio::time::timeout(wait, released_rx.recv()).await.unwrap();
+        let second = tokio::time::timeout(wait, released_rx.recv())
+            .await
+            .unwrap();
         assert_eq!(second, Some(pending(2, 1, T0 + 120)));
         tokio::time::timeout(wait, timer).await.unwrap().unwrap();
         assert!(lock(&schedule).is_empty());
