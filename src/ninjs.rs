@@ -440,10 +440,10 @@ impl Reader {
     /// The object at `field`, with each of its properties: those in `known` are returned by
     /// name, the others are listed as not carried when ninjs defines them (`defined`), refused
     /// otherwise.
-    fn object<'v>(
+    fn object(
         &mut self,
         field: &str,
-        v: &'v Value,
+        v: &Value,
         known: &[&str],
         defined: &[&str],
     ) -> Option<Map<String, Value>> {

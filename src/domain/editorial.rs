@@ -674,13 +674,13 @@ impl Check {
                 "\"genre:Analysis\" or \"http://cv.iptc.org/newscodes/genre/Analysis\"",
             );
             let name = self.line(&format!("genres[{i}].name"), &g.name, false, MAX_NAME_CHARS);
-            if !code.is_empty() {
-                if let Some(first) = out.iter().position(|seen| seen.code == code) {
-                    self.fail(
-                        format!("genres[{i}].code"),
-                        format!("repeats genres[{first}].code {}", quoted(&code)),
-                    );
-                }
+            if !code.is_empty()
+                && let Some(first) = out.iter().position(|seen| seen.code == code)
+            {
+                self.fail(
+                    format!("genres[{i}].code"),
+                    format!("repeats genres[{first}].code {}", quoted(&code)),
+                );
             }
             out.push(Genre { code, name });
         }
@@ -712,13 +712,13 @@ impl Check {
                 true,
                 MAX_ALT_ID_VALUE_CHARS,
             );
-            if !role.is_empty() && !value.is_empty() {
-                if let Some(first) = out
+            if !role.is_empty()
+                && !value.is_empty()
+                && let Some(first) = out
                     .iter()
                     .position(|seen| seen.role == role && seen.value == value)
-                {
-                    self.fail(format!("alt_ids[{i}]"), format!("repeats alt_ids[{first}]"));
-                }
+            {
+                self.fail(format!("alt_ids[{i}]"), format!("repeats alt_ids[{first}]"));
             }
             out.push(AltId { role, value });
         }
