@@ -9,7 +9,7 @@ use tokio::{
 };
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
@@ -22,12 +22,13 @@ use crate::{
         self,
         khabar::v1::{
             article_service_server::ArticleServiceServer,
-            ingest_service_server::IngestServiceServer,
+            ingest_service_server::{self, IngestServiceServer},
         },
         raw::feed_service_server::FeedServiceServer,
     },
     store::{
-        AnyStore, DiskFaults, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError,
+        AnyStore, ArticleStore, DiskFaults, PostgresConfig, PostgresStore, SledStore,
+        SledStoreConfig, StoreError,
     },
     traces::TraceLayer,
 };
@@ -224,6 +225,10 @@ pub async fn serve(
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
+    let stopped_watch = tokio::spawn(report_stopped_writes(
+        store.writes_stopped(),
+        health_reporter.clone(),
+    ));
 
     match listener.local_addr() {
         Ok(addr) => info!(
@@ -296,6 +301,7 @@ pub async fn serve(
         () = grace_over => warn!("shutdown grace period over; dropping the calls still open"),
     }
     info!("server stopped; closing the store");
+    stopped_watch.abort();
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = tokio::time::timeout(config.shutdown_grace, task).await;
@@ -324,6 +330,24 @@ async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
         })?;
     info!(data_dir = %config.data_dir.display(), "embedded store opened");
     Ok(AnyStore::Embedded(store))
+}
+
+/// Once the store stops taking writes, reports the server and its ingest service NOT_SERVING:
+/// reads and feeds still work, but only a restart brings writes back, and health checks are
+/// what orchestrators restart on.
+async fn report_stopped_writes(
+    mut stopped: watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+) {
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        return;
+    }
+    error!("the store stopped taking writes; health is NOT_SERVING until khabar is restarted");
+    for service in ["", ingest_service_server::SERVICE_NAME] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// Services whose health is reported, "" being the server as a whole.

@@ -294,6 +294,12 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
     /// Watches the highest durable cursor (0 while the log is empty).
     fn durable_head(&self) -> watch::Receiver<u64>;
 
+    /// Turns true if the store stops taking writes for good (a failed disk); a store that only
+    /// ever fails one call at a time never turns it.
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
+
     /// The highest durable cursor now. A store shared by several servers asks its database, so
     /// that a cursor acknowledged through another server is already within the head.
     fn head(&self) -> impl Future<Output = Result<u64>> + Send {
@@ -443,6 +449,13 @@ impl ArticleStore for AnyStore {
         match self {
             Self::Embedded(s) => s.first_cursor_at(time).await,
             Self::Postgres(s) => s.first_cursor_at(time).await,
+        }
+    }
+
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        match self {
+            Self::Embedded(s) => s.writes_stopped(),
+            Self::Postgres(s) => s.writes_stopped(),
         }
     }
 

@@ -99,6 +99,7 @@ struct Inner {
     queued_bytes: Arc<tokio::sync::Semaphore>,
     queued_kib: usize,
     durable_head: watch::Receiver<u64>,
+    writes_stopped: watch::Receiver<bool>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -140,6 +141,8 @@ impl SledStore {
         let queued_kib = config.queued_bytes.div_ceil(1024).max(1);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
+        let failure = Failure::default();
+        let writes_stopped = failure.watch();
         let write_path = writer::spawn(
             WriterStart {
                 db: db.clone(),
@@ -149,7 +152,7 @@ impl SledStore {
                 head,
                 last_recorded_at,
                 recent: recent.clone(),
-                failure: Failure::default(),
+                failure,
                 checkpoint_interval: config.checkpoint_interval,
                 faults: config.faults.clone(),
             },
@@ -173,6 +176,7 @@ impl SledStore {
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(queued_kib)),
                 queued_kib,
                 durable_head: head_rx,
+                writes_stopped,
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads: write_path.threads,
             }),
@@ -347,6 +351,10 @@ impl ArticleStore for SledStore {
 
     fn durable_head(&self) -> watch::Receiver<u64> {
         self.inner.durable_head.clone()
+    }
+
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        self.inner.writes_stopped.clone()
     }
 
     async fn ensure_consumer(&self, name: String, start_after: u64) -> Result<Consumer> {

@@ -181,8 +181,44 @@ struct Group {
     completions: Vec<Completion>,
 }
 
-/// Set once when the store stops taking writes; read by every thread.
-pub type Failure = Arc<OnceLock<Stopped>>;
+/// Set once when the store stops taking writes; read by every thread, watched by the server
+/// (whose health turns NOT_SERVING, so that an orchestrator restarts it).
+#[derive(Debug, Clone)]
+pub struct Failure(Arc<FailureState>);
+
+#[derive(Debug)]
+struct FailureState {
+    stopped: OnceLock<Stopped>,
+    watch: watch::Sender<bool>,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Self(Arc::new(FailureState {
+            stopped: OnceLock::new(),
+            watch: watch::Sender::new(false),
+        }))
+    }
+}
+
+impl Failure {
+    /// Why the store stopped, if it did.
+    pub fn get(&self) -> Option<&Stopped> {
+        self.0.stopped.get()
+    }
+
+    /// Records why the store stopped; the first reason stays.
+    pub fn set(&self, stopped: Stopped) {
+        if self.0.stopped.set(stopped).is_ok() {
+            self.0.watch.send_replace(true);
+        }
+    }
+
+    /// Turns true once the store has stopped taking writes.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.0.watch.subscribe()
+    }
+}
 
 /// What the threads of the write path share with the store.
 pub struct WritePath {
@@ -426,7 +462,7 @@ impl Writer {
     fn fail_store(&self, e: &StoreError) -> Stopped {
         error!(error = %e, "writing to the log failed; the store stops taking writes");
         let stopped = Stopped::after("writing to the log", e);
-        let _ = self.failure.set(stopped.clone());
+        self.failure.set(stopped.clone());
         self.failure.get().cloned().unwrap_or(stopped)
     }
 
@@ -778,7 +814,7 @@ fn sync_groups(
                 applied_seq.store(last_seq, Ordering::Release);
             }
             Err(stopped) => {
-                let _ = failure.set(stopped.clone());
+                failure.set(stopped.clone());
                 pending
                     .into_iter()
                     .flat_map(|g| g.completions)
@@ -878,7 +914,7 @@ fn checkpoints(
                 Err(e) => {
                     // The log still holds every write; only the replay at start-up grows.
                     error!(error = %e, "index checkpoint failed; the store stops taking writes");
-                    let _ = failure.set(Stopped::after("an index checkpoint", &e));
+                    failure.set(Stopped::after("an index checkpoint", &e));
                 }
             }
         }
