@@ -317,8 +317,7 @@ fn canonical_path(path: &str) -> String {
     }
     // Each rule can expose another (`/a/amp/index.html`), so they repeat until none applies;
     // every round shortens the path, which bounds the loop.
-    loop {
-        let Some(last) = segments.last() else { break };
+    while let Some(last) = segments.last() {
         if last.eq_ignore_ascii_case("amp") || is_index_document(last) {
             segments.pop();
         } else if let Some(stripped) = strip_amp_extension(last) {
