@@ -95,7 +95,7 @@ pub struct LookupStats {
     pub lookups: u64,
     /// Postings visited while walking the keys' chains.
     pub postings_visited: u64,
-    /// Entries found under at least one key, in the window and created earlier.
+    /// Entries found under at least one key, in the window and filed earlier.
     pub candidates: u64,
     /// Candidates whose similarity was computed.
     pub scored: u64,
@@ -111,7 +111,7 @@ struct Entry {
     published: i64,
     /// The full `published_at`, for the eviction order.
     published_at: Timestamp,
-    /// Order of creation: an article is only ever linked to one created before it.
+    /// Order of filing: an article is only ever linked to one filed before it.
     seq: u64,
     lead: u128,
     lead_keys: [u32; LEAD_KEYS],
@@ -133,10 +133,12 @@ const UNLINKED: Link = Link {
 /// The articles of the last window and their stories (see the module documentation).
 ///
 /// The same sequence of calls always gives the same assignments. The state after a sequence of
-/// calls depends only on the entries present, the order in which they were last filed, and the
-/// newest `published_at` seen, so an index rebuilt by [`StoryIndex::restore`] of the present
-/// entries in the order of their last version (and [`StoryIndex::advance`] to the newest
-/// `published_at` of the log) assigns the next articles exactly as the original would have.
+/// calls depends only on the entries present (with their stories), the order in which they were
+/// last filed (by [`StoryIndex::assign`], [`StoryIndex::update`] or [`StoryIndex::restore`]),
+/// and the newest `published_at` seen, so an index rebuilt by [`StoryIndex::restore`] of the
+/// present entries in the order of their last version (and [`StoryIndex::advance`] to the
+/// newest `published_at` of the log) assigns the next articles exactly as the original would
+/// have.
 #[derive(Debug)]
 pub struct StoryIndex {
     config: StoryConfig,
@@ -220,9 +222,9 @@ impl StoryIndex {
         self.newest
     }
 
-    /// Assigns a new article: links it to the most similar article held, created before it,
-    /// published within the window of it, whose similarity reaches the threshold, and takes
-    /// that article's story; otherwise it starts its own story. Ties go to the article created
+    /// Assigns a new article: links it to the most similar article held (all were filed before
+    /// it) published within the window of it, whose similarity reaches the threshold, and takes
+    /// that article's story; otherwise it starts its own story. Ties go to the article filed
     /// first. The article is then held (unless it is already older than the window before the
     /// newest `published_at` seen, in which case it is evicted at once).
     ///
@@ -246,21 +248,25 @@ impl StoryIndex {
     }
 
     /// Assigns a new version of a held article (an update re-fingerprints it). Its old entry is
-    /// replaced; it is compared, as when it was created, with the articles created before it.
-    /// It keeps its story if it still reaches the threshold with an article of that story
-    /// (linked to the most similar of them), else it joins the story of the most similar
-    /// article that does, else it starts its own story. Articles that joined its story earlier
-    /// keep their assignments: nothing already assigned is rewritten. An article not held is
-    /// assigned as new.
+    /// taken out and the new version is filed as the latest arrival: it is compared with every
+    /// other article held, including those filed after its first version (so `duplicate_of` may
+    /// name an article published later, such as a copy of it). It keeps its story if it still
+    /// reaches the threshold with an article of that story (linked to the most similar of
+    /// them), else it joins the story of the most similar article that does, else it starts its
+    /// own story (its own id). Articles that joined its story earlier keep their assignments:
+    /// nothing already assigned is rewritten. An article not held is assigned as new.
     pub fn update(
         &mut self,
         article: ArticleId,
         published_at: Timestamp,
         fingerprint: &Fingerprint,
     ) -> Assignment {
-        let Some((seq, story)) = self.take(article) else {
+        let Some((_, story)) = self.take(article) else {
             return self.assign(article, published_at, fingerprint);
         };
+        // Filed as the latest arrival, as a rebuild in the order of last versions files it.
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let assignment = self.best_match(article, published_at, fingerprint, seq, Some(story));
         self.stats.lookups += 1;
         self.insert(article, published_at, fingerprint, assignment.story_id, seq);
@@ -270,8 +276,8 @@ impl StoryIndex {
 
     /// Holds an article whose story is already known, as when rebuilding the index from stored
     /// fingerprints: replays of the live articles in cursor order of their last version give
-    /// the index the state it had. An article already held is replaced and keeps its place in
-    /// creation order.
+    /// the index the state it had. An article already held is replaced, filed as the latest
+    /// arrival.
     pub fn restore(
         &mut self,
         article: ArticleId,
@@ -279,14 +285,9 @@ impl StoryIndex {
         fingerprint: &Fingerprint,
         story_id: ArticleId,
     ) {
-        let seq = match self.take(article) {
-            Some((seq, _)) => seq,
-            None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                seq
-            }
-        };
+        self.take(article);
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.insert(article, published_at, fingerprint, story_id, seq);
         self.advance(published_at);
     }
@@ -395,7 +396,7 @@ impl StoryIndex {
         }
         self.stats.candidates += candidates.len() as u64;
         candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
-        // The best-supported candidates, the earliest created first among equals.
+        // The best-supported candidates, the earliest filed first among equals.
         candidates.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         candidates.truncate(MAX_SCORED);
         self.stats.scored += candidates.len() as u64;
@@ -538,7 +539,7 @@ impl StoryIndex {
         }
     }
 
-    /// Removes a held article; returns its creation order and story.
+    /// Removes a held article; returns its filing order and story.
     fn take(&mut self, article: ArticleId) -> Option<(u64, ArticleId)> {
         let slot = self.by_id.remove(&article)?;
         let entry = self.entries[slot as usize].take()?;
@@ -724,5 +725,335 @@ impl Hasher for FoldHasher {
         self.0 = (self.0 ^ value)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .rotate_left(29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ulid::Ulid;
+
+    use super::*;
+
+    const DAY: i64 = 24 * 60 * 60;
+    const T0: i64 = 1_700_000_000;
+
+    fn id(n: u64) -> ArticleId {
+        ArticleId::from_ulid(Ulid(u128::from(n) << 20 | 0x5EED))
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::new(seconds, 0).expect("in range")
+    }
+
+    /// A text of `words` made-up Arabic words, different for every `seed`.
+    fn text(seed: u64, words: usize) -> String {
+        const LETTERS: [char; 12] = ['ب', 'ت', 'س', 'ش', 'ع', 'ف', 'ق', 'ل', 'م', 'ن', 'ر', 'د'];
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut out = Vec::with_capacity(words);
+        for _ in 0..words {
+            let mut word = String::new();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                word.push(LETTERS[(state % LETTERS.len() as u64) as usize]);
+            }
+            out.push(word);
+        }
+        out.join(" ")
+    }
+
+    /// The stored form of [`article`], as a store would persist it.
+    fn article_bytes(seed: u64) -> Vec<u8> {
+        article(seed).to_bytes()
+    }
+
+    fn article(seed: u64) -> Fingerprint {
+        Fingerprint::of_article(&text(seed + 1_000, 8), &text(seed, 300))
+    }
+
+    #[test]
+    fn a_copy_joins_the_story_of_its_original() {
+        let mut index = StoryIndex::default();
+        let first = index.assign(id(1), at(T0), &article(1));
+        assert_eq!(first, Assignment::alone(id(1)));
+        let other = index.assign(id(2), at(T0 + 60), &article(2));
+        assert_eq!(other, Assignment::alone(id(2)));
+
+        let copy = index.assign(id(3), at(T0 + 120), &article(1));
+        assert_eq!(copy.story_id, id(1));
+        assert_eq!(copy.duplicate_of, Some(id(1)));
+        assert_eq!(copy.similarity, 1.0);
+
+        // A copy of the copy is linked to the earliest of the two equals and keeps the story.
+        let again = index.assign(id(4), at(T0 + 180), &article(1));
+        assert_eq!(again.story_id, id(1));
+        assert_eq!(again.duplicate_of, Some(id(1)));
+        assert_eq!(index.story_of(id(4)), Some(id(1)));
+        assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn the_most_similar_earlier_article_wins_and_gives_its_story() {
+        let body = text(7, 300);
+        let words: Vec<&str> = body.split(' ').collect();
+        let replaced = |from: usize, to: usize, seed: u64| {
+            let other = text(seed, to - from);
+            let mut out: Vec<&str> = words.clone();
+            out.splice(from..to, other.split(' '));
+            Fingerprint::of_article("", &out.join(" "))
+        };
+        let mut index = StoryIndex::default();
+        // Two stories held: the text with its last fifth rewritten, then the text itself.
+        let rewritten_end = replaced(240, 300, 70);
+        index.restore(id(1), at(T0), &rewritten_end, id(1));
+        index.assign(id(2), at(T0 + 1), &article(8));
+        index.restore(
+            id(3),
+            at(T0 + 2),
+            &Fingerprint::of_article("", &body),
+            id(3),
+        );
+        // The text with two words changed is like both, most like the second.
+        let edited = replaced(150, 152, 71);
+        let linked = index.assign(id(4), at(T0 + 3), &edited);
+        assert_eq!(linked.duplicate_of, Some(id(3)), "{linked:?}");
+        assert_eq!(linked.story_id, id(3));
+        assert!(
+            linked.similarity > 0.9 && linked.similarity < 1.0,
+            "{linked:?}"
+        );
+        let to_first = edited.similarity(&rewritten_end);
+        assert!(
+            to_first >= DEFAULT_THRESHOLD && to_first < linked.similarity,
+            "{to_first}"
+        );
+    }
+
+    #[test]
+    fn the_threshold_and_the_window_bound_links() {
+        let never = StoryConfig {
+            threshold: 1.01,
+            ..StoryConfig::default()
+        };
+        let mut index = StoryIndex::new(never);
+        index.assign(id(1), at(T0), &article(1));
+        assert_eq!(
+            index.assign(id(2), at(T0), &article(1)),
+            Assignment::alone(id(2))
+        );
+
+        let mut index = StoryIndex::default();
+        index.assign(id(1), at(T0), &article(1));
+        // Published more than the window after: not linked (and the first is evicted).
+        let late = index.assign(id(2), at(T0 + 7 * DAY + 1), &article(1));
+        assert_eq!(late, Assignment::alone(id(2)));
+        assert!(!index.contains(id(1)));
+        // Published earlier than a held article but within the window: linked, both ways.
+        let early = index.assign(id(3), at(T0 + 2), &article(1));
+        assert_eq!(early.duplicate_of, Some(id(2)));
+    }
+
+    #[test]
+    fn entries_older_than_the_window_are_evicted() {
+        let config = StoryConfig {
+            window: Duration::from_secs(2 * DAY as u64),
+            ..StoryConfig::default()
+        };
+        let mut index = StoryIndex::new(config);
+        for n in 0..10 {
+            index.assign(id(n), at(T0 + n as i64 * DAY / 2), &article(n));
+        }
+        // The newest is at 4.5 days: those before 2.5 days are gone.
+        assert_eq!(index.newest(), Some(at(T0 + 9 * DAY / 2)));
+        assert_eq!(index.len(), 5);
+        assert!((0..5).all(|n| !index.contains(id(n))));
+        assert!((5..10).all(|n| index.contains(id(n))));
+        // An article older than the window is assigned, then not held.
+        let stale = index.assign(id(20), at(T0), &article(9));
+        assert_eq!(stale, Assignment::alone(id(20)));
+        // Time moves on without an article: everything goes.
+        index.advance(at(T0 + 30 * DAY));
+        assert!(index.is_empty());
+        // A copy of an evicted article starts its own story.
+        let copy = index.assign(id(21), at(T0 + 30 * DAY), &article(9));
+        assert_eq!(copy, Assignment::alone(id(21)));
+    }
+
+    #[test]
+    fn a_removed_article_is_forgotten() {
+        let mut index = StoryIndex::default();
+        index.assign(id(1), at(T0), &article(1));
+        let copy = index.assign(id(2), at(T0 + 1), &article(1));
+        assert_eq!(copy.story_id, id(1));
+        assert!(index.remove(id(1)));
+        assert!(!index.remove(id(1)));
+        assert!(!index.contains(id(1)));
+        // The copy stays in the first article's story; a third copy is linked to it.
+        let third = index.assign(id(3), at(T0 + 2), &article(1));
+        assert_eq!(third.duplicate_of, Some(id(2)));
+        assert_eq!(third.story_id, id(1));
+        assert!(index.remove(id(2)) && index.remove(id(3)));
+        assert!(index.is_empty());
+        assert_eq!(
+            index.assign(id(4), at(T0 + 3), &article(1)),
+            Assignment::alone(id(4))
+        );
+    }
+
+    #[test]
+    fn an_updated_article_is_assigned_again() {
+        let mut index = StoryIndex::default();
+        index.assign(id(1), at(T0), &article(1));
+        index.assign(id(2), at(T0 + 1), &article(2));
+        let copy = index.assign(id(3), at(T0 + 2), &article(1));
+        assert_eq!(copy.story_id, id(1));
+
+        // Still the same text: it keeps its story.
+        let same = index.update(id(3), at(T0 + 2), &article(1));
+        assert_eq!(same.story_id, id(1));
+        assert_eq!(same.duplicate_of, Some(id(1)));
+        // Rewritten as a copy of the second article: it joins that story.
+        let moved = index.update(id(3), at(T0 + 2), &article(2));
+        assert_eq!(moved.story_id, id(2));
+        assert_eq!(moved.duplicate_of, Some(id(2)));
+        assert_eq!(index.story_of(id(3)), Some(id(2)));
+        // Rewritten as something new: it starts its own story.
+        let alone = index.update(id(3), at(T0 + 2), &article(3));
+        assert_eq!(alone, Assignment::alone(id(3)));
+        assert_eq!(index.len(), 3);
+        // assign of a held article is an update; update of an unknown one is an assignment.
+        assert_eq!(index.assign(id(3), at(T0 + 2), &article(1)).story_id, id(1));
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.update(id(4), at(T0 + 3), &article(2)).story_id, id(2));
+        assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn an_update_prefers_its_own_story() {
+        let mut index = StoryIndex::default();
+        // Two stories with the same text (the second came after the first was evicted and
+        // restored elsewhere): the third article is in the second story.
+        index.restore(id(1), at(T0), &article(1), id(1));
+        index.restore(id(2), at(T0 + 1), &article(1), id(2));
+        index.restore(id(3), at(T0 + 2), &article(5), id(2));
+        // Updated to the shared text, it stays in its own story although the first is older.
+        let updated = index.update(id(3), at(T0 + 2), &article(1));
+        assert_eq!(updated.story_id, id(2));
+        assert_eq!(updated.duplicate_of, Some(id(2)));
+        // A new article with that text goes to the earliest filed.
+        assert_eq!(
+            index.assign(id(4), at(T0 + 3), &article(1)).duplicate_of,
+            Some(id(1))
+        );
+    }
+
+    #[test]
+    fn empty_texts_are_never_linked() {
+        let mut index = StoryIndex::default();
+        let empty = Fingerprint::of_article("", "");
+        assert_eq!(
+            index.assign(id(1), at(T0), &empty),
+            Assignment::alone(id(1))
+        );
+        assert_eq!(
+            index.assign(id(2), at(T0), &empty),
+            Assignment::alone(id(2))
+        );
+        assert_eq!(index.len(), 2);
+        assert!(index.remove(id(1)));
+    }
+
+    /// What one call of a [`scenario`] filed: the article, its `published_at`, the text it was
+    /// given and where it went.
+    type Filed = (ArticleId, Timestamp, u64, Assignment);
+
+    /// A run of assignments, updates, removals and time passing over texts that copy each
+    /// other; returns every assignment.
+    fn scenario(index: &mut StoryIndex, calls: u64) -> Vec<Filed> {
+        let mut out = Vec::new();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in 0..calls {
+            let when = at(T0 + (n as i64) * DAY / 8);
+            let text = next() % 12;
+            match next() % 10 {
+                0 if n > 0 => {
+                    index.remove(id(next() % n));
+                }
+                1 if n > 0 => {
+                    let target = id(next() % n);
+                    if index.contains(target) {
+                        let assignment = index.update(target, when, &article(text));
+                        out.push((target, when, text, assignment));
+                    }
+                }
+                _ => out.push((id(n), when, text, index.assign(id(n), when, &article(text)))),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn assignment_is_deterministic() {
+        let mut a = StoryIndex::default();
+        let mut b = StoryIndex::default();
+        let first = scenario(&mut a, 300);
+        let second = scenario(&mut b, 300);
+        assert_eq!(first, second);
+        // Copies were found, stories span several articles, and eviction happened.
+        assert!(first.iter().filter(|f| f.3.duplicate_of.is_some()).count() > 100);
+        assert!(a.len() < 300 && a.len() == b.len());
+        assert_eq!(a.memory_bytes(), b.memory_bytes());
+    }
+
+    #[test]
+    fn a_rebuilt_index_assigns_as_the_original_would() {
+        let mut original = StoryIndex::default();
+        let history = scenario(&mut original, 200);
+        // What a store keeps: for each live article, its last version, in the order written.
+        let mut last: Vec<Filed> = Vec::new();
+        for filed in history {
+            last.retain(|f| f.0 != filed.0);
+            last.push(filed);
+        }
+        let mut rebuilt = StoryIndex::default();
+        for (article, published_at, text, assignment) in &last {
+            // Removed or evicted articles are not replayed (an evicted one would be evicted
+            // again at once).
+            if original.contains(*article) {
+                let fingerprint = Fingerprint::from_bytes(&article_bytes(*text)).expect("valid");
+                rebuilt.restore(*article, *published_at, &fingerprint, assignment.story_id);
+            }
+        }
+        rebuilt.advance(original.newest().expect("articles were seen"));
+        assert_eq!(rebuilt.len(), original.len());
+        for n in 0..40u64 {
+            let when = at(T0 + 25 * DAY + n as i64 * 600);
+            let text = n % 14;
+            let a = original.assign(id(10_000 + n), when, &article(text));
+            let b = rebuilt.assign(id(10_000 + n), when, &article(text));
+            assert_eq!(a, b, "article {n}");
+        }
+    }
+
+    #[test]
+    fn memory_is_accounted_per_entry() {
+        let mut index = StoryIndex::default();
+        let empty = index.memory_bytes();
+        for n in 0..2_000 {
+            index.assign(id(n), at(T0 + n as i64), &article(n));
+        }
+        let per_entry = (index.memory_bytes() - empty) / 2_000;
+        // The sketch (512 bytes), the postings (8 bytes per key) and the entry itself.
+        assert!(
+            (800..1_400).contains(&per_entry),
+            "{per_entry} bytes per entry"
+        );
     }
 }
