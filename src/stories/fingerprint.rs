@@ -24,6 +24,8 @@ use super::boilerplate::strip_furniture;
 pub const SHINGLE_WORDS: usize = 3;
 /// Number of shingle hashes a fingerprint keeps.
 pub const SKETCH_SIZE: usize = 128;
+// The lead flags are one bit per sketch value in a u128.
+const _: () = assert!(SKETCH_SIZE <= 128);
 /// Words at the start of the body that make its lead.
 pub const LEAD_WORDS: usize = 50;
 /// Min-hashes of the lead kept to find copies that share the lead.
@@ -400,26 +402,30 @@ fn containment(a: SketchView<'_>, b: SketchView<'_>) -> (Option<Sample>, Option<
     let Some(&last) = b.sketch.last() else {
         return (None, None);
     };
-    let limit = if b.is_complete() { u32::MAX } else { last };
-    let (mut samples, mut hits, mut lead_samples, mut lead_hits) = (0, 0, 0, 0);
-    let mut cut = false;
-    let mut j = 0;
-    for (i, &value) in a.sketch.iter().enumerate() {
-        if value > limit {
-            cut = true;
-            break;
-        }
-        while j < b.sketch.len() && b.sketch[j] < value {
-            j += 1;
-        }
-        let hit = usize::from(b.sketch.get(j) == Some(&value));
-        samples += 1;
+    let answered = if b.is_complete() {
+        a.sketch.len()
+    } else {
+        a.sketch.partition_point(|&value| value <= last)
+    };
+    let cut = answered < a.sketch.len();
+    let values = &a.sketch[..answered];
+    // Both sketches ascend strictly: one merge finds the shared values. Written without
+    // branches on the values, which are random, so that the processor never guesses wrong.
+    let (mut i, mut j, mut hits, mut lead_hits) = (0, 0, 0, 0);
+    while i < values.len() && j < b.sketch.len() {
+        let (x, y) = (values[i], b.sketch[j]);
+        let hit = usize::from(x == y);
         hits += hit;
-        if a.lead & (1 << i) != 0 {
-            lead_samples += 1;
-            lead_hits += hit;
-        }
+        lead_hits += hit & ((a.lead >> i) as usize & 1);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
     }
+    let answered_mask = if answered >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << answered) - 1
+    };
+    let lead_samples = (a.lead & answered_mask).count_ones() as usize;
     let sample = |hits, samples| {
         (samples > 0).then_some(Sample {
             hits,
@@ -427,7 +433,7 @@ fn containment(a: SketchView<'_>, b: SketchView<'_>) -> (Option<Sample>, Option<
             exact: a.is_complete() && !cut,
         })
     };
-    (sample(hits, samples), sample(lead_hits, lead_samples))
+    (sample(hits, answered), sample(lead_hits, lead_samples))
 }
 
 /// Hashes of the word `SHINGLE_WORDS`-grams of `words`; a text shorter than that is one shingle.

@@ -119,15 +119,20 @@ struct Entry {
     sketch_len: u8,
 }
 
+/// A posting: its neighbours in its bucket's chain and the key it is filed under (kept here,
+/// although the entry holds it too, so that a walk down a chain reads nothing else until a key
+/// matches).
 #[derive(Debug, Clone, Copy)]
 struct Link {
     prev: u32,
     next: u32,
+    key: u32,
 }
 
 const UNLINKED: Link = Link {
     prev: NONE,
     next: NONE,
+    key: 0,
 };
 
 /// The articles of the last window and their stories (see the module documentation).
@@ -363,7 +368,8 @@ impl StoryIndex {
             while node != NONE && taken < MAX_PER_KEY && examined < MAX_EXAMINED_PER_KEY {
                 self.stats.postings_visited += 1;
                 let slot = node / KEYS_PER_ENTRY as u32;
-                if self.key_at(node) == key {
+                let link = self.links[node as usize];
+                if link.key == key {
                     examined += 1;
                     if let Some(entry) = self.entry(slot)
                         && entry.seq < seq
@@ -380,7 +386,7 @@ impl StoryIndex {
                         taken += 1;
                     }
                 }
-                node = self.links[node as usize].next;
+                node = link.next;
             }
         }
         hits.sort_unstable();
@@ -388,14 +394,14 @@ impl StoryIndex {
         for (slot, weight) in hits {
             match candidates.last_mut() {
                 Some((last, _, total)) if *last == slot => *total += weight,
-                _ => {
-                    let seq = self.entry(slot).map_or(u64::MAX, |e| e.seq);
-                    candidates.push((slot, seq, weight));
-                }
+                _ => candidates.push((slot, u64::MAX, weight)),
             }
         }
         self.stats.candidates += candidates.len() as u64;
         candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
+        for (slot, seq, _) in &mut candidates {
+            *seq = self.entry(*slot).map_or(u64::MAX, |e| e.seq);
+        }
         // The best-supported candidates, the earliest filed first among equals.
         candidates.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         candidates.truncate(MAX_SCORED);
@@ -521,11 +527,13 @@ impl StoryIndex {
         self.by_time.insert((published_at, seq, slot));
         self.entries[slot as usize] = Some(entry);
         for node in nodes {
-            let bucket = self.bucket(self.key_at(node));
+            let key = self.key_at(node);
+            let bucket = self.bucket(key);
             let head = self.heads[bucket];
             self.links[node as usize] = Link {
                 prev: NONE,
                 next: head,
+                key,
             };
             if head != NONE {
                 self.links[head as usize].prev = node;
@@ -544,9 +552,9 @@ impl StoryIndex {
         let slot = self.by_id.remove(&article)?;
         let entry = self.entries[slot as usize].take()?;
         for node in Self::nodes_of(slot, &entry) {
-            let Link { prev, next } = self.links[node as usize];
+            let Link { prev, next, key } = self.links[node as usize];
             if prev == NONE {
-                let bucket = self.bucket(self.key_at_removed(node, &entry, slot));
+                let bucket = self.bucket(key);
                 self.heads[bucket] = next;
             } else {
                 self.links[prev as usize].next = next;
@@ -562,16 +570,6 @@ impl StoryIndex {
         Some((entry.seq, entry.story))
     }
 
-    /// [`StoryIndex::key_at`] for an entry already taken out of its slot.
-    fn key_at_removed(&self, node: u32, entry: &Entry, slot: u32) -> u32 {
-        let k = node as usize % KEYS_PER_ENTRY;
-        if k < INDEXED_SKETCH {
-            self.sketches[slot as usize * SKETCH_SIZE + k]
-        } else {
-            entry.lead_keys[k - INDEXED_SKETCH]
-        }
-    }
-
     /// Moves every posting to a table of `2^bits` buckets. Doubling splits each chain in two
     /// in order, so the postings of one key keep their order.
     fn rebucket(&mut self, bits: u32) {
@@ -581,12 +579,13 @@ impl StoryIndex {
         for &first in &self.heads {
             let mut node = first;
             while node != NONE {
-                let next = self.links[node as usize].next;
-                let bucket = bucket_of(self.key_at(node), bits);
+                let Link { next, key, .. } = self.links[node as usize];
+                let bucket = bucket_of(key, bits);
                 let tail = tails[bucket];
                 self.links[node as usize] = Link {
                     prev: tail,
                     next: NONE,
+                    key,
                 };
                 if tail == NONE {
                     heads[bucket] = node;
@@ -1050,7 +1049,7 @@ mod tests {
             index.assign(id(n), at(T0 + n as i64), &article(n));
         }
         let per_entry = (index.memory_bytes() - empty) / 2_000;
-        // The sketch (512 bytes), the postings (8 bytes per key) and the entry itself.
+        // The sketch (512 bytes), the postings (12 bytes per key) and the entry itself.
         assert!(
             (800..1_400).contains(&per_entry),
             "{per_entry} bytes per entry"
