@@ -10,6 +10,17 @@
 //! - [`StoryIndex`]: the fingerprints of the articles published within a window of the newest,
 //!   filed for lookup, with the story of each; [`StoryIndex::assign`] links a new article to
 //!   the most similar earlier one at or above a threshold.
+//!
+//! Why a bottom-k sketch of our own rather than SimHash or a MinHash crate: on the labeled set
+//! (`cargo run --release --locked --example stories_eval`), with the threshold tuned on one
+//! half and scored on the other, exact shingle Jaccard reaches F1 0.94 and 64-bit SimHash 0.92,
+//! because a partial copy (the first paragraphs of a story) shares only a small part of the
+//! longer text's shingles; containment (the overlap coefficient) reaches 1.00, and a bottom-k
+//! sketch estimates containment directly where k-permutation MinHash and SimHash estimate
+//! Jaccard. `gaoya` offers MinHash and SimHash indexes that estimate Jaccard, pulls in about
+//! fifteen crates (rayon, rand, a pre-release smallvec among them) and keeps its buckets in
+//! seeded hash maps; the fingerprint here must also have a stable byte form the store can keep
+//! with each version, and the index an order that never depends on a hash seed.
 
 mod boilerplate;
 mod fingerprint;
