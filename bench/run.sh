@@ -100,6 +100,9 @@ start() {
   local system="$1" data="$work/data" log="$work/server.log" port
   rm -rf "$data"
   mkdir -p "$data"
+  # Emptied here, not by the server's redirection (which runs in the background child): the
+  # previous server's "listening" line must not be read as this one's.
+  : >"$log"
   case "$system" in
     khabar)
       "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info 2>"$log" &
@@ -228,9 +231,13 @@ for rep in $(seq 1 "$reps"); do
   for config in unary:1 unary:32 stream:32 stream:100; do
     IFS=: read -r mode in_flight <<<"$config"
     start noop
-    result=$(load noop ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed")
-    stop
-    record ceiling "no-op tonic $mode/$in_flight" "$rss" "$result"
+    if result=$(load noop ingest --mode "$mode" --in-flight "$in_flight" --articles "$articles" --seed "$seed"); then
+      stop
+      record ceiling "no-op tonic $mode/$in_flight" "$rss" "$result"
+    else
+      stop
+      echo "failed: repetition $rep of the no-op tonic ceiling $mode/$in_flight (left out)" >>"$retries"
+    fi
   done
   echo "repetition $rep done" >&2
 done

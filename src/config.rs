@@ -360,6 +360,16 @@ pub struct ServeArgs {
     )]
     pub shutdown_grace_ms: u64,
 
+    /// Concurrent calls (HTTP/2 streams) one connection may have open; further calls of that
+    /// connection wait for one to end. Bounds what one client can make the server hold.
+    #[arg(
+        long,
+        env = "KHABAR_MAX_CONCURRENT_STREAMS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+    )]
+    pub max_concurrent_streams: u32,
+
     /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
     #[arg(long, env = "KHABAR_LOG", default_value = "info")]
     pub log: String,

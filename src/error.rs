@@ -115,6 +115,7 @@ impl From<Error> for Status {
                 StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_) => {
                     Status::unavailable(message)
                 }
+                StoreError::DiskFull(_) => Status::resource_exhausted(message),
                 StoreError::Database(_)
                 | StoreError::Io(_)
                 | StoreError::Corrupt { .. }
@@ -175,6 +176,7 @@ mod tests {
             ),
             (StoreError::InvalidPageToken("bad"), Code::InvalidArgument),
             (StoreError::Unavailable("closing".into()), Code::Unavailable),
+            (StoreError::DiskFull("full".into()), Code::ResourceExhausted),
             (
                 StoreError::OutcomeUnknown("connection lost".into()),
                 Code::Unavailable,

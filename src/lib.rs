@@ -34,6 +34,9 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod methods;
 pub mod metrics;
 pub mod server;

@@ -26,7 +26,9 @@ use crate::{
         },
         raw::feed_service_server::FeedServiceServer,
     },
-    store::{AnyStore, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError},
+    store::{
+        AnyStore, DiskFaults, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError,
+    },
     traces::TraceLayer,
 };
 
@@ -47,10 +49,15 @@ pub struct ServerConfig {
     pub feed_heartbeat: Duration,
     /// How long shutdown waits for open calls before dropping them.
     pub shutdown_grace: Duration,
+    /// Concurrent calls one connection may have open.
+    pub max_concurrent_streams: u32,
     /// TLS material; plaintext when `None`.
     pub tls: Option<TlsSettings>,
     /// Who may call what.
     pub auth: Arc<AuthPolicy>,
+    /// Disk failures to inject into the store: a seam for tests of a failing disk, empty
+    /// otherwise.
+    pub disk_faults: Arc<DiskFaults>,
     /// Whether calls open trace spans (set when traces are exported).
     pub trace_calls: bool,
 }
@@ -78,8 +85,10 @@ impl ServerConfig {
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
             feed_heartbeat: Duration::from_millis(args.feed_heartbeat_ms),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            max_concurrent_streams: args.max_concurrent_streams,
             tls: args.tls()?,
             auth: Arc::new(args.auth_policy()?),
+            disk_faults: Arc::default(),
             trace_calls: args.otlp_endpoint.is_some(),
         })
     }
@@ -94,8 +103,10 @@ impl ServerConfig {
             index_checkpoint: Duration::from_secs(2),
             feed_heartbeat: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            max_concurrent_streams: 256,
             tls: None,
             auth: Arc::default(),
+            disk_faults: Arc::default(),
             trace_calls: false,
         }
     }
@@ -115,6 +126,14 @@ pub struct Telemetry {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The data directory could not be opened.
+    #[error("cannot open the data directory {}: {source}", path.display())]
+    DataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: StoreError,
+    },
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
@@ -167,7 +186,7 @@ pub async fn serve(
         feed_stats,
         metrics_listener,
     } = telemetry;
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().max_concurrent_streams(config.max_concurrent_streams);
     if let Some(tls) = &config.tls {
         let mut tls_config =
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
@@ -293,10 +312,16 @@ async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
     let store_config = SledStoreConfig {
         cache_capacity_bytes: config.cache_bytes,
         checkpoint_interval: config.index_checkpoint,
+        faults: config.disk_faults.clone(),
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays the log into the index, which blocks.
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config)).await??;
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config))
+        .await?
+        .map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     info!(data_dir = %config.data_dir.display(), "embedded store opened");
     Ok(AnyStore::Embedded(store))
 }

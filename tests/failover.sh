@@ -44,13 +44,20 @@ fi
 [ "$(id -u)" = 0 ] || { echo "run as root (PostgreSQL and Patroni run as the postgres user)" >&2; exit 2; }
 
 cd "$root"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --quiet --bin khabar --example failover
+# KHABAR_BIN and KHABAR_FAILOVER_CHECK name binaries built already (tests/it/failover.rs, which
+# runs inside cargo test, passes them).
+if [ -n "${KHABAR_BIN:-}" ] && [ -n "${KHABAR_FAILOVER_CHECK:-}" ]; then
+  khabar="$KHABAR_BIN"
+  check="$KHABAR_FAILOVER_CHECK"
 else
-  cargo build --locked --quiet --bin khabar --example failover
+  if [ "$profile" = release ]; then
+    cargo build --release --locked --quiet --bin khabar --example failover
+  else
+    cargo build --locked --quiet --bin khabar --example failover
+  fi
+  khabar="$root/target/$profile/khabar"
+  check="$root/target/$profile/examples/failover"
 fi
-khabar="$root/target/$profile/khabar"
-check="$root/target/$profile/examples/failover"
 
 work=$(mktemp -d -t khabar-failover.XXXXXX)
 chmod 755 "$work"
@@ -72,6 +79,8 @@ cleanup() {
   if [ -n "$keep" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+# A terminated run still stops what it started.
+trap 'exit 143' INT TERM
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -185,7 +194,7 @@ for port in sys.argv[1:]:
 PY
 }
 echo "waiting for the cluster (leader, sync_standby, replica)..."
-for _ in $(seq 1 180); do
+for _ in $(seq 1 300); do
   state=$(cluster_state)
   [ "$state" = "leader replica sync_standby" ] && break
   sleep 1

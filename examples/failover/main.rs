@@ -172,10 +172,7 @@ async fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
     // write pause.
     let mut times: Vec<Duration> = tally.acks.values().map(|a| a.at).collect();
     times.sort_unstable();
-    let from = times
-        .iter()
-        .rposition(|t| *t <= killed_at)
-        .unwrap_or(0);
+    let from = times.iter().rposition(|t| *t <= killed_at).unwrap_or(0);
     let pause = times[from..]
         .windows(2)
         .map(|pair| pair[1] - pair[0])

@@ -25,6 +25,30 @@ impl<S: ArticleStore> ArticleApi<S> {
     }
 }
 
+/// The listing a request asks for, as the service layer takes it.
+pub(super) fn list_request(request: pb::ListArticlesRequest) -> ListRequest {
+    let pb::ListArticlesRequest {
+        source_ids,
+        languages,
+        tags,
+        published_after,
+        published_before,
+        page_size,
+        page_token,
+        include_retracted,
+    } = request;
+    ListRequest {
+        source_ids,
+        languages,
+        tags,
+        published_after: published_after.map(timestamp_draft),
+        published_before: published_before.map(timestamp_draft),
+        page_size,
+        page_token,
+        include_retracted,
+    }
+}
+
 #[tonic::async_trait]
 impl<S: ArticleStore> ArticleService for ArticleApi<S> {
     async fn get_article(
@@ -41,28 +65,9 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         &self,
         request: Request<pb::ListArticlesRequest>,
     ) -> Result<Response<pb::ListArticlesResponse>, Status> {
-        let pb::ListArticlesRequest {
-            source_ids,
-            languages,
-            tags,
-            published_after,
-            published_before,
-            page_size,
-            page_token,
-            include_retracted,
-        } = request.into_inner();
         let page = self
             .articles
-            .list(ListRequest {
-                source_ids,
-                languages,
-                tags,
-                published_after: published_after.map(timestamp_draft),
-                published_before: published_before.map(timestamp_draft),
-                page_size,
-                page_token,
-                include_retracted,
-            })
+            .list(list_request(request.into_inner()))
             .await?;
         Ok(Response::new(pb::ListArticlesResponse {
             articles: page.articles.into_iter().map(convert::article_pb).collect(),

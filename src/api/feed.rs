@@ -41,6 +41,30 @@ impl<S: ArticleStore> FeedApi<S> {
     }
 }
 
+/// The subscription a request asks for, as the service layer takes it.
+pub(super) fn feed_request(request: pb::SubscribeRequest) -> Result<FeedRequest> {
+    let pb::SubscribeRequest {
+        start: start_pb,
+        filter,
+        consumer,
+    } = request;
+    let pb::FeedFilter {
+        source_ids,
+        languages,
+        tags,
+        kinds: kinds_pb,
+    } = filter.unwrap_or_default();
+    let kinds = kinds(kinds_pb)?;
+    Ok(FeedRequest {
+        start: start(start_pb)?,
+        source_ids,
+        languages,
+        tags,
+        kinds,
+        consumer,
+    })
+}
+
 fn start(start: Option<StartPb>) -> Result<Option<Start>> {
     match start {
         None => Ok(None),
@@ -125,28 +149,9 @@ impl<S: ArticleStore> FeedService for FeedApi<S> {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let pb::SubscribeRequest {
-            start: start_pb,
-            filter,
-            consumer,
-        } = request.into_inner();
-        let pb::FeedFilter {
-            source_ids,
-            languages,
-            tags,
-            kinds: kinds_pb,
-        } = filter.unwrap_or_default();
-        let kinds = kinds(kinds_pb)?;
         let items = self
             .feeds
-            .subscribe(FeedRequest {
-                start: start(start_pb)?,
-                source_ids,
-                languages,
-                tags,
-                kinds,
-                consumer,
-            })
+            .subscribe(feed_request(request.into_inner())?)
             .await?;
         let events = ReceiverStream::new(items).map(|item| match item {
             Ok(item) => Ok(encoded_feed_event(item)),

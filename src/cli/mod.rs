@@ -157,3 +157,15 @@ pub fn hash_token() -> ExitCode {
     println!("{}", auth::hashed_token_entry(token));
     ExitCode::SUCCESS
 }
+
+/// Reads `bytes` as `khabar ingest` reads its input, and checks every item as the server would
+/// (a fuzz target).
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_ingest_input(bytes: &[u8]) {
+    let _ = input::read_items(bytes, |item| {
+        if let Ok(request) = item.request {
+            let _ = crate::api::validate_ingest_request(request);
+        }
+        true
+    });
+}

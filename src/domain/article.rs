@@ -244,6 +244,33 @@ impl ValidArticle {
         self.content_hash
     }
 
+    /// Bytes the article takes in memory, give or take.
+    pub fn approximate_size(&self) -> usize {
+        let c = &self.content;
+        let lists: usize = [&c.authors, &c.tags, &c.places, &c.organisations, &c.people]
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|s| s.len() + 24)
+            .sum();
+        let info: usize = c
+            .info_sources
+            .iter()
+            .map(|i| i.name.len() + i.uri.len() + i.role.len() + 72)
+            .sum();
+        c.source.id.len()
+            + c.source.name.len()
+            + c.source.url.len()
+            + c.uri.len()
+            + c.headline.len()
+            + c.summary.len()
+            + c.body.len()
+            + c.language.len()
+            + c.section.len()
+            + lists
+            + info
+            + 512
+    }
+
     /// The content, for storing.
     pub fn into_content(self) -> ArticleContent {
         self.content

@@ -291,3 +291,177 @@ impl<S: ArticleStore> Subscription<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{
+        domain::{ArticleDraft, SourceDraft, TimestampDraft, ValidArticle},
+        store::{SledStore, SledStoreConfig},
+    };
+
+    fn store(dir: &Path) -> SledStore {
+        SledStore::open(&SledStoreConfig::new(dir.to_owned())).expect("open store")
+    }
+
+    fn article(n: u32, source: &str) -> ValidArticle {
+        ArticleDraft {
+            source: SourceDraft {
+                id: source.into(),
+                name: "الخبر".into(),
+                url: String::new(),
+            },
+            uri: format!("https://alkhabar.example/{n}"),
+            headline: format!("عنوان {n}"),
+            body: "نص الخبر".into(),
+            language: "ar".into(),
+            published_at: Some(TimestampDraft {
+                seconds: 1_467_331_200 + i64::from(n),
+                nanos: 0,
+            }),
+            ..ArticleDraft::default()
+        }
+        .validate(Timestamp::now())
+        .expect("valid")
+    }
+
+    struct Feed {
+        items: mpsc::Receiver<Result<FeedItem, FeedEnd>>,
+        stop: watch::Sender<bool>,
+        stats: Arc<FeedStats>,
+    }
+
+    fn start(store: &SledStore, after: u64, filter: FeedFilter, heartbeat: Duration) -> Feed {
+        let (stop, stopping) = watch::channel(false);
+        let stats = Arc::new(FeedStats::default());
+        let items = subscribe(
+            store.clone(),
+            after,
+            filter,
+            FeedSettings { heartbeat },
+            stopping,
+            stats.clone(),
+        );
+        Feed { items, stop, stats }
+    }
+
+    impl Feed {
+        async fn next(&mut self) -> Result<FeedItem, FeedEnd> {
+            // Longer than any heartbeat here: with the paused clock, the earliest timer fires first.
+            tokio::time::timeout(Duration::from_secs(120), self.items.recv())
+                .await
+                .expect("an item in time")
+                .expect("the subscription is open")
+        }
+
+        /// The cursors of the next `count` events, checkpoints skipped.
+        async fn events(&mut self, count: usize) -> Vec<u64> {
+            let mut cursors = Vec::new();
+            while cursors.len() < count {
+                if let FeedItem::Event(event) = self.next().await.expect("no end") {
+                    cursors.push(event.cursor);
+                }
+            }
+            cursors
+        }
+    }
+
+    #[tokio::test]
+    async fn catches_up_then_follows_the_log_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        for n in 0..5 {
+            store.ingest(article(n, "alkhabar")).await.unwrap();
+        }
+        let mut feed = start(&store, 2, FeedFilter::default(), Duration::from_secs(60));
+        assert_eq!(feed.events(3).await, [3, 4, 5]);
+        for n in 5..8 {
+            store.ingest(article(n, "alkhabar")).await.unwrap();
+        }
+        assert_eq!(feed.events(3).await, [6, 7, 8]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_feed_sends_a_checkpoint_every_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.ingest(article(0, "alkhabar")).await.unwrap();
+        let mut feed = start(&store, 1, FeedFilter::default(), Duration::from_secs(30));
+        let started = tokio::time::Instant::now();
+        for beat in 1..=3 {
+            match feed.next().await.expect("no end") {
+                FeedItem::Checkpoint { cursor, .. } => assert_eq!(cursor, 1),
+                other => panic!("{other:?}"),
+            }
+            // The paused clock moved by whole heartbeats, not by real time.
+            assert_eq!(started.elapsed(), Duration::from_secs(30 * beat));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn filtered_history_still_reports_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        for n in 0..300 {
+            store.ingest(article(n, "wire-a")).await.unwrap();
+        }
+        store.ingest(article(300, "alkhabar")).await.unwrap();
+        let filter = FeedFilter {
+            articles: ArticleFilter {
+                source_ids: vec!["alkhabar".into()],
+                ..ArticleFilter::default()
+            },
+            kinds: vec![],
+        };
+        // A heartbeat of zero: every batch of skipped events is followed by a checkpoint.
+        let mut feed = start(&store, 0, filter, Duration::ZERO);
+        let mut checkpoints = Vec::new();
+        loop {
+            match feed.next().await.expect("no end") {
+                FeedItem::Checkpoint { cursor, .. } => checkpoints.push(cursor),
+                FeedItem::Event(event) => {
+                    assert_eq!(event.cursor, 301);
+                    break;
+                }
+            }
+        }
+        assert!(checkpoints.len() >= 2, "{checkpoints:?}");
+        assert!(
+            checkpoints.windows(2).all(|w| w[0] <= w[1]) && checkpoints[0] > 0,
+            "{checkpoints:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ends_the_feed_naming_the_cursor_to_resume_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        for n in 0..3 {
+            store.ingest(article(n, "alkhabar")).await.unwrap();
+        }
+        let mut feed = start(&store, 0, FeedFilter::default(), Duration::from_secs(60));
+        assert_eq!(feed.events(3).await, [1, 2, 3]);
+        feed.stop.send_replace(true);
+        match feed.next().await {
+            Err(FeedEnd::ShuttingDown { last_cursor }) => assert_eq!(last_cursor, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_goes_away_ends_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let feed = start(&store, 0, FeedFilter::default(), Duration::from_secs(60));
+        let stats = feed.stats.clone();
+        assert_eq!(stats.live_subscriptions(), 1);
+        drop(feed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.live_subscriptions() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "task still running");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -58,68 +58,75 @@ impl<S: ArticleStore> Articles<S> {
 
     /// One page of a listing, newest first.
     pub async fn list(&self, request: ListRequest) -> Result<ListedPage> {
-        let query = self.list_query(request)?;
+        let query = list_query(request, self.max_page_bytes)?;
         Ok(self.store.list(query).await?)
     }
 
     /// Retracts an article for `reason` (one line, not blank); retracting again changes nothing.
     pub async fn retract(&self, id: ArticleId, reason: &str) -> Result<Article> {
-        let reason = normalize_line(reason);
-        if reason.is_empty() {
-            return Err(Error::invalid_field(
-                "reason",
-                "is required: say why the article is retracted",
-            ));
-        }
-        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
-            return Err(Error::invalid_field(
-                "reason",
-                format!("must be one line of at most {MAX_REASON_CHARS} characters"),
-            ));
-        }
+        let reason = retraction_reason(reason)?;
         Ok(self.store.retract(id, reason).await?)
     }
+}
 
-    fn list_query(&self, request: ListRequest) -> Result<ListQuery> {
-        let ListRequest {
-            source_ids,
-            languages,
-            tags,
-            published_after,
-            published_before,
-            page_size,
-            page_token,
-            include_retracted,
-        } = request;
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(Error::invalid_field("page_size", "must not be negative")),
-            n => usize::try_from(n)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
-        let published_after = time("published_after", published_after)?;
-        let published_before = time("published_before", published_before)?;
-        if let (Some(after), Some(before)) = (published_after, published_before)
-            && after >= before
-        {
-            return Err(Error::invalid_field(
-                "published_after",
-                "must be earlier than published_before (the range includes published_after and excludes published_before)",
-            ));
-        }
-        let page_token = match page_token.trim() {
-            "" => None,
-            token => Some(PageToken::decode(token)?),
-        };
-        Ok(ListQuery {
-            filter: article_filter("", source_ids, languages, tags)?,
-            published_after,
-            published_before,
-            include_retracted,
-            page_size,
-            page_token,
-            max_page_bytes: self.max_page_bytes,
-        })
+/// A retraction's reason, normalized like an article's single-line fields.
+pub(crate) fn retraction_reason(raw: &str) -> Result<String> {
+    let reason = normalize_line(raw);
+    if reason.is_empty() {
+        return Err(Error::invalid_field(
+            "reason",
+            "is required: say why the article is retracted",
+        ));
     }
+    if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+        return Err(Error::invalid_field(
+            "reason",
+            format!("must be one line of at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    Ok(reason)
+}
+
+/// The listing a request asks for, pages bounded by `max_page_bytes`.
+pub(crate) fn list_query(request: ListRequest, max_page_bytes: usize) -> Result<ListQuery> {
+    let ListRequest {
+        source_ids,
+        languages,
+        tags,
+        published_after,
+        published_before,
+        page_size,
+        page_token,
+        include_retracted,
+    } = request;
+    let page_size = match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n < 0 => return Err(Error::invalid_field("page_size", "must not be negative")),
+        n => usize::try_from(n)
+            .unwrap_or(MAX_PAGE_SIZE)
+            .min(MAX_PAGE_SIZE),
+    };
+    let published_after = time("published_after", published_after)?;
+    let published_before = time("published_before", published_before)?;
+    if let (Some(after), Some(before)) = (published_after, published_before)
+        && after >= before
+    {
+        return Err(Error::invalid_field(
+            "published_after",
+            "must be earlier than published_before (the range includes published_after and excludes published_before)",
+        ));
+    }
+    let page_token = match page_token.trim() {
+        "" => None,
+        token => Some(PageToken::decode(token)?),
+    };
+    Ok(ListQuery {
+        filter: article_filter("", source_ids, languages, tags)?,
+        published_after,
+        published_before,
+        include_retracted,
+        page_size,
+        page_token,
+        max_page_bytes,
+    })
 }

@@ -91,23 +91,11 @@ impl<S: ArticleStore> Feeds<S> {
         &self,
         request: FeedRequest,
     ) -> Result<mpsc::Receiver<Result<FeedItem, FeedEnd>>> {
-        let FeedRequest {
-            start,
-            source_ids,
-            languages,
-            tags,
-            kinds,
-            consumer,
-        } = request;
-        let filter = FeedFilter {
-            articles: article_filter("filter.", source_ids, languages, tags)?,
-            kinds,
-        };
-        let after = if consumer.is_empty() {
-            self.start_after(start).await?
-        } else {
-            let name = consumer_name("consumer", &consumer)?;
-            match self.store.consumer(name.clone()).await {
+        let start = request.start;
+        let (filter, consumer) = checked_filter_and_consumer(request)?;
+        let after = match consumer {
+            None => self.start_after(start).await?,
+            Some(name) => match self.store.consumer(name.clone()).await {
                 Ok(existing) => existing.acked_cursor,
                 Err(StoreError::ConsumerNotFound(_)) => {
                     let start_after = self.start_after(start).await?;
@@ -117,7 +105,7 @@ impl<S: ArticleStore> Feeds<S> {
                         .acked_cursor
                 }
                 Err(e) => return Err(e.into()),
-            }
+            },
         };
         Ok(feed::subscribe(
             self.store.clone(),
@@ -185,7 +173,32 @@ impl<S: ArticleStore> Feeds<S> {
     }
 }
 
-fn consumer_name(field: &str, raw: &str) -> Result<String> {
+/// A subscription request's filter and durable consumer name (if any), checked; where it starts
+/// is checked once the store is asked (an existing consumer resumes whatever `start` says).
+pub(crate) fn checked_filter_and_consumer(
+    request: FeedRequest,
+) -> Result<(FeedFilter, Option<String>)> {
+    let FeedRequest {
+        start: _,
+        source_ids,
+        languages,
+        tags,
+        kinds,
+        consumer,
+    } = request;
+    let filter = FeedFilter {
+        articles: article_filter("filter.", source_ids, languages, tags)?,
+        kinds,
+    };
+    let consumer = match consumer.as_str() {
+        "" => None,
+        name => Some(consumer_name("consumer", name)?),
+    };
+    Ok((filter, consumer))
+}
+
+/// A durable consumer's name, checked.
+pub(crate) fn consumer_name(field: &str, raw: &str) -> Result<String> {
     let valid = !raw.is_empty()
         && raw.len() <= MAX_CONSUMER_NAME_CHARS
         && raw

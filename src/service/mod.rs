@@ -4,8 +4,8 @@
 //! convert them, call this layer and convert its answers; errors are [`crate::error::Error`],
 //! mapped to a status in one place.
 
-mod articles;
-mod feeds;
+pub(crate) mod articles;
+pub(crate) mod feeds;
 mod filters;
 mod ingest;
 

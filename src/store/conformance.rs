@@ -142,7 +142,7 @@ on_both_backends!(
     moving_publication_time_moves_the_listing_entry,
 );
 
-fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
+pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
     ArticleDraft {
         source: SourceDraft {
             id: source.into(),

@@ -46,7 +46,7 @@ use std::{
 use bytes::Bytes;
 use tracing::warn;
 
-use super::{Result, StoreError};
+use super::{DiskFaults, DiskOperation, Result, StoreError};
 
 /// Size of a full-grown segment: the next one is started when a group does not fit.
 pub const SEGMENT_TARGET_BYTES: u64 = 64 << 20;
@@ -122,6 +122,7 @@ impl Location {
 pub struct Log {
     dir: PathBuf,
     segments: RwLock<BTreeMap<u64, Arc<File>>>,
+    faults: Arc<DiskFaults>,
 }
 
 /// What [`Log::recover`] found.
@@ -147,15 +148,21 @@ pub fn segment_capacity(number: u64) -> u64 {
 
 /// Creates segment `number` in `dir` at its full size: header, zeros, synced, then renamed into
 /// place and the directory synced, so that it is never seen half made.
-fn prepare_segment(dir: &Path, number: u64) -> std::io::Result<File> {
-    prepare_segment_paced(dir, number, Duration::ZERO)
+fn prepare_segment(dir: &Path, number: u64, faults: &DiskFaults) -> std::io::Result<File> {
+    prepare_segment_paced(dir, number, Duration::ZERO, faults)
 }
 
 /// [`prepare_segment`], syncing every mebibyte of zeros and pausing `pause` after it: written in
 /// one go, tens of mebibytes of zeros occupy the disk for a long moment, and every group synced
 /// meanwhile waits behind them (measured: group syncs of 30-100 ms while a 64 MiB segment was
 /// flushed at once).
-fn prepare_segment_paced(dir: &Path, number: u64, pause: Duration) -> std::io::Result<File> {
+fn prepare_segment_paced(
+    dir: &Path,
+    number: u64,
+    pause: Duration,
+    faults: &DiskFaults,
+) -> std::io::Result<File> {
+    faults.check(DiskOperation::SegmentPreparation)?;
     let path = dir.join(segment_name(number));
     let staging = dir.join(format!("{}.tmp", segment_name(number)));
     let file = OpenOptions::new()
@@ -271,6 +278,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Log {
     /// Opens (creating if needed) the log in `dir`, checking every segment's header.
     pub fn open(dir: &Path) -> Result<Arc<Self>> {
+        Self::open_with_faults(dir, Arc::default())
+    }
+
+    /// [`Log::open`], with disk failures injected by `faults`.
+    pub fn open_with_faults(dir: &Path, faults: Arc<DiskFaults>) -> Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let mut segments = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
@@ -305,6 +317,7 @@ impl Log {
         Ok(Arc::new(Self {
             dir: dir.to_owned(),
             segments: RwLock::new(segments),
+            faults,
         }))
     }
 
@@ -478,6 +491,7 @@ impl Log {
                 ),
             ));
         }
+        self.verify_before(first, from)?;
         for segment in from.segment..=last {
             let file = self
                 .segment(segment)
@@ -576,11 +590,58 @@ impl Log {
         unreachable!("the loop returns at the last segment")
     }
 
+    /// Checks every frame before `end` (records the index has applied, so acknowledged ones):
+    /// a damaged one, which the index would otherwise serve errors for later, stops the start
+    /// now, naming its file and offset. Reads each segment once, sequentially.
+    fn verify_before(&self, first: u64, end: Position) -> Result<()> {
+        for segment in first..=end.segment {
+            let file = self
+                .segment(segment)
+                .ok_or_else(|| corrupt(&self.path(segment), 0, "segment file disappeared"))?;
+            let until = if segment == end.segment {
+                end.offset
+            } else {
+                file.metadata()?.len()
+            };
+            let bytes = Bytes::from(read_fully(
+                &file,
+                SEGMENT_HEADER_LEN,
+                until.saturating_sub(SEGMENT_HEADER_LEN) as usize,
+            )?);
+            let mut at = 0;
+            while at < bytes.len() {
+                match parse_frame(&bytes.slice(at..)) {
+                    Ok((_, len)) => at += len,
+                    Err(FrameError::End) if segment != end.segment => break,
+                    Err(error) => {
+                        let why = match error {
+                            FrameError::End => "missing",
+                            FrameError::Incomplete => "cut short",
+                            FrameError::Invalid(why) => why,
+                        };
+                        return Err(corrupt(
+                            &self.path(segment),
+                            SEGMENT_HEADER_LEN + at as u64,
+                            format!(
+                                "damaged record ({why}) among those already acknowledged: \
+                                 restore the data directory from a backup"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The writer, appending at `end` (what [`Log::recover`] returned).
     pub fn writer(self: &Arc<Self>, end: Position) -> Result<LogWriter> {
         let file = match self.segment(end.segment) {
             Some(file) => file,
-            None => self.add_segment(end.segment, prepare_segment(&self.dir, end.segment)?),
+            None => self.add_segment(
+                end.segment,
+                prepare_segment(&self.dir, end.segment, &self.faults)?,
+            ),
         };
         Ok(LogWriter {
             log: self.clone(),
@@ -735,6 +796,7 @@ impl LogWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        self.log.faults.check(DiskOperation::LogWrite)?;
         self.file.write_all_at(&self.buffer, self.written)?;
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
@@ -756,9 +818,20 @@ impl LogWriter {
             return;
         }
         let dir = self.log.dir.clone();
+        let faults = self.log.faults.clone();
         self.preparing = std::thread::Builder::new()
             .name("khabar-segment".into())
-            .spawn(move || prepare_segment_paced(&dir, next, PREPARE_PAUSE))
+            .spawn(move || {
+                let prepared = prepare_segment_paced(&dir, next, PREPARE_PAUSE, &faults);
+                if let Err(e) = &prepared {
+                    warn!(
+                        segment = next,
+                        error = %e,
+                        "preparing the next log segment failed; writes stop when the current one is full unless it can be made then"
+                    );
+                }
+                prepared
+            })
             .ok();
     }
 
@@ -768,18 +841,19 @@ impl LogWriter {
         self.file.sync_data()?;
         self.unsynced.retain(|f| !Arc::ptr_eq(f, &self.file));
         let next = self.segment + 1;
-        let prepared = match self.preparing.take() {
-            Some(preparing) => Some(preparing.join().map_err(|_| {
-                StoreError::Unavailable("preparing the next log segment panicked".into())
-            })??),
-            None => None,
-        };
+        // A preparation that failed in the background (a full disk, say) is tried once more.
+        let prepared = self
+            .preparing
+            .take()
+            .and_then(|preparing| preparing.join().ok())
+            .and_then(Result::ok);
         self.file = match (self.log.segment(next), prepared) {
             (Some(file), _) => file,
             (None, Some(file)) => self.log.add_segment(next, file),
-            (None, None) => self
-                .log
-                .add_segment(next, prepare_segment(&self.log.dir, next)?),
+            (None, None) => self.log.add_segment(
+                next,
+                prepare_segment(&self.log.dir, next, &self.log.faults)?,
+            ),
         };
         self.segment = next;
         self.written = SEGMENT_HEADER_LEN;

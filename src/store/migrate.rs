@@ -206,3 +206,13 @@ fn move_old_files(root: &Path) -> Result<PathBuf> {
     File::open(root)?.sync_all()?;
     Ok(backup)
 }
+
+/// Runs the decoders of the first layout's records on `bytes` (a fuzz target).
+#[cfg(feature = "fuzzing")]
+pub(super) fn fuzz_old_records(bytes: &[u8]) -> Result<()> {
+    let _ = v1::decode_event(&keys::log(1), bytes);
+    let _ = v1::decode_article(b"a", bytes);
+    let _ = v1::decode_consumer(&keys::consumer("c"), bytes);
+    let _ = v1::decode_counters(b"a", bytes);
+    Ok(())
+}

@@ -16,6 +16,7 @@ mod blocks;
 mod codec;
 #[cfg(test)]
 mod conformance;
+mod faults;
 mod index;
 mod keys;
 mod list;
@@ -38,6 +39,7 @@ use crate::{
     wire,
 };
 
+pub use faults::{DiskFaults, DiskOperation};
 pub use list::{ListQuery, ListedPage, PageToken};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{SledStore, SledStoreConfig};
@@ -218,8 +220,9 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
-    /// The store cannot serve the call now (it stopped accepting writes after a failed flush,
-    /// is closing, or cannot reach its database); nothing was written, so retrying is safe.
+    /// The store cannot serve the call now: it stopped accepting writes after a failed write or
+    /// sync, is closing, or cannot reach its database. Retrying (here or on another server) is
+    /// safe because every write is idempotent.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The connection to the database was lost while a write was committing: it may or may not
@@ -230,6 +233,20 @@ pub enum StoreError {
          safe (ingest is idempotent by source and uri)"
     )]
     OutcomeUnknown(String),
+    /// The disk holding the data directory is full; the store stopped accepting writes.
+    #[error("{0}")]
+    DiskFull(String),
+}
+
+impl StoreError {
+    /// Whether the error says the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            Self::DiskFull(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A write whose place in the write order is fixed; resolves once the write is durable.
@@ -353,6 +370,39 @@ impl AnyStore {
     }
 }
 
+/// Runs one of the decoders of stored data on `bytes`, as a fuzz target does: nothing a damaged
+/// or foreign file can hold may make them panic.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_stored(kind: u8, bytes: &[u8]) {
+    let location = log::Location {
+        segment: 1,
+        offset: log::SEGMENT_HEADER_LEN,
+        len: bytes.len() as u32,
+    };
+    let key = b"k";
+    match kind % 9 {
+        0 => {
+            if let Ok(codec::Record::Event(record)) =
+                codec::decode_record(Bytes::copy_from_slice(bytes), location)
+            {
+                let _ = record.event.decode_article();
+            }
+        }
+        1 => drop(codec::decode_head(key, bytes)),
+        2 => drop(codec::decode_consumer(key, bytes)),
+        3 => drop(codec::decode_pointer(key, bytes)),
+        4 => drop(codec::decode_applied(key, bytes)),
+        5 => drop(log::parse_frame(&Bytes::copy_from_slice(bytes))),
+        6 => drop(migrate::fuzz_old_records(bytes)),
+        7 => drop(list::PageToken::decode(&String::from_utf8_lossy(bytes))),
+        _ => {
+            if let Ok(article) = pb::Article::decode(bytes) {
+                let _ = wire::article_from_pb(article);
+            }
+        }
+    }
+}
+
 impl ArticleStore for AnyStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
         match self {
@@ -451,4 +501,80 @@ impl ArticleStore for AnyStore {
             Self::Postgres(s) => s.size_on_disk().await,
         }
     }
+}
+
+/// Opens `bytes` as the only segment of a log and recovers it, as a fuzz target does.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_segment(dir: &std::path::Path, bytes: &[u8]) {
+    let _ = std::fs::remove_dir_all(dir);
+    if std::fs::create_dir_all(dir).is_err()
+        || std::fs::write(dir.join(format!("{:020}.log", 1)), bytes).is_err()
+    {
+        return;
+    }
+    if let Ok(log) = log::Log::open(dir) {
+        let _ = log.recover(None, |location, payload| {
+            codec::decode_record(payload, location).map(drop)
+        });
+        let _ = log.read_from(log::Position::START, |location, payload| {
+            Ok(codec::decode_record(payload, location).is_ok())
+        });
+    }
+}
+
+/// Real stored bytes for the fuzzers' seed corpus: the log frames' payloads, the index's values
+/// (with the decoder kinds of [`fuzz_stored`]) and a segment, from a store holding `articles`
+/// with a retraction, a view count change and a consumer.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn fuzz_seeds(
+    dir: &std::path::Path,
+    articles: Vec<ValidArticle>,
+) -> Result<(Vec<(u8, Vec<u8>)>, Vec<u8>)> {
+    let store = SledStore::open(&SledStoreConfig::new(dir.to_owned()))?;
+    let mut first = None;
+    for article in articles {
+        let receipt = store.ingest(article).await?;
+        first.get_or_insert(receipt.id);
+    }
+    if let Some(id) = first {
+        store.retract(id, "خطأ في المصدر".into()).await?;
+    }
+    store.ensure_consumer("indexer".into(), 0).await?;
+    store.ack("indexer".into(), 1).await?;
+    let page = store
+        .list(ListQuery {
+            page_size: 1,
+            max_page_bytes: 1 << 20,
+            ..ListQuery::default()
+        })
+        .await?;
+    drop(store);
+    let mut seeds = Vec::new();
+    if let Some(token) = page.next_page_token {
+        seeds.push((7, token.encode().into_bytes()));
+    }
+    let segment = std::fs::read(dir.join("log").join(format!("{:020}.log", 1)))?;
+    let used = {
+        let mut at = log::SEGMENT_HEADER_LEN as usize;
+        let bytes = Bytes::from(segment.clone());
+        while let Ok((payload, len)) = log::parse_frame(&bytes.slice(at..)) {
+            seeds.push((0, payload.to_vec()));
+            seeds.push((5, bytes[at..at + len].to_vec()));
+            at += len;
+        }
+        at
+    };
+    let db = sled::open(dir.join("index"))?;
+    for entry in db.iter() {
+        let (key, value) = entry?;
+        let kind = match key.first() {
+            Some(b'a') => 1,
+            Some(b'c') => 2,
+            Some(b'l') => 3,
+            Some(b'm') if key.as_ref() == keys::applied().as_slice() => 4,
+            _ => continue,
+        };
+        seeds.push((kind, value.to_vec()));
+    }
+    Ok((seeds, segment[..used].to_vec()))
 }

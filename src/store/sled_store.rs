@@ -14,14 +14,20 @@
 //! An index that claims more of the log than the log holds means acknowledged writes are
 //! missing: the store refuses to open rather than serve a shortened history.
 
-use std::{fs::File, path::PathBuf, sync::Arc, thread::JoinHandle, time::Duration};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+    thread::JoinHandle,
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{
-    ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PendingWrite, Result,
-    StoreError, codec, index, keys, list,
+    ArticleStore, Consumer, DiskFaults, IngestReceipt, ListQuery, ListedPage, LogEvent,
+    PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
     writer::{self, Command, Failure, WriterStart, read_article},
@@ -56,6 +62,11 @@ pub struct SledStoreConfig {
     pub cache_capacity_bytes: u64,
     /// How often the index is made durable.
     pub checkpoint_interval: Duration,
+    /// Disk failures to inject; empty but in tests.
+    pub faults: Arc<DiskFaults>,
+    /// Bytes of articles waiting for the writer at most (besides at most 1,024 writes): with
+    /// articles of up to a message's size, the count alone would let the queue hold gigabytes.
+    pub queued_bytes: usize,
 }
 
 impl SledStoreConfig {
@@ -65,6 +76,8 @@ impl SledStoreConfig {
             path,
             cache_capacity_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(2),
+            faults: Arc::default(),
+            queued_bytes: 64 << 20,
         }
     }
 }
@@ -82,6 +95,9 @@ struct Inner {
     recent: Arc<RecentEvents>,
     blocks: Arc<BlockCache>,
     commands: Option<mpsc::Sender<Command>>,
+    /// The byte budget of queued articles, in KiB, and its size.
+    queued_bytes: Arc<tokio::sync::Semaphore>,
+    queued_kib: usize,
     durable_head: watch::Receiver<u64>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -114,18 +130,14 @@ impl SledStore {
     pub fn open(config: &SledStoreConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.path)?;
         migrate::migrate_if_needed(&config.path, config.cache_capacity_bytes)?;
-        let log = Log::open(&config.path.join("log"))?;
+        let log = Log::open_with_faults(&config.path.join("log"), config.faults.clone())?;
         let index_dir = config.path.join("index");
-        let db = sled::Config::new()
-            .path(&index_dir)
-            .cache_capacity(config.cache_capacity_bytes)
-            // The checkpointer flushes the index; sled's own timer would only add writes.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_index(&index_dir, config.cache_capacity_bytes, &log)?;
         let rebuilt = check_layout(&db)?;
         let index_file = File::open(index_dir.join("db"))?;
         let (end, (head, last_recorded_at), opened) = recover(&db, &index_file, &log, rebuilt)?;
         let recent = Arc::new(RecentEvents::default());
+        let queued_kib = config.queued_bytes.div_ceil(1024).max(1);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
         let write_path = writer::spawn(
@@ -139,6 +151,7 @@ impl SledStore {
                 recent: recent.clone(),
                 failure: Failure::default(),
                 checkpoint_interval: config.checkpoint_interval,
+                faults: config.faults.clone(),
             },
             commands_rx,
             head_tx,
@@ -157,6 +170,8 @@ impl SledStore {
                 recent,
                 blocks: Arc::default(),
                 commands: Some(commands_tx),
+                queued_bytes: Arc::new(tokio::sync::Semaphore::new(queued_kib)),
+                queued_kib,
                 durable_head: head_rx,
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads: write_path.threads,
@@ -188,6 +203,44 @@ impl SledStore {
         tokio::task::spawn_blocking(move || read(&inner.db, &inner.log))
             .await
             .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity_bytes)
+        // The checkpointer flushes the index; sled's own timer would only add writes.
+        .flush_every_ms(None)
+        .open()
+}
+
+/// Opens the index. One that sled cannot open (damaged files) is moved aside and rebuilt from
+/// the log, which holds everything it did: the index is derived data.
+fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::Db> {
+    match open_sled(dir, cache_capacity_bytes) {
+        Ok(db) => Ok(db),
+        Err(e) if log.segment_range().is_some() => {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = dir.with_file_name(format!("index.unreadable-{seconds}"));
+            warn!(
+                index = %dir.display(),
+                error = %e,
+                kept = %aside.display(),
+                "the index cannot be opened; rebuilding it from the log (the unreadable one is kept aside)"
+            );
+            std::fs::rename(dir, &aside).map_err(|rename| StoreError::Corrupt {
+                key: dir.display().to_string(),
+                reason: format!(
+                    "the index cannot be opened ({e}) nor moved aside to rebuild it \
+                         ({rename}): remove it to rebuild it from the log"
+                ),
+            })?;
+            Ok(open_sled(dir, cache_capacity_bytes)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -235,9 +288,22 @@ fn recover(
 
 impl ArticleStore for SledStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
+        // An article larger than the whole budget still goes through, alone.
+        let kib = article
+            .approximate_size()
+            .div_ceil(1024)
+            .min(self.inner.queued_kib) as u32;
+        let queued = self
+            .inner
+            .queued_bytes
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
             reply,
+            queued,
         })
         .await
     }
@@ -491,6 +557,127 @@ fn check_layout(db: &sled::Db) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::article;
+
+    fn open(dir: &std::path::Path) -> SledStore {
+        SledStore::open(&SledStoreConfig {
+            cache_capacity_bytes: 16 << 20,
+            ..SledStoreConfig::new(dir.to_owned())
+        })
+        .expect("open store")
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_stops_writes_but_not_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(DiskFaults::default());
+        let config = SledStoreConfig {
+            faults: faults.clone(),
+            ..SledStoreConfig::new(dir.path().to_owned())
+        };
+        let store = SledStore::open(&config).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(
+                store
+                    .ingest(article(n, "alkhabar", &[], 0))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        faults.fail(
+            crate::store::DiskOperation::LogSync,
+            0,
+            std::io::ErrorKind::Other,
+        );
+        let failed = store.ingest(article(3, "alkhabar", &[], 0)).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Unavailable(why)) if why.contains("syncing the log")),
+            "{failed:?}"
+        );
+        // Every later write is refused with the same reason, without touching the disk.
+        faults.clear();
+        for refused in [
+            store.ingest(article(4, "alkhabar", &[], 0)).await.map(drop),
+            store.ensure_consumer("c".into(), 0).await.map(drop),
+            store.retract(ids[0], "x".into()).await.map(drop),
+        ] {
+            assert!(
+                matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("restart khabar")),
+                "{refused:?}"
+            );
+        }
+        // What was durable is still read, and only that.
+        assert_eq!(*store.durable_head().borrow(), 3);
+        for id in &ids {
+            store.get(*id).await.unwrap();
+        }
+        assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
+        drop(store);
+        let reopened = open(dir.path());
+        assert!(*reopened.durable_head().borrow() >= 3);
+        for id in &ids {
+            reopened.get(*id).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(DiskFaults::default());
+        let store = SledStore::open(&SledStoreConfig {
+            faults: faults.clone(),
+            ..SledStoreConfig::new(dir.path().to_owned())
+        })
+        .unwrap();
+        faults.fail(
+            crate::store::DiskOperation::LogWrite,
+            0,
+            std::io::ErrorKind::StorageFull,
+        );
+        for n in 0..2 {
+            let full = store.ingest(article(n, "alkhabar", &[], 0)).await;
+            assert!(
+                matches!(&full, Err(StoreError::DiskFull(why)) if why.contains("free space")),
+                "{full:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_budget_in_bytes_never_blocks_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for one article and a half: writers wait for each other, none forever, and an
+        // article larger than the whole budget still goes through.
+        let store = SledStore::open(&SledStoreConfig {
+            queued_bytes: 1_000,
+            ..SledStoreConfig::new(dir.path().to_owned())
+        })
+        .unwrap();
+        let big = article(0, "alkhabar", &[], 0).edited(|c| c.body = "نص ".repeat(4_000));
+        assert!(big.approximate_size() > 10_000);
+        store.ingest(big).await.unwrap();
+        let writers: Vec<_> = (1..=50)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.ingest(article(n, "alkhabar", &[], 0)).await })
+            })
+            .collect();
+        for writer in writers {
+            tokio::time::timeout(std::time::Duration::from_secs(20), writer)
+                .await
+                .expect("no writer waits forever")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(*store.durable_head().borrow(), 51);
+        assert_eq!(
+            store.inner.queued_bytes.available_permits(),
+            store.inner.queued_kib,
+            "every share of the budget was given back"
+        );
+    }
 
     #[tokio::test]
     async fn refuses_a_directory_with_another_layout() {

@@ -35,13 +35,13 @@ use std::{
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::{debug, error};
 use ulid::Generator;
 
 use super::{
-    Consumer, Durable, EventHeader, EventKind, IngestOutcome, IngestReceipt, LogEvent, Result,
-    StoreError,
+    Consumer, DiskFaults, DiskOperation, Durable, EventHeader, EventKind, IngestOutcome,
+    IngestReceipt, LogEvent, Result, StoreError,
     codec::{self, Applied, ArticleHead, EventRecord, Record},
     index,
     log::{Location, Log, LogWriter},
@@ -67,6 +67,8 @@ pub enum Command {
     Ingest {
         article: Box<ValidArticle>,
         reply: Reply<IngestReceipt>,
+        /// The article's share of the queue's byte budget, given back once it is logged.
+        queued: OwnedSemaphorePermit,
     },
     /// Retract an article.
     Retract {
@@ -90,8 +92,9 @@ pub enum Command {
     DeleteConsumer { name: String, reply: Reply<()> },
 }
 
-/// Delivers one command's result once its group is durable, or the reason it is not.
-type Answer = Box<dyn FnOnce(std::result::Result<usize, &str>) + Send>;
+/// Delivers one command's result once its group is durable (with the number of writes made
+/// durable together), or why it is not.
+type Answer = Box<dyn FnOnce(std::result::Result<usize, &Stopped>) + Send>;
 
 /// A result that may be delivered only once the group it belongs to is durable.
 struct Completion(Answer);
@@ -104,7 +107,7 @@ impl Completion {
                     answer.made_durable_with(group_size);
                     answer
                 }),
-                Err(reason) => Err(StoreError::Unavailable(reason.to_owned())),
+                Err(stopped) => Err(stopped.error()),
             };
             // A caller that went away no longer needs the answer; its write is durable regardless.
             let _ = reply.send(answer);
@@ -116,8 +119,48 @@ impl Completion {
         (self.0)(Ok(group_size))
     }
 
-    fn fail(self, reason: &str) {
-        (self.0)(Err(reason))
+    fn fail(self, stopped: &Stopped) {
+        (self.0)(Err(stopped))
+    }
+}
+
+/// Why the store stopped taking writes.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    reason: String,
+    disk_full: bool,
+}
+
+impl Stopped {
+    /// After `what` failed with `error`.
+    fn after(what: &str, error: &StoreError) -> Self {
+        let disk_full = error.is_disk_full();
+        let reason = if disk_full {
+            format!(
+                "the disk holding the data directory is full ({what} failed: {error}); free \
+                 space, then restart khabar"
+            )
+        } else {
+            format!("{what} failed ({error}); restart khabar")
+        };
+        Self { reason, disk_full }
+    }
+
+    /// While the store closes.
+    fn closing() -> Self {
+        Self {
+            reason: "the store is closing".into(),
+            disk_full: false,
+        }
+    }
+
+    /// The error a write answers with.
+    fn error(&self) -> StoreError {
+        if self.disk_full {
+            StoreError::DiskFull(self.reason.clone())
+        } else {
+            StoreError::Unavailable(self.reason.clone())
+        }
     }
 }
 
@@ -139,7 +182,7 @@ struct Group {
 }
 
 /// Set once when the store stops taking writes; read by every thread.
-pub type Failure = Arc<OnceLock<String>>;
+pub type Failure = Arc<OnceLock<Stopped>>;
 
 /// What the threads of the write path share with the store.
 pub struct WritePath {
@@ -169,6 +212,8 @@ pub struct WriterStart {
     pub failure: Failure,
     /// How often the index is made durable.
     pub checkpoint_interval: Duration,
+    /// Disk failures to inject (tests).
+    pub faults: Arc<DiskFaults>,
 }
 
 /// Starts the writer, syncer and checkpointer threads. They stop when every command sender is
@@ -188,6 +233,7 @@ pub fn spawn(
         recent,
         failure,
         checkpoint_interval,
+        faults,
     } = start;
     // Two groups in the pipe: one being synced, one ready; more would only add latency.
     let (groups_tx, groups_rx) = std_mpsc::sync_channel(2);
@@ -212,12 +258,14 @@ pub fn spawn(
         .spawn(move || writer.run(commands, groups_tx))?;
     let syncer = {
         let (tree, failure, applied_seq) = ((*db).clone(), failure.clone(), applied_seq.clone());
+        let faults = faults.clone();
         let mut head = (head, last_recorded_at);
         std::thread::Builder::new()
             .name("khabar-syncer".into())
             .spawn(move || {
                 sync_groups(
                     &tree,
+                    &faults,
                     &groups_rx,
                     &durable_head,
                     &failure,
@@ -298,11 +346,11 @@ impl Writer {
                 }
             }
             if let Err(e) = self.log_writer.write_out() {
-                self.fail_store(&e);
+                let _ = self.fail_store(&e);
             }
             let records = std::mem::take(&mut self.records);
-            if let Some(reason) = self.failure.get() {
-                completions.into_iter().for_each(|c| c.fail(reason));
+            if let Some(stopped) = self.failure.get() {
+                completions.into_iter().for_each(|c| c.fail(stopped));
                 continue;
             }
             let group = Group {
@@ -319,7 +367,7 @@ impl Writer {
                 group
                     .completions
                     .into_iter()
-                    .for_each(|c| c.fail("store is closing"));
+                    .for_each(|c| c.fail(&Stopped::closing()));
                 break;
             }
         }
@@ -328,8 +376,14 @@ impl Writer {
 
     fn apply(&mut self, command: Command) -> Completion {
         match command {
-            Command::Ingest { article, reply } => {
-                Completion::new(reply, self.guarded(|w| w.ingest(*article)))
+            Command::Ingest {
+                article,
+                reply,
+                queued,
+            } => {
+                let result = self.guarded(|w| w.ingest(*article));
+                drop(queued);
+                Completion::new(reply, result)
             }
             Command::Retract { id, reason, reply } => {
                 Completion::new(reply, self.guarded(|w| w.retract(id, reason)))
@@ -355,23 +409,25 @@ impl Writer {
 
     /// Runs a write unless the store has failed, and fails the store on a storage error.
     fn guarded<T>(&mut self, write: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if let Some(reason) = self.failure.get() {
-            return Err(StoreError::Unavailable(reason.clone()));
+        if let Some(stopped) = self.failure.get() {
+            return Err(stopped.error());
         }
         let result = write(self);
-        if let Err(e @ (StoreError::Database(_) | StoreError::Io(_) | StoreError::Corrupt { .. })) =
-            &result
-        {
-            self.fail_store(e);
+        match result {
+            Err(e @ (StoreError::Database(_) | StoreError::Io(_) | StoreError::Corrupt { .. })) => {
+                let stopped = self.fail_store(&e);
+                Err(stopped.error())
+            }
+            other => other,
         }
-        result
     }
 
-    fn fail_store(&self, e: &StoreError) {
-        error!(error = %e, "write failed; the store stops taking writes");
-        let _ = self
-            .failure
-            .set(format!("a write failed ({e}); restart khabar"));
+    /// Stops the store after a write failed; answers with why.
+    fn fail_store(&self, e: &StoreError) -> Stopped {
+        error!(error = %e, "writing to the log failed; the store stops taking writes");
+        let stopped = Stopped::after("writing to the log", e);
+        let _ = self.failure.set(stopped.clone());
+        self.failure.get().cloned().unwrap_or(stopped)
     }
 
     fn now(&mut self) -> Timestamp {
@@ -690,6 +746,7 @@ pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
 /// Makes groups durable as they come; `last_event` is the last event applied to the index.
 fn sync_groups(
     tree: &sled::Tree,
+    faults: &DiskFaults,
     groups: &std_mpsc::Receiver<Group>,
     durable_head: &watch::Sender<u64>,
     failure: &Failure,
@@ -700,8 +757,8 @@ fn sync_groups(
         let mut pending = vec![first];
         pending.extend(groups.try_iter());
         let outcome = failure.get().map_or_else(
-            || make_durable(tree, &pending, last_event),
-            |reason| Err(reason.clone()),
+            || make_durable(tree, faults, &pending, last_event),
+            |stopped| Err(stopped.clone()),
         );
         match outcome {
             Ok(()) => {
@@ -720,12 +777,12 @@ fn sync_groups(
                     .for_each(|c| c.deliver(group_size));
                 applied_seq.store(last_seq, Ordering::Release);
             }
-            Err(reason) => {
-                let _ = failure.set(reason.clone());
+            Err(stopped) => {
+                let _ = failure.set(stopped.clone());
                 pending
                     .into_iter()
                     .flat_map(|g| g.completions)
-                    .for_each(|c| c.fail(&reason));
+                    .for_each(|c| c.fail(&stopped));
             }
         }
     }
@@ -735,9 +792,10 @@ fn sync_groups(
 /// Syncs the groups' log files, then applies their records to the index.
 fn make_durable(
     tree: &sled::Tree,
+    faults: &DiskFaults,
     groups: &[Group],
     last_event: &mut (u64, Timestamp),
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Stopped> {
     let started = std::time::Instant::now();
     let mut files: Vec<&Arc<File>> = Vec::new();
     for file in groups.iter().flat_map(|g| &g.files) {
@@ -746,14 +804,18 @@ fn make_durable(
         }
     }
     for file in files {
-        file.sync_data().map_err(|e| {
-            error!(error = %e, "syncing the log failed; the store stops taking writes");
-            format!("syncing the log to disk failed ({e}); restart khabar")
-        })?;
+        faults
+            .check(DiskOperation::LogSync)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                error!(error = %e, "syncing the log failed; the store stops taking writes");
+                Stopped::after("syncing the log to disk", &StoreError::Io(e))
+            })?;
     }
     let synced = started.elapsed();
     let mut apply = || -> Result<()> {
         for record in groups.iter().flat_map(|g| &g.records) {
+            faults.check(DiskOperation::IndexWrite)?;
             index::apply(tree, record)?;
         }
         if let Some(event) = groups.iter().rev().find_map(|g| g.last_event) {
@@ -773,9 +835,10 @@ fn make_durable(
     };
     apply().map_err(|e| {
         error!(error = %e, "updating the index failed; the store stops taking writes");
-        format!(
-            "updating the index failed ({e}); the writes are in the log: restart khabar, and \
-             retry (ingest is idempotent)"
+        Stopped::after(
+            "updating the index (the writes are in the log; retrying them after the restart \
+             is safe)",
+            &e,
         )
     })?;
     debug!(
@@ -815,8 +878,7 @@ fn checkpoints(
                 Err(e) => {
                     // The log still holds every write; only the replay at start-up grows.
                     error!(error = %e, "index checkpoint failed; the store stops taking writes");
-                    let _ =
-                        failure.set(format!("an index checkpoint failed ({e}); restart khabar"));
+                    let _ = failure.set(Stopped::after("an index checkpoint", &e));
                 }
             }
         }

@@ -7,25 +7,14 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{ChildServer, TestServer, WAIT, run_bounded, seed_variant};
+use crate::common::{
+    ChildServer, TestServer, copy_dir, create_consumer, feed_from_beginning, run_bounded,
+    seed_variant,
+};
 use khabar::{
-    pb::khabar::v1::{self as pb, IngestOutcome, subscribe_request::Start},
+    pb::khabar::v1::{self as pb, IngestOutcome},
     store::{ArticleStore, SledStore, SledStoreConfig},
 };
-use tokio_stream::StreamExt;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 fn segments(data_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log"))
@@ -54,28 +43,9 @@ fn frame_offsets(segment: &Path) -> Vec<(u64, u64)> {
 
 /// Every event of the feed from the beginning, up to `count` of them.
 async fn feed_events(server: &TestServer, count: usize) -> Vec<pb::FeedEvent> {
-    let mut feed = server
-        .feed_client()
+    feed_from_beginning(server.feed_client().await, count)
         .await
-        .subscribe(pb::SubscribeRequest {
-            start: Some(Start::FromBeginning(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        let event = tokio::time::timeout(WAIT, feed.next())
-            .await
-            .expect("event in time")
-            .expect("feed open")
-            .expect("event");
-        if event.kind() != pb::EventKind::Checkpoint {
-            events.push(event);
-        }
-    }
-    events
+        .0
 }
 
 async fn get(server: &TestServer, id: &str) -> pb::Article {
@@ -192,16 +162,7 @@ async fn ingest_history(server: &TestServer) -> Vec<String> {
         .await
         .unwrap();
     let mut feeds = server.feed_client().await;
-    drop(
-        feeds
-            .subscribe(pb::SubscribeRequest {
-                consumer: "indexer".into(),
-                start: Some(Start::FromBeginning(true)),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-    );
+    create_consumer(&mut feeds, "indexer").await;
     feeds
         .ack(pb::AckRequest {
             consumer: "indexer".into(),
@@ -282,16 +243,7 @@ async fn acknowledged_writes_the_index_never_saw_are_replayed_after_sigkill() {
         acked.push(ingest.ingest(seed_variant(n)).await.unwrap().into_inner());
     }
     let mut feeds = pb::feed_service_client::FeedServiceClient::new(channel);
-    drop(
-        feeds
-            .subscribe(pb::SubscribeRequest {
-                consumer: "indexer".into(),
-                start: Some(Start::FromBeginning(true)),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-    );
+    create_consumer(&mut feeds, "indexer").await;
     feeds
         .ack(pb::AckRequest {
             consumer: "indexer".into(),
@@ -481,4 +433,141 @@ async fn a_damaged_last_record_is_noticed_at_start() {
     let text = err.to_string();
     assert!(text.contains(&format!("offset {last}")), "{text}");
     assert!(text.contains("acknowledged writes are missing"), "{text}");
+}
+
+/// Starts `khabar serve` on `data_dir` expecting it to refuse: returns its one error line.
+fn refused_start(data_dir: &Path, as_nobody: bool) -> String {
+    let binary = env!("CARGO_BIN_EXE_khabar");
+    let mut command = if as_nobody {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", binary])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+        command
+    } else {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+        command
+    };
+    let output = run_bounded(
+        command.arg(data_dir).env("NO_COLOR", "1"),
+        None,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    errors[0].to_owned()
+}
+
+/// Thirty acknowledged articles through a real server; their ids.
+async fn thirty_articles() -> (tempfile::TempDir, Vec<String>) {
+    let server = TestServer::start().await;
+    let mut ingest = server.ingest_client().await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(
+            ingest
+                .ingest(seed_variant(n))
+                .await
+                .unwrap()
+                .into_inner()
+                .id,
+        );
+    }
+    (server.stop().await, ids)
+}
+
+fn flip_byte(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_index_is_repaired_from_the_log() {
+    for file in ["db", "conf"] {
+        let (data_dir, ids) = thirty_articles().await;
+        let path = data_dir.path().join("index").join(file);
+        let middle = std::fs::metadata(&path).unwrap().len() as usize / 2;
+        flip_byte(&path, middle);
+        let server =
+            TestServer::start_in(data_dir, khabar::config::DEFAULT_MAX_MESSAGE_BYTES).await;
+        for id in &ids {
+            get(&server, id).await;
+        }
+        assert_eq!(feed_events(&server, 30).await.len(), 30, "{file}");
+        let listed = server
+            .articles_client()
+            .await
+            .list_articles(pb::ListArticlesRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.articles.len(), 30, "{file}");
+        let data_dir = server.stop().await;
+        if file == "conf" {
+            // sled cannot open it at all: it was moved aside and rebuilt.
+            let kept = std::fs::read_dir(data_dir.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("index.unreadable-")
+                });
+            assert!(kept, "the unreadable index is kept aside");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_log_record_stops_the_start_naming_file_and_offset() {
+    let (data_dir, _) = thirty_articles().await;
+    let segment = segments(data_dir.path())[0].clone();
+    let frames = frame_offsets(&segment);
+    let (start, end) = frames[frames.len() / 2];
+    flip_byte(&segment, ((start + end) / 2) as usize);
+    let line = refused_start(data_dir.path(), false);
+    assert!(line.contains(&segment.display().to_string()), "{line}");
+    assert!(line.contains(&format!("offset {start}")), "{line}");
+    assert!(line.contains("acknowledged"), "{line}");
+}
+
+#[tokio::test]
+async fn foreign_files_and_wrong_permissions_stop_the_start_with_one_line() {
+    // A file of another program where a segment belongs.
+    let (data_dir, _) = thirty_articles().await;
+    let segment = segments(data_dir.path())[0].clone();
+    std::fs::write(&segment, b"\x89PNG\r\n\x1a\n not a khabar file").unwrap();
+    let line = refused_start(data_dir.path(), false);
+    assert!(line.contains(&segment.display().to_string()), "{line}");
+    assert!(line.contains("not a khabar log segment"), "{line}");
+
+    // A data directory that is a file.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let line = refused_start(file.path(), false);
+    assert!(line.contains(&file.path().display().to_string()), "{line}");
+
+    // A directory the server's user cannot enter (as root, the server runs as nobody).
+    let is_root = run_bounded(Command::new("id").arg("-u"), None, Duration::from_secs(5))
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !is_root {
+        eprintln!("SKIPPED the permission case: it needs root to run the server as nobody");
+        return;
+    }
+    let locked = tempfile::tempdir().unwrap();
+    let data = locked.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(locked.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let line = refused_start(&data, true);
+    assert!(line.contains(&data.display().to_string()), "{line}");
+    assert!(line.contains("ermission denied"), "{line}");
 }

@@ -42,6 +42,9 @@ use crate::domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp, V
 
 /// Writes waiting for the writer task at most; further callers wait for room.
 const COMMAND_QUEUE: usize = 1_024;
+/// Bytes of articles waiting for the writer at most, as in the embedded store; further callers
+/// wait for room.
+const QUEUED_BYTES: usize = 64 << 20;
 
 /// Where and how to reach PostgreSQL.
 #[derive(Clone)]
@@ -195,6 +198,8 @@ struct Inner {
     head_sender: Arc<watch::Sender<u64>>,
     writer: Option<tokio::task::JoinHandle<()>>,
     stop_follower: Option<oneshot::Sender<()>>,
+    /// The byte budget of queued articles, in KiB.
+    queued_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Inner {
@@ -271,6 +276,7 @@ impl PostgresStore {
                 head_sender: head_tx,
                 writer: Some(writer),
                 stop_follower: Some(stop_follower),
+                queued_bytes: Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES / 1024)),
             }),
         })
     }
@@ -359,9 +365,22 @@ const SIZE: &str = "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigi
 
 impl ArticleStore for PostgresStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
+        // An article larger than the whole budget still goes through, alone.
+        let kib = article
+            .approximate_size()
+            .div_ceil(1024)
+            .min(QUEUED_BYTES / 1024) as u32;
+        let queued = self
+            .inner
+            .queued_bytes
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
             reply,
+            queued,
         })
         .await
     }

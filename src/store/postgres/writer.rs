@@ -562,7 +562,16 @@ impl Group {
 
     fn decide(&mut self, command: Command, ids: &mut Generator) -> Answer {
         match command {
-            Command::Ingest { article, reply } => Answer::new(reply, self.ingest(*article, ids)),
+            Command::Ingest {
+                article,
+                reply,
+                queued,
+            } => {
+                let decided = self.ingest(*article, ids);
+                // Decided, the article is in the group's statements: its budget is free again.
+                drop(queued);
+                Answer::new(reply, decided)
+            }
             Command::Retract { id, reason, reply } => Answer::new(reply, self.retract(id, reason)),
             Command::EnsureConsumer {
                 name,

@@ -519,11 +519,15 @@ pub fn clients_required() -> bool {
 /// Reports that `test` cannot run because of `why`: a failure when [`clients_required`], else a
 /// SKIPPED line on standard error.
 pub fn missing_tool(test: &str, why: &str) {
-    assert!(
-        !clients_required(),
-        "{test}: KHABAR_REQUIRE_CLIENTS=1 but {why}"
-    );
-    eprintln!("SKIPPED {test}: {why} (set KHABAR_REQUIRE_CLIENTS=1 to make this a failure)");
+    cannot_run("KHABAR_REQUIRE_CLIENTS", test, why);
+}
+
+/// Reports that `test` cannot run because of `why`: a failure when the environment variable
+/// `required` is 1 (the test was expected to run), else a SKIPPED line on standard error.
+pub fn cannot_run(required: &str, test: &str, why: &str) {
+    let must_run = std::env::var(required).is_ok_and(|v| v == "1");
+    assert!(!must_run, "{test}: {required}=1 but {why}");
+    eprintln!("SKIPPED {test}: {why} (set {required}=1 to make this a failure)");
 }
 
 /// A khabar server in a child process.
@@ -636,4 +640,60 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Copies a directory tree (a data directory, between file systems or for a variant of it).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
+
+/// Creates the durable consumer `name` at the beginning of the log (a subscription that is
+/// dropped at once).
+pub async fn create_consumer(feeds: &mut FeedServiceClient<Channel>, name: &str) {
+    drop(
+        feeds
+            .subscribe(pb::SubscribeRequest {
+                consumer: name.into(),
+                start: Some(pb::subscribe_request::Start::FromBeginning(true)),
+                ..Default::default()
+            })
+            .await
+            .expect("create the consumer"),
+    );
+}
+
+/// The first `count` events of the feed from the beginning, checkpoints skipped.
+pub async fn feed_from_beginning(
+    mut feeds: FeedServiceClient<Channel>,
+    count: usize,
+) -> (Vec<pb::FeedEvent>, tonic::Streaming<pb::FeedEvent>) {
+    let mut feed = feeds
+        .subscribe(pb::SubscribeRequest {
+            start: Some(pb::subscribe_request::Start::FromBeginning(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let event = tokio::time::timeout(WAIT, tokio_stream::StreamExt::next(&mut feed))
+            .await
+            .expect("event in time")
+            .expect("feed open")
+            .expect("event");
+        if event.kind() != pb::EventKind::Checkpoint {
+            events.push(event);
+        }
+    }
+    (events, feed)
 }
