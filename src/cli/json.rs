@@ -37,6 +37,7 @@ proto_messages! {
     pb::Consumer => ".khabar.v1.Consumer",
     pb::ListConsumersResponse => ".khabar.v1.ListConsumersResponse",
     pb::IngestResponse => ".khabar.v1.IngestResponse",
+    pb::StoryArticle => ".khabar.v1.StoryArticle",
 }
 
 /// Why a message cannot be printed as proto3 JSON.

@@ -13,7 +13,7 @@ mod validation;
 
 pub use article::{
     Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, ParseIdError,
-    Retraction, Source, ValidArticle,
+    Retraction, Source, StoryLink, ValidArticle,
 };
 pub use canonical_uri::{canonical_uri, is_tracking_parameter};
 pub use filter::ArticleFilter;
