@@ -131,6 +131,18 @@ fn walkthrough(grpcurl: &Grpcurl) {
     }
     assert_eq!(field(&got, "publishedAt"), "2016-07-01T09:00:00Z");
     assert_eq!(field(&got, "status"), "ARTICLE_STATUS_USABLE");
+    assert_eq!(field(&got, "storyId"), id, "the first article starts its story");
+    assert_eq!(field(&got, "duplicateOf"), "");
+
+    let story = grpcurl.call(
+        "khabar.v1.ArticleService/GetStory",
+        &format!(r#"{{"storyId":"{id}"}}"#),
+    );
+    let members = story["articles"].as_array().expect("story articles");
+    assert_eq!(members.len(), 1, "{story}");
+    assert_eq!(field(&members[0], "id"), id);
+    assert_eq!(field(&members[0]["source"], "id"), "alkhabar");
+    assert_eq!(field(&members[0], "publishedAt"), "2016-07-01T09:00:00Z");
 
     let listed = grpcurl.call(
         "khabar.v1.ArticleService/ListArticles",
