@@ -495,3 +495,61 @@ async fn a_directory_of_the_first_layout_gets_stories() {
     assert_ne!(answer.outcome(), pb::IngestOutcome::Created);
     server.stop().await;
 }
+
+/// Several servers on one database: each writer catches up on what the others assigned before
+/// assigning, so copies ingested through different servers, even at once, join one story, in
+/// the order of their cursors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_database_assign_stories_as_one() {
+    let Some(backend) = Backend::postgres("servers_sharing_a_database_assign_stories_as_one").await
+    else {
+        return;
+    };
+    let flags = backend.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let servers = [
+        ChildServer::start_with(dirs[0].path(), &flags),
+        ChildServer::start_with(dirs[1].path(), &flags),
+    ];
+    let mut a = Clients::new(servers[0].channel().await);
+    let mut b = Clients::new(servers[1].channel().await);
+    // Both writers have their index before the first article.
+    let warm = b.ingest(unrelated()).await.id;
+    let first = a.ingest(seed_request()).await.id;
+    let copy = b.ingest(republished_copy()).await.id;
+    assert_linked(&b.get(&copy).await, &first);
+
+    // Copies from other outlets through both servers at once.
+    let outlets: Vec<pb::IngestRequest> = (0..6)
+        .map(|n| {
+            let mut request = orthographic_copy();
+            let article = request.article.as_mut().unwrap();
+            article.source.as_mut().unwrap().id = format!("outlet-{n}");
+            request
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (n, request) in outlets.into_iter().enumerate() {
+        let mut client = if n % 2 == 0 {
+            a.ingest.clone()
+        } else {
+            b.ingest.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            client.ingest(request).await.expect("ingest").into_inner().id
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    for id in &ids {
+        let article = a.get(id).await;
+        assert_eq!(article.story_id, first, "{id}");
+        assert!(article.similarity >= THRESHOLD);
+    }
+    let story = b.story(&first).await.expect("story");
+    assert_eq!(story.len(), 8);
+    assert_starts_story(&a.get(&warm).await);
+}
