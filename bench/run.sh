@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar (on its embedded
-# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on) and, in the
+# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on; W1b also with
+# --stories off, to show what story linking costs) and, in the
 # same run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
 # fsync rate, khabar's store without gRPC (the log and its sled index), raw sled inserts with the
 # flush policy of khabar's first storage design, and a no-op tonic RPC with the same payload.
@@ -109,6 +110,11 @@ start() {
       server_pid=$!
       wait_for_listen_line "$log"
       server="http://$server_addr" ;;
+    khabar-nostories)
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info --stories off 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
     khabar-postgres)
       databases=$((databases + 1))
       psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench_$databases" >/dev/null
@@ -150,7 +156,7 @@ stop() {
 
 target_of() {
   case "$1" in
-    khabar|khabar-postgres|noop) echo khabar ;;
+    khabar|khabar-nostories|khabar-postgres|noop) echo khabar ;;
     redis-*) echo redis ;;
     jetstream) echo nats ;;
   esac
@@ -198,8 +204,10 @@ retries="$work/retries.txt"
 echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
 start_postgres
 for rep in $(seq 1 "$reps"); do
-  for system in khabar khabar-postgres redis-always redis-everysec jetstream; do
+  for system in khabar khabar-nostories khabar-postgres redis-always redis-everysec jetstream; do
     configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
+    # What story linking costs: the same W1b loads with --stories off.
+    [ "$system" = khabar-nostories ] && configs="W1b:unary:32 W1b:stream:32"
     [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
     [ "$system" = khabar-postgres ] && configs="W1b:unary:32 W1b:stream:32 W1c:stream:100"
     for config in $configs; do
@@ -248,6 +256,7 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 n = int(sys.argv[2])
 durability = {
     "khabar": "fsync before ack (group commit)",
+    "khabar-nostories": "fsync before ack (group commit); --stories off",
     "khabar-postgres": "PostgreSQL COMMIT before ack, synchronous_commit=on (one local server)",
     "redis-always": "fsync before ack (appendfsync always)",
     "redis-everysec": "fsync every second (appendfsync everysec)",
@@ -282,7 +291,7 @@ print("| --- | --- | --- | --- | --- | --- | --- |")
 workload_rows = list(dict.fromkeys(r["row"] for r in rows if r["system"] != "ceiling"))
 workload_rows.sort(key=lambda w: (w[:3], w))
 for row in workload_rows:
-    for system in ["khabar", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
+    for system in ["khabar", "khabar-nostories", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
         key = metric(row)
         if not any(r["system"] == system and r["row"] == row for r in rows):
             continue
@@ -351,6 +360,12 @@ for row, key in [("W1b unary/32", "articles_per_sec"), ("W1b stream/32", "articl
         print(f"postgres {row}: n/a (missing rows)")
 p99 = median("khabar", "W2b tail x4 @500/s", "p99_ms")
 print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms: n/a")
+for row in ["W1b unary/32", "W1b stream/32"]:
+    on, off = median("khabar", row, "articles_per_sec"), median("khabar-nostories", row, "articles_per_sec")
+    if on and off:
+        print(f"stories {row}: on {on:.0f}/s, off {off:.0f}/s = {on / off:.2f}x (target >= 0.9x)")
+    else:
+        print(f"stories {row}: n/a (missing rows)")
 rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]
 print(f"target rss-mib: {max(rss_values) if rss_values else 'n/a'}")
 retried = [line.strip() for line in open(sys.argv[4]) if line.strip()]

@@ -596,9 +596,8 @@ pub enum Switch {
 /// Parses `--story-window`: a whole number with a unit, `d`, `h`, `m` or `s`.
 pub fn parse_story_window(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let invalid = || {
-        format!("{raw:?} is not a duration: write a whole number and a unit, e.g. 7d, 36h, 90m")
-    };
+    let invalid =
+        || format!("{raw:?} is not a duration: write a whole number and a unit, e.g. 7d, 36h, 90m");
     let split = raw
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(invalid)?;

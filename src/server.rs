@@ -18,7 +18,6 @@ use crate::{
     feed::{FeedSettings, FeedStats},
     methods,
     metrics::{self, Metrics, MetricsLayer},
-    stories::StoryConfig,
     pb::{
         self,
         khabar::v1::{
@@ -30,6 +29,7 @@ use crate::{
     store::{
         AnyStore, DiskFaults, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError,
     },
+    stories::StoryConfig,
     traces::TraceLayer,
 };
 

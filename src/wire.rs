@@ -142,10 +142,8 @@ pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
     let story = if story_id.is_empty() {
         None
     } else {
-        let parse = |id: &str, field: &str| {
-            id.parse::<ArticleId>()
-                .map_err(|e| format!("{field}: {e}"))
-        };
+        let parse =
+            |id: &str, field: &str| id.parse::<ArticleId>().map_err(|e| format!("{field}: {e}"));
         Some(StoryLink {
             story_id: parse(&story_id, "story_id")?,
             duplicate_of: (!duplicate_of.is_empty())

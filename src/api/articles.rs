@@ -88,7 +88,10 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
             .story(parse_id("story_id", &story_id)?)
             .await?;
         Ok(Response::new(pb::GetStoryResponse {
-            articles: articles.into_iter().map(convert::story_article_pb).collect(),
+            articles: articles
+                .into_iter()
+                .map(convert::story_article_pb)
+                .collect(),
         }))
     }
 

@@ -319,7 +319,9 @@ fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
         cursor: *cursor,
         location: with_location.then(|| location_record(*location)),
         canonical_uri: canonical_uri.clone(),
-        story_id: story.map(|s| s.story_id.to_bytes().to_vec()).unwrap_or_default(),
+        story_id: story
+            .map(|s| s.story_id.to_bytes().to_vec())
+            .unwrap_or_default(),
         duplicate_of: story
             .and_then(|s| s.duplicate_of)
             .map(|d| d.to_bytes().to_vec())

@@ -86,7 +86,7 @@ pub fn story_prefix(story_id: ArticleId) -> [u8; 17] {
 /// The member id of a story-index key.
 pub fn story_member(key: &[u8]) -> Option<ArticleId> {
     match key {
-        [STORY, _story @ .., ] if key.len() == 33 => {
+        [STORY, _story @ ..] if key.len() == 33 => {
             Some(ArticleId::from_bytes(key[17..].try_into().ok()?))
         }
         _ => None,

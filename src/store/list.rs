@@ -221,7 +221,9 @@ fn list_stories(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<Liste
         heads.extend(story_heads(tree, *story_id)?.into_iter().filter(|head| {
             let at = (head.published_at, head.id);
             query.matches(head)
-                && query.published_after.is_none_or(|after| head.published_at >= after)
+                && query
+                    .published_after
+                    .is_none_or(|after| head.published_at >= after)
                 && query
                     .published_before
                     .is_none_or(|limit| head.published_at < limit)

@@ -285,8 +285,8 @@ fn rebuild_stories(db: &sled::Db, log: &Log, config: StoryConfig) -> Result<Stor
     heads.sort_by_key(|head| head.cursor);
     let mut computed = 0usize;
     for head in &heads {
-        let stored = index::fingerprint(db, head.id)?
-            .and_then(|bytes| Fingerprint::from_bytes(&bytes).ok());
+        let stored =
+            index::fingerprint(db, head.id)?.and_then(|bytes| Fingerprint::from_bytes(&bytes).ok());
         let fingerprint = match stored {
             Some(fingerprint) => fingerprint,
             None => {

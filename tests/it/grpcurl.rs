@@ -131,18 +131,43 @@ fn walkthrough(grpcurl: &Grpcurl) {
     }
     assert_eq!(field(&got, "publishedAt"), "2016-07-01T09:00:00Z");
     assert_eq!(field(&got, "status"), "ARTICLE_STATUS_USABLE");
-    assert_eq!(field(&got, "storyId"), id, "the first article starts its story");
+    assert_eq!(
+        field(&got, "storyId"),
+        id,
+        "the first article starts its story"
+    );
     assert_eq!(field(&got, "duplicateOf"), "");
 
+    // Another outlet republishes the story: it is linked to the first article.
+    let copy = grpcurl.call(
+        "khabar.v1.IngestService/Ingest",
+        &fixture_text("seed-copy.ingest.json"),
+    );
+    assert_eq!(field(&copy, "outcome"), "INGEST_OUTCOME_CREATED");
+    let copy_id = field(&copy, "id").to_owned();
+    let copied = grpcurl.call(
+        "khabar.v1.ArticleService/GetArticle",
+        &format!(r#"{{"id":"{copy_id}"}}"#),
+    );
+    assert_eq!(field(&copied, "storyId"), id);
+    assert_eq!(field(&copied, "duplicateOf"), id);
+    assert_eq!(
+        field(&copied, "canonicalUri"),
+        "https://rt-arabic.example/news/842117-us-allies-syria"
+    );
     let story = grpcurl.call(
         "khabar.v1.ArticleService/GetStory",
         &format!(r#"{{"storyId":"{id}"}}"#),
     );
     let members = story["articles"].as_array().expect("story articles");
-    assert_eq!(members.len(), 1, "{story}");
+    assert_eq!(members.len(), 2, "{story}");
     assert_eq!(field(&members[0], "id"), id);
     assert_eq!(field(&members[0]["source"], "id"), "alkhabar");
     assert_eq!(field(&members[0], "publishedAt"), "2016-07-01T09:00:00Z");
+    assert_eq!(field(&members[1], "id"), copy_id);
+    assert_eq!(field(&members[1], "duplicateOf"), id);
+    let similarity = members[1]["similarity"].as_f64().expect("a similarity");
+    assert!((0.57..=1.0).contains(&similarity), "{similarity}");
 
     let listed = grpcurl.call(
         "khabar.v1.ArticleService/ListArticles",

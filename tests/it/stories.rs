@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{
-    Backend, ChildServer, TestServer, WAIT, copy_dir, fixture, seed_request,
-};
+use crate::common::{Backend, ChildServer, TestServer, WAIT, copy_dir, fixture, seed_request};
 use khabar::pb::khabar::v1::{
     self as pb, article_service_client::ArticleServiceClient,
     feed_service_client::FeedServiceClient, ingest_service_client::IngestServiceClient,
@@ -75,12 +73,7 @@ fn orthographic_copy() -> pb::IngestRequest {
 
 /// An article about another event altogether.
 fn unrelated() -> pb::IngestRequest {
-    story_article(
-        "ar-budget",
-        "iqtisad",
-        "https://iqtisad.example/budget",
-        30,
-    )
+    story_article("ar-budget", "iqtisad", "https://iqtisad.example/budget", 30)
 }
 
 struct Clients {
@@ -97,7 +90,11 @@ impl Clients {
     }
 
     async fn ingest(&mut self, request: pb::IngestRequest) -> pb::IngestResponse {
-        self.ingest.ingest(request).await.expect("ingest").into_inner()
+        self.ingest
+            .ingest(request)
+            .await
+            .expect("ingest")
+            .into_inner()
     }
 
     async fn get(&mut self, id: &str) -> pb::Article {
@@ -316,7 +313,14 @@ async fn address_variants_of_one_page_are_one_article(backend: Backend) {
 
     // The same address from another source is another article.
     let mut elsewhere = seed_request();
-    elsewhere.article.as_mut().unwrap().source.as_mut().unwrap().id = "mirror".into();
+    elsewhere
+        .article
+        .as_mut()
+        .unwrap()
+        .source
+        .as_mut()
+        .unwrap()
+        .id = "mirror".into();
     let mirrored = clients.ingest(elsewhere).await;
     assert_eq!(mirrored.outcome(), pb::IngestOutcome::Created);
     assert_ne!(mirrored.id, created.id);
@@ -474,7 +478,10 @@ async fn a_directory_of_the_first_layout_gets_stories() {
     let old = "01M8AHZ8Z5D6NRMSNY2J7Q6PG2";
     let article = clients.get(old).await;
     assert_eq!(article.story_id, "");
-    assert_eq!(article.canonical_uri, "https://alkhabar.example/migration/2");
+    assert_eq!(
+        article.canonical_uri,
+        "https://alkhabar.example/migration/2"
+    );
     let copy = clients.ingest(republished_copy()).await.id;
     let linked = clients.get(&copy).await;
     assert!(
@@ -537,7 +544,12 @@ async fn servers_sharing_a_database_assign_stories_as_one() {
             b.ingest.clone()
         };
         tasks.push(tokio::spawn(async move {
-            client.ingest(request).await.expect("ingest").into_inner().id
+            client
+                .ingest(request)
+                .await
+                .expect("ingest")
+                .into_inner()
+                .id
         }));
     }
     let mut ids = Vec::new();

@@ -43,11 +43,11 @@ use crate::{
         Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
         ValidArticle, canonical_uri,
     },
-    stories::{Fingerprint, StoryConfig, StoryIndex},
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
         writer::{Command, Reply},
     },
+    stories::{Fingerprint, StoryConfig, StoryIndex},
     wire,
 };
 
@@ -462,7 +462,10 @@ async fn commit_group(
         }
     };
     if let Some(stories) = stories.as_deref_mut() {
-        match stories.catch_up(&transaction, statements, state.first_head).await {
+        match stories
+            .catch_up(&transaction, statements, state.first_head)
+            .await
+        {
             Ok(index) => state.stories = Some(index),
             Err(e) => {
                 let answers = group.into_iter().map(Answer::pending).collect();
