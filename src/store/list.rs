@@ -230,7 +230,7 @@ fn list_stories(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<Liste
                 && before.is_none_or(|position| at < position)
         }));
     }
-    heads.sort_by(|a, b| (b.published_at, b.id).cmp(&(a.published_at, a.id)));
+    heads.sort_by_key(|head| std::cmp::Reverse((head.published_at, head.id)));
     heads.dedup_by_key(|head| head.id);
     let mut articles = Vec::new();
     let mut page_bytes = 0;

@@ -443,7 +443,7 @@ async fn articles_stored_with_stories_off_join_stories_later(backend: Backend) {
         .into_iter()
         .map(|a| a.id)
         .collect();
-    assert_eq!(ids, [first.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&first));
     let plain = clients.ingest(orthographic_copy()).await.id;
     let plain_article = clients.get(&plain).await;
     assert!(
