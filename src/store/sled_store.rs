@@ -4,7 +4,8 @@
 //! # Data directory
 //! - `log/`: the log's segment files (see `log`), the only copy of every article's content.
 //! - `index/`: the sled index (see `keys`): natural keys, article heads, the time index, the
-//!   log index, consumers, and how far the log has been applied. It can be rebuilt from the log:
+//!   log index, story fingerprints and members, consumers, and how far the log has been
+//!   applied. It can be rebuilt from the log:
 //!   remove `index/` and start khabar.
 //!
 //! # Start-up

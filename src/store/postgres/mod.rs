@@ -5,8 +5,9 @@
 //!   transaction locks it first, which orders all writers of all servers.
 //! - `events`: the log; each event holds the article's `khabar.v1.Article` bytes (sent to feeds
 //!   as they are) and the header feeds filter on.
-//! - `articles`: each article's head (natural key unique, publication time indexed for
-//!   listings), naming the event that holds its current content.
+//! - `articles`: each article's head (natural key (source id, canonical address) unique,
+//!   publication time indexed for listings, story id indexed for stories), naming the event
+//!   that holds its current content, with the story fingerprint of that version.
 //! - `consumers`: durable consumers and their acknowledged cursors.
 //!
 //! # Writes, reads, feeds
