@@ -31,7 +31,7 @@ use super::{
     PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
-    writer::{self, Command, Failure, WriterStart, read_article},
+    writer::{self, Command, Failure, Prepared, WriterStart, read_article},
 };
 use super::{blocks::BlockCache, recent::RecentEvents};
 use crate::{
@@ -110,6 +110,8 @@ struct Inner {
     queued_bytes: Arc<tokio::sync::Semaphore>,
     queued_kib: usize,
     durable_head: watch::Receiver<u64>,
+    /// Whether stories are linked (articles are fingerprinted before they are queued).
+    stories: bool,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -189,6 +191,7 @@ impl SledStore {
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(queued_kib)),
                 queued_kib,
                 durable_head: head_rx,
+                stories: config.stories.is_some(),
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads: write_path.threads,
             }),
@@ -367,8 +370,11 @@ impl ArticleStore for SledStore {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        // Fingerprinted here, in the caller's task, rather than on the one writer thread.
+        let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
+            prepared,
             reply,
             queued,
         })

@@ -65,11 +65,33 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 /// Where the answer to a command goes.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// What the write path needs of an article besides the article itself: worked out in the
+/// caller's task, in parallel with other calls, so that the one writer only decides.
+pub struct Prepared {
+    /// The natural key's address.
+    pub canonical_uri: String,
+    /// The story fingerprint of the article; `None` with stories off.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl Prepared {
+    /// Prepares `article`, fingerprinting it when `stories` are on.
+    pub fn of(article: &ValidArticle, stories: bool) -> Self {
+        let content = article.content();
+        Self {
+            canonical_uri: canonical_uri(&content.uri),
+            fingerprint: stories.then(|| Fingerprint::of_article(&content.headline, &content.body)),
+        }
+    }
+}
+
 /// A write request and where its answer goes.
 pub enum Command {
     /// Store an article.
     Ingest {
         article: Box<ValidArticle>,
+        /// Its canonical address and fingerprint.
+        prepared: Box<Prepared>,
         reply: Reply<IngestReceipt>,
         /// The article's share of the queue's byte budget, given back once it is logged.
         queued: OwnedSemaphorePermit,
@@ -389,10 +411,11 @@ impl Writer {
         match command {
             Command::Ingest {
                 article,
+                prepared,
                 reply,
                 queued,
             } => {
-                let result = self.guarded(|w| w.ingest(*article));
+                let result = self.guarded(|w| w.ingest(*article, *prepared));
                 drop(queued);
                 Completion::new(reply, result)
             }
@@ -474,16 +497,24 @@ impl Writer {
         &mut self,
         id: ArticleId,
         content: &ArticleContent,
+        fingerprint: Option<&Fingerprint>,
         updated: bool,
     ) -> (Option<StoryLink>, Bytes) {
         let Some(stories) = self.stories.as_mut() else {
             return (None, Bytes::new());
         };
-        let fingerprint = Fingerprint::of_article(&content.headline, &content.body);
+        let computed;
+        let fingerprint = match fingerprint {
+            Some(given) => given,
+            None => {
+                computed = Fingerprint::of_article(&content.headline, &content.body);
+                &computed
+            }
+        };
         let assignment = if updated {
-            stories.update(id, content.published_at, &fingerprint)
+            stories.update(id, content.published_at, fingerprint)
         } else {
-            stories.assign(id, content.published_at, &fingerprint)
+            stories.assign(id, content.published_at, fingerprint)
         };
         let link = StoryLink {
             story_id: assignment.story_id,
@@ -493,15 +524,18 @@ impl Writer {
         (Some(link), Bytes::from(fingerprint.to_bytes()))
     }
 
-    fn ingest(&mut self, new: ValidArticle) -> Result<IngestReceipt> {
+    fn ingest(&mut self, new: ValidArticle, prepared: Prepared) -> Result<IngestReceipt> {
         let now = self.now();
         let content_hash = new.content_hash();
         let view_count = new.view_count();
         let source_id = new.content().source.id.clone();
-        let canonical = canonical_uri(&new.content().uri);
+        let Prepared {
+            canonical_uri: canonical,
+            fingerprint,
+        } = prepared;
         let Some(id) = self.lookup_id(&source_id, &canonical)? else {
             let id = self.new_id();
-            let (story, fingerprint) = self.place(id, new.content(), false);
+            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
             let article = Article {
                 id,
                 content: new.into_content(),
@@ -557,7 +591,7 @@ impl Writer {
 
         let previous_published_at = head.published_at;
         let previous_story = head.story_id();
-        let (story, fingerprint) = self.place(id, new.content(), true);
+        let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),

@@ -37,7 +37,8 @@ pub use schema::SCHEMA_VERSION;
 use self::errors::{pool_error, store_error};
 use super::{
     ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PageToken,
-    PendingWrite, Result, StoreError, writer::Command,
+    PendingWrite, Result, StoreError,
+    writer::{Command, Prepared},
 };
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp, ValidArticle},
@@ -218,6 +219,8 @@ struct Inner {
     stop_follower: Option<oneshot::Sender<()>>,
     /// The byte budget of queued articles, in KiB.
     queued_bytes: Arc<tokio::sync::Semaphore>,
+    /// Whether stories are linked (articles are fingerprinted before they are queued).
+    stories: bool,
 }
 
 impl Drop for Inner {
@@ -300,6 +303,7 @@ impl PostgresStore {
                 writer: Some(writer),
                 stop_follower: Some(stop_follower),
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES / 1024)),
+                stories: config.stories.is_some(),
             }),
         })
     }
@@ -404,8 +408,11 @@ impl ArticleStore for PostgresStore {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        // Fingerprinted here, in the caller's task, rather than in the one writer task.
+        let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
+            prepared,
             reply,
             queued,
         })

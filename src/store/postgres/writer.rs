@@ -41,11 +41,11 @@ use super::{
 use crate::{
     domain::{
         Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
-        ValidArticle, canonical_uri,
+        ValidArticle,
     },
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
-        writer::{Command, Reply},
+        writer::{Command, Prepared, Reply},
     },
     stories::{Fingerprint, StoryConfig, StoryIndex},
     wire,
@@ -580,9 +580,13 @@ impl Names {
         let (mut keys, mut ids, mut consumers) = (HashSet::new(), HashSet::new(), HashSet::new());
         for command in group {
             match command {
-                Command::Ingest { article, .. } => {
-                    let content = article.content();
-                    let key = (content.source.id.clone(), canonical_uri(&content.uri));
+                Command::Ingest {
+                    article, prepared, ..
+                } => {
+                    let key = (
+                        article.content().source.id.clone(),
+                        prepared.canonical_uri.clone(),
+                    );
                     if keys.insert(key.clone()) {
                         names.keys.push(key);
                     }
@@ -658,16 +662,24 @@ impl Group {
         &mut self,
         id: ArticleId,
         content: &ArticleContent,
+        fingerprint: Option<&Fingerprint>,
         updated: bool,
     ) -> (Option<StoryLink>, Option<Vec<u8>>) {
         let Some(stories) = self.stories.as_mut() else {
             return (None, None);
         };
-        let fingerprint = Fingerprint::of_article(&content.headline, &content.body);
+        let computed;
+        let fingerprint = match fingerprint {
+            Some(given) => given,
+            None => {
+                computed = Fingerprint::of_article(&content.headline, &content.body);
+                &computed
+            }
+        };
         let assignment = if updated {
-            stories.update(id, content.published_at, &fingerprint)
+            stories.update(id, content.published_at, fingerprint)
         } else {
-            stories.assign(id, content.published_at, &fingerprint)
+            stories.assign(id, content.published_at, fingerprint)
         };
         let link = StoryLink {
             story_id: assignment.story_id,
@@ -719,10 +731,11 @@ impl Group {
         match command {
             Command::Ingest {
                 article,
+                prepared,
                 reply,
                 queued,
             } => {
-                let decided = self.ingest(*article, ids);
+                let decided = self.ingest(*article, *prepared, ids);
                 // Decided, the article is in the group's statements: its budget is free again.
                 drop(queued);
                 Answer::new(reply, decided)
@@ -744,19 +757,25 @@ impl Group {
         }
     }
 
-    fn ingest(&mut self, new: ValidArticle, ids: &mut Generator) -> Result<IngestReceipt> {
+    fn ingest(
+        &mut self,
+        new: ValidArticle,
+        prepared: Prepared,
+        ids: &mut Generator,
+    ) -> Result<IngestReceipt> {
         let content_hash = new.content_hash();
         let view_count = new.view_count();
-        let key = (
-            new.content().source.id.clone(),
-            canonical_uri(&new.content().uri),
-        );
+        let Prepared {
+            canonical_uri,
+            fingerprint,
+        } = prepared;
+        let key = (new.content().source.id.clone(), canonical_uri);
         let Some(&id) = self.natural_keys.get(&key) else {
             let now = self.now();
             // The generator keeps ids increasing within a millisecond; it fails only after 2^80
             // ids in one, where a random id is still unique in practice.
             let id = ArticleId::from_ulid(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()));
-            let (story, fingerprint) = self.place(id, new.content(), false);
+            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
             let article = Article {
                 id,
                 content: new.into_content(),
@@ -807,7 +826,7 @@ impl Group {
             (head.version + 1, head.first_ingested_at, head.status);
         let canonical = head.canonical_uri.clone().unwrap_or(key.1);
         let now = self.now();
-        let (story, fingerprint) = self.place(id, new.content(), true);
+        let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),
