@@ -676,6 +676,40 @@ mod tests {
     }
 
     #[test]
+    fn story_options_have_tuned_defaults_and_checked_ranges() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.stories, Switch::On);
+        assert_eq!(args.story_window, Duration::from_secs(7 * 24 * 60 * 60));
+        assert_eq!(args.duplicate_threshold, crate::stories::DEFAULT_THRESHOLD);
+        let args = parse(&[
+            "--stories",
+            "off",
+            "--story-window",
+            "36h",
+            "--duplicate-threshold",
+            "0.8",
+        ])
+        .unwrap();
+        assert_eq!(args.stories, Switch::Off);
+        assert_eq!(args.story_window, Duration::from_secs(36 * 60 * 60));
+        assert_eq!(args.duplicate_threshold, 0.8);
+        for (window, secs) in [("90m", 5_400), ("45s", 45), ("1d", 86_400)] {
+            assert_eq!(parse_story_window(window), Ok(Duration::from_secs(secs)));
+        }
+        for bad in ["7", "d", "7w", "-1d", "0s", "99999d", "1.5d"] {
+            assert!(parse_story_window(bad).is_err(), "{bad}");
+        }
+        for bad in ["1.01", "-0.1", "NaN", "x"] {
+            let err = parse(&["--duplicate-threshold", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--duplicate-threshold"), "{bad}: {err}");
+        }
+        let err = parse(&["--story-window", "7w"]).unwrap_err().to_string();
+        assert!(err.contains("--story-window"), "{err}");
+    }
+
+    #[test]
     fn log_format_is_text_or_json() {
         assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
         assert_eq!(
