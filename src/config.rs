@@ -700,7 +700,7 @@ mod tests {
             assert!(parse_story_window(bad).is_err(), "{bad}");
         }
         for bad in ["1.01", "-0.1", "NaN", "x"] {
-            let err = parse(&["--duplicate-threshold", bad])
+            let err = parse(&[&format!("--duplicate-threshold={bad}")])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("--duplicate-threshold"), "{bad}: {err}");
