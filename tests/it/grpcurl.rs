@@ -252,20 +252,33 @@ fn walkthrough(grpcurl: &Grpcurl) {
         .collect();
     assert_eq!(
         events,
-        [("1", "EVENT_KIND_CREATED"), ("2", "EVENT_KIND_RETRACTED")]
+        [
+            ("1", "EVENT_KIND_CREATED"),
+            ("2", "EVENT_KIND_CREATED"),
+            ("3", "EVENT_KIND_RETRACTED")
+        ]
+    );
+    let copied_event = messages
+        .iter()
+        .find(|m| field(m, "cursor") == "2" && field(m, "kind") == "EVENT_KIND_CREATED")
+        .expect("the copy's event");
+    assert_eq!(
+        field(&copied_event["article"], "storyId"),
+        id,
+        "feed events carry the story"
     );
     assert_eq!(field(&messages[0]["article"], "id"), id);
 
     let consumer = grpcurl.call(
         "khabar.v1.FeedService/Ack",
-        r#"{"consumer":"search-indexer","cursor":"2"}"#,
+        r#"{"consumer":"search-indexer","cursor":"3"}"#,
     );
     assert_eq!(
         (
             field(&consumer, "ackedCursor"),
             field(&consumer, "headCursor")
         ),
-        ("2", "2")
+        ("3", "3")
     );
     let listed = grpcurl.call("khabar.v1.FeedService/ListConsumers", "{}");
     assert_eq!(field(&listed["consumers"][0], "name"), "search-indexer");
