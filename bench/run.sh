@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar (on its embedded
-# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on) and, in the
+# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on; W1b also with
+# --stories off, to show what story linking costs) and, in the
 # same run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
 # fsync rate, khabar's store without gRPC (the log and its sled index), raw sled inserts with the
 # flush policy of khabar's first storage design, and a no-op tonic RPC with the same payload.
@@ -10,11 +11,13 @@
 #   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST]
 #
 # --quick uses N = 2,000 articles instead of 20,000. --systems runs only the listed systems
-# (comma-separated: khabar, khabar-traced, khabar-postgres, redis-always, redis-everysec,
-# jetstream) and no ceilings. khabar-traced is khabar exporting traces (--otlp-endpoint) to a
-# collector that drops them, W1b only: what traces cost when they are on. Needs nats-server, redis-server and
-# postgresql (Debian packages of those names; installed when missing and running as root). Every server listens on 127.0.0.1 only, is started and stopped by its
-# PID, and every load run is bounded by --max-seconds.
+# (comma-separated: khabar, khabar-nostories, khabar-traced, khabar-postgres, redis-always,
+# redis-everysec, jetstream) and no ceilings. khabar-nostories is khabar with --stories off and
+# khabar-traced khabar exporting traces (--otlp-endpoint) to a collector that drops them, both on
+# W1b only: what story linking and traces cost. Needs nats-server, redis-server and postgresql
+# (Debian packages of those names; installed when missing and running as root). Every server
+# listens on 127.0.0.1 only, is started and stopped by its PID, and every load run is bounded by
+# --max-seconds.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +26,7 @@ tail_articles=2000
 reps=3
 seed="$root/tests/fixtures/seed-article-ar.txt"
 out=""
-systems="khabar khabar-traced khabar-postgres redis-always redis-everysec jetstream"
+systems="khabar khabar-nostories khabar-traced khabar-postgres redis-always redis-everysec jetstream"
 only_systems=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -117,6 +120,11 @@ start() {
       server_pid=$!
       wait_for_listen_line "$log"
       server="http://$server_addr" ;;
+    khabar-nostories)
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info --stories off 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
     khabar-traced)
       "$bench" --max-seconds 900 otlp-sink --listen 127.0.0.1:0 2>"$work/sink.log" >/dev/null &
       sink_pid=$!
@@ -179,7 +187,7 @@ stop() {
 
 target_of() {
   case "$1" in
-    khabar|khabar-traced|khabar-postgres|noop) echo khabar ;;
+    khabar|khabar-traced|khabar-nostories|khabar-postgres|noop) echo khabar ;;
     redis-*) echo redis ;;
     jetstream) echo nats ;;
   esac
@@ -229,6 +237,8 @@ case " $systems " in *" khabar-postgres "*) start_postgres ;; esac
 for rep in $(seq 1 "$reps"); do
   for system in $systems; do
     configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
+    # What story linking costs: the same W1b loads with --stories off.
+    [ "$system" = khabar-nostories ] && configs="W1b:unary:32 W1b:stream:32"
     [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
     [ "$system" = khabar-postgres ] && configs="W1b:unary:32 W1b:stream:32 W1c:stream:100"
     [ "$system" = khabar-traced ] && configs="W1b:unary:32 W1b:stream:32"
@@ -283,6 +293,7 @@ n = int(sys.argv[2])
 durability = {
     "khabar": "fsync before ack (group commit)",
     "khabar-traced": "as khabar, exporting a span per call and per write over OTLP",
+    "khabar-nostories": "fsync before ack (group commit); --stories off",
     "khabar-postgres": "PostgreSQL COMMIT before ack, synchronous_commit=on (one local server)",
     "redis-always": "fsync before ack (appendfsync always)",
     "redis-everysec": "fsync every second (appendfsync everysec)",
@@ -317,7 +328,7 @@ print("| --- | --- | --- | --- | --- | --- | --- |")
 workload_rows = list(dict.fromkeys(r["row"] for r in rows if r["system"] != "ceiling"))
 workload_rows.sort(key=lambda w: (w[:3], w))
 for row in workload_rows:
-    for system in ["khabar", "khabar-traced", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
+    for system in ["khabar", "khabar-nostories", "khabar-traced", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
         key = metric(row)
         if not any(r["system"] == system and r["row"] == row for r in rows):
             continue
@@ -393,6 +404,12 @@ for row in ["W1b unary/32", "W1b stream/32"]:
         print(f"traces {row}: {traced:.0f}/s with --otlp-endpoint ({traced / plain:.2f}x khabar without it, {plain:.0f}/s)")
 p99 = median("khabar", "W2b tail x4 @500/s", "p99_ms")
 print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms: n/a")
+for row in ["W1b unary/32", "W1b stream/32"]:
+    on, off = median("khabar", row, "articles_per_sec"), median("khabar-nostories", row, "articles_per_sec")
+    if on and off:
+        print(f"stories {row}: on {on:.0f}/s, off {off:.0f}/s = {on / off:.2f}x (target >= 0.9x)")
+    else:
+        print(f"stories {row}: n/a (missing rows)")
 rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]
 print(f"target rss-mib: {max(rss_values) if rss_values else 'n/a'}")
 retried = [line.strip() for line in open(sys.argv[4]) if line.strip()]

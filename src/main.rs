@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Tail(args) => cli::tail(args).await,
         Command::List(args) => cli::list(args).await,
         Command::Retract(args) => cli::retract(args).await,
+        Command::Story(args) => cli::story(args).await,
         Command::Consumers(args) => cli::consumers(args).await,
         Command::Completions(args) => cli::completions(args),
         Command::Man(args) => cli::man(args),

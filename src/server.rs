@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use crate::{
     api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
     auth::{AuthLayer, AuthPolicy},
-    config::{ConfigError, ServeArgs, TlsSettings},
+    config::{ConfigError, ServeArgs, Switch, TlsSettings},
     feed::{FeedSettings, FeedStats},
     methods,
     metrics::{self, Metrics, MetricsLayer},
@@ -30,6 +30,7 @@ use crate::{
         AnyStore, ArticleStore, DiskFaults, PostgresConfig, PostgresStore, SledStore,
         SledStoreConfig, StoreError,
     },
+    stories::StoryConfig,
     traces::TraceLayer,
 };
 
@@ -61,11 +62,17 @@ pub struct ServerConfig {
     pub disk_faults: Arc<DiskFaults>,
     /// Whether calls open trace spans (set when traces are exported).
     pub trace_calls: bool,
+    /// How stories are linked; `None` with `--stories off`.
+    pub stories: Option<StoryConfig>,
 }
 
 impl ServerConfig {
     /// The server settings `args` describe, reading the files they name.
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let stories = (args.stories == Switch::On).then_some(StoryConfig {
+            window: args.story_window,
+            threshold: args.duplicate_threshold,
+        });
         let postgres = args
             .database_url
             .as_deref()
@@ -73,6 +80,7 @@ impl ServerConfig {
                 PostgresConfig::parse(url)
                     .map(|mut config| {
                         config.pool_size = usize::from(args.database_pool_size);
+                        config.stories = stories;
                         config
                     })
                     .map_err(|e| ConfigError::Inconsistent(format!("--database-url: {e}")))
@@ -81,6 +89,7 @@ impl ServerConfig {
         Ok(Self {
             data_dir: args.data_dir.clone(),
             postgres,
+            stories,
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
@@ -109,6 +118,7 @@ impl ServerConfig {
             auth: Arc::default(),
             disk_faults: Arc::default(),
             trace_calls: false,
+            stories: Some(StoryConfig::default()),
         }
     }
 }
@@ -319,6 +329,7 @@ async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
         cache_capacity_bytes: config.cache_bytes,
         checkpoint_interval: config.index_checkpoint,
         faults: config.disk_faults.clone(),
+        stories: config.stories,
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays the log into the index, which blocks.

@@ -129,6 +129,8 @@ pub struct EventHeader {
     pub language: String,
     /// Its tags.
     pub tags: Vec<String>,
+    /// Whether it starts its story (an article without a story counts as starting its own).
+    pub starts_story: bool,
 }
 
 /// One entry of the ordered log: the article as it was right after the change.
@@ -279,6 +281,10 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
 
     /// Lists articles newest first by publication time.
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<ListedPage>> + Send;
+
+    /// The live (not retracted) articles of a story, oldest first by publication time (then
+    /// id); empty when no article belongs to it.
+    fn story(&self, story_id: ArticleId) -> impl Future<Output = Result<Vec<Article>>> + Send;
 
     /// Reads up to `max` durable log events with cursors greater than `after`, in order and
     /// without gaps. Events are shared, so many feeds can hold the same one cheaply.
@@ -435,6 +441,13 @@ impl ArticleStore for AnyStore {
         match self {
             Self::Embedded(s) => s.list(query).await,
             Self::Postgres(s) => s.list(query).await,
+        }
+    }
+
+    async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {
+        match self {
+            Self::Embedded(s) => s.story(story_id).await,
+            Self::Postgres(s) => s.story(story_id).await,
         }
     }
 
