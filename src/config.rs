@@ -437,6 +437,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KHABAR_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// Share (0..=1) of the traces khabar starts that are exported; a call that arrives with a
+    /// traceparent follows its caller's sampling decision.
+    #[arg(
+        long,
+        env = "KHABAR_OTLP_SAMPLE_RATIO",
+        default_value_t = 1.0,
+        value_name = "RATIO",
+        value_parser = parse_threshold,
+    )]
+    pub otlp_sample_ratio: f32,
+
     /// Address for the Prometheus endpoint (plain HTTP, `GET /metrics`); none unless set.
     #[arg(long, env = "KHABAR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

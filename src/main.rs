@@ -48,7 +48,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let traces = match args
         .otlp_endpoint
         .as_deref()
-        .map(TraceExport::start)
+        .map(|endpoint| TraceExport::start(endpoint, f64::from(args.otlp_sample_ratio)))
         .transpose()
     {
         Ok(traces) => traces,
