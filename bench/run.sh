@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Runs the shared benchmark workload (W1 durable ingest, W2 feeds) against khabar (on its embedded
-# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on) and, in the
+# store, and W1b, W1c and W2 on PostgreSQL: one local server, synchronous_commit = on; W1b also with
+# --stories off, to show what story linking costs) and, in the
 # same run, against NATS JetStream (file storage) and Redis Streams (AOF), plus the ceilings: the disk's
 # fsync rate, khabar's store without gRPC (the log and its sled index), raw sled inserts with the
 # flush policy of khabar's first storage design, and a no-op tonic RPC with the same payload.
 # Prints a table of medians (min-max) over the repetitions, then one line per target. A
 # repetition that fails is tried once more and reported.
 #
-#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE]
+#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST]
 #
-# --quick uses N = 2,000 articles instead of 20,000. Needs nats-server, redis-server and
-# postgresql (Debian packages of those names; installed when missing and running as root). Every server listens on 127.0.0.1 only, is started and stopped by its
-# PID, and every load run is bounded by --max-seconds.
+# --quick uses N = 2,000 articles instead of 20,000. --systems runs only the listed systems
+# (comma-separated: khabar, khabar-nostories, khabar-traced, khabar-postgres, redis-always,
+# redis-everysec, jetstream) and no ceilings. khabar-nostories is khabar with --stories off and
+# khabar-traced khabar exporting traces (--otlp-endpoint) to a collector that drops them, both on
+# W1b only: what story linking and traces cost. Needs nats-server, redis-server and postgresql
+# (Debian packages of those names; installed when missing and running as root). Every server
+# listens on 127.0.0.1 only, is started and stopped by its PID, and every load run is bounded by
+# --max-seconds.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,13 +26,16 @@ tail_articles=2000
 reps=3
 seed="$root/tests/fixtures/seed-article-ar.txt"
 out=""
+systems="khabar khabar-nostories khabar-traced khabar-postgres redis-always redis-everysec jetstream"
+only_systems=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) articles=2000; shift ;;
     --reps) reps="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE]" >&2; exit 2 ;;
+    --systems) systems="${2//,/ }"; only_systems=1; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST]" >&2; exit 2 ;;
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
@@ -52,11 +61,13 @@ bench="$root/target/release/examples/bench"
 work=$(mktemp -d)
 chmod 755 "$work"
 server_pid=""
+sink_pid=""
 # PostgreSQL runs as the postgres user when this runs as root (it refuses to run as root).
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_running=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; fi
   if [ -n "$pg_running" ]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
@@ -109,6 +120,26 @@ start() {
       server_pid=$!
       wait_for_listen_line "$log"
       server="http://$server_addr" ;;
+    khabar-nostories)
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info --stories off 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
+    khabar-traced)
+      "$bench" --max-seconds 900 otlp-sink --listen 127.0.0.1:0 2>"$work/sink.log" >/dev/null &
+      sink_pid=$!
+      local sink_addr=""
+      for _ in $(seq 1 200); do
+        sink_addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$work/sink.log" | head -n 1)
+        [ -n "$sink_addr" ] && break
+        sleep 0.05
+      done
+      [ -n "$sink_addr" ] || { echo "the OTLP sink did not start" >&2; cat "$work/sink.log" >&2; exit 1; }
+      "$khabar" serve --listen 127.0.0.1:0 --data-dir "$data" --log info \
+        --otlp-endpoint "http://$sink_addr" 2>"$log" &
+      server_pid=$!
+      wait_for_listen_line "$log"
+      server="http://$server_addr" ;;
     khabar-postgres)
       databases=$((databases + 1))
       psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench_$databases" >/dev/null
@@ -146,11 +177,17 @@ stop() {
   wait "$server_pid" || true
   server_pid=""
   rss=$((hwm_kb / 1024))
+  if [ -n "$sink_pid" ]; then
+    # After the server, which exports its last spans on the way out.
+    kill -TERM "$sink_pid"
+    wait "$sink_pid" || true
+    sink_pid=""
+  fi
 }
 
 target_of() {
   case "$1" in
-    khabar|khabar-postgres|noop) echo khabar ;;
+    khabar|khabar-traced|khabar-nostories|khabar-postgres|noop) echo khabar ;;
     redis-*) echo redis ;;
     jetstream) echo nats ;;
   esac
@@ -196,12 +233,15 @@ measure() { # system name mode in_flight
 retries="$work/retries.txt"
 : >"$retries"
 echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
-start_postgres
+case " $systems " in *" khabar-postgres "*) start_postgres ;; esac
 for rep in $(seq 1 "$reps"); do
-  for system in khabar khabar-postgres redis-always redis-everysec jetstream; do
+  for system in $systems; do
     configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
+    # What story linking costs: the same W1b loads with --stories off.
+    [ "$system" = khabar-nostories ] && configs="W1b:unary:32 W1b:stream:32"
     [ "$system" = jetstream ] && configs="W1a:stream:1 W1b:stream:32 W1c:stream:100"
     [ "$system" = khabar-postgres ] && configs="W1b:unary:32 W1b:stream:32 W1c:stream:100"
+    [ "$system" = khabar-traced ] && configs="W1b:unary:32 W1b:stream:32"
     for config in $configs; do
       IFS=: read -r name mode in_flight <<<"$config"
       # A repetition that fails (a peer dropping a connection, say) is tried once more and
@@ -217,6 +257,10 @@ for rep in $(seq 1 "$reps"); do
     done
   done
 
+  if [ "$only_systems" = 1 ]; then
+    echo "repetition $rep done" >&2
+    continue
+  fi
   # Ceilings.
   mkdir -p "$work/disk"
   record ceiling "fsync" 0 "$("$bench" fsync --dir "$work/disk" --seconds 2)"
@@ -248,6 +292,8 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 n = int(sys.argv[2])
 durability = {
     "khabar": "fsync before ack (group commit)",
+    "khabar-traced": "as khabar, exporting a span per call and per write over OTLP",
+    "khabar-nostories": "fsync before ack (group commit); --stories off",
     "khabar-postgres": "PostgreSQL COMMIT before ack, synchronous_commit=on (one local server)",
     "redis-always": "fsync before ack (appendfsync always)",
     "redis-everysec": "fsync every second (appendfsync everysec)",
@@ -282,7 +328,7 @@ print("| --- | --- | --- | --- | --- | --- | --- |")
 workload_rows = list(dict.fromkeys(r["row"] for r in rows if r["system"] != "ceiling"))
 workload_rows.sort(key=lambda w: (w[:3], w))
 for row in workload_rows:
-    for system in ["khabar", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
+    for system in ["khabar", "khabar-nostories", "khabar-traced", "khabar-postgres", "redis-always", "redis-everysec", "jetstream"]:
         key = metric(row)
         if not any(r["system"] == system and r["row"] == row for r in rows):
             continue
@@ -340,8 +386,11 @@ ratio_line("W1c", "redis-always", ["W1c stream/100"], ["W1c stream/100"])
 ratio_line("W1c", "jetstream", ["W1c stream/100"], ["W1c stream/100"], note="; JetStream acknowledges from the page cache")
 k = median("khabar", "W2a catch-up x4", "events_per_sec_total") or 0
 peers = {p: median(p, "W2a catch-up x4", "events_per_sec_total") or 0 for p in ["jetstream", "redis-always"]}
-best_peer = max(peers.values()) or 1
-print(f"target W2a: khabar/best-peer = {k / best_peer:.2f} (khabar {k:.0f}/s, jetstream {peers['jetstream']:.0f}/s, redis {peers['redis-always']:.0f}/s)")
+best_peer = max(peers.values())
+if k and best_peer:
+    print(f"target W2a: khabar/best-peer = {k / best_peer:.2f} (khabar {k:.0f}/s, jetstream {peers['jetstream']:.0f}/s, redis {peers['redis-always']:.0f}/s)")
+else:
+    print("target W2a: khabar/best-peer = n/a (missing rows)")
 for row, key in [("W1b unary/32", "articles_per_sec"), ("W1b stream/32", "articles_per_sec"),
                  ("W1c stream/100", "articles_per_sec"), ("W2a catch-up x4", "events_per_sec_total")]:
     pg, embedded = median("khabar-postgres", row, key), median("khabar", row, key)
@@ -349,8 +398,18 @@ for row, key in [("W1b unary/32", "articles_per_sec"), ("W1b stream/32", "articl
         print(f"postgres {row}: {pg:.0f}/s ({pg / embedded:.2f}x the embedded store's {embedded:.0f}/s)")
     else:
         print(f"postgres {row}: n/a (missing rows)")
+for row in ["W1b unary/32", "W1b stream/32"]:
+    traced, plain = median("khabar-traced", row, "articles_per_sec"), median("khabar", row, "articles_per_sec")
+    if traced and plain:
+        print(f"traces {row}: {traced:.0f}/s with --otlp-endpoint ({traced / plain:.2f}x khabar without it, {plain:.0f}/s)")
 p99 = median("khabar", "W2b tail x4 @500/s", "p99_ms")
 print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms: n/a")
+for row in ["W1b unary/32", "W1b stream/32"]:
+    on, off = median("khabar", row, "articles_per_sec"), median("khabar-nostories", row, "articles_per_sec")
+    if on and off:
+        print(f"stories {row}: on {on:.0f}/s, off {off:.0f}/s = {on / off:.2f}x (target >= 0.9x)")
+    else:
+        print(f"stories {row}: n/a (missing rows)")
 rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]
 print(f"target rss-mib: {max(rss_values) if rss_values else 'n/a'}")
 retried = [line.strip() for line in open(sys.argv[4]) if line.strip()]

@@ -1,7 +1,7 @@
 //! Command line and environment configuration. Every option is a flag and a `KHABAR_*`
 //! environment variable.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -43,6 +43,9 @@ pub enum Command {
     List(ListArgs),
     /// Retract an article and print it as JSON.
     Retract(RetractArgs),
+    /// Print the articles of a story, oldest first: a table on a terminal, one JSON line per
+    /// article otherwise.
+    Story(StoryArgs),
     /// List, show or delete durable feed consumers.
     Consumers(ConsumersArgs),
     /// Print a shell completion script (e.g. `khabar completions bash > /etc/bash_completion.d/khabar`).
@@ -112,6 +115,10 @@ pub struct TailArgs {
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 
+    /// Only events of articles that start a story (one item per story).
+    #[arg(long)]
+    pub first_of_story: bool,
+
     /// Durable consumer to resume and acknowledge as events are printed; a new consumer starts
     /// where --from-beginning or --after say.
     #[arg(long, env = "KHABAR_CONSUMER", value_name = "NAME")]
@@ -164,6 +171,10 @@ pub struct ListArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub published_before: Option<pbjson_types::Timestamp>,
 
+    /// Only articles of this story (its first article's id; repeatable).
+    #[arg(long = "story", value_name = "ID")]
+    pub stories: Vec<String>,
+
     /// Also list retracted articles.
     #[arg(long)]
     pub include_retracted: bool,
@@ -176,6 +187,21 @@ pub struct ListArgs {
     /// Stop after this many articles (default: every matching article).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
+    pub format: OutputFormat,
+
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `khabar story`.
+#[derive(Debug, Clone, Args)]
+pub struct StoryArgs {
+    /// The story's id (the id of its first article, any article's story_id).
+    pub id: String,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
@@ -370,6 +396,33 @@ pub struct ServeArgs {
     )]
     pub max_concurrent_streams: u32,
 
+    /// Link near-duplicate articles into stories at ingest (`on`), or store articles without
+    /// story fields and skip fingerprinting (`off`).
+    #[arg(long, env = "KHABAR_STORIES", value_enum, default_value_t = Switch::On)]
+    pub stories: Switch,
+
+    /// How far apart (by published_at) two articles of one story may be: a number followed by
+    /// `d` (days), `h` (hours), `m` (minutes) or `s` (seconds), e.g. `7d`, `36h`.
+    #[arg(
+        long,
+        env = "KHABAR_STORY_WINDOW",
+        default_value = "7d",
+        value_name = "DURATION",
+        value_parser = parse_story_window,
+    )]
+    pub story_window: Duration,
+
+    /// Estimated similarity (0..=1) from which an article is linked to an earlier one as a copy
+    /// of the same story.
+    #[arg(
+        long,
+        env = "KHABAR_DUPLICATE_THRESHOLD",
+        default_value_t = crate::stories::DEFAULT_THRESHOLD,
+        value_name = "SIMILARITY",
+        value_parser = parse_threshold,
+    )]
+    pub duplicate_threshold: f32,
+
     /// Log filter, in tracing's env-filter syntax (e.g. "info" or "khabar=debug,info").
     #[arg(long, env = "KHABAR_LOG", default_value = "info")]
     pub log: String,
@@ -383,6 +436,17 @@ pub struct ServeArgs {
     /// and feed delivery. Off unless set.
     #[arg(long, env = "KHABAR_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+
+    /// Share (0..=1) of the traces khabar starts that are exported; a call that arrives with a
+    /// traceparent follows its caller's sampling decision.
+    #[arg(
+        long,
+        env = "KHABAR_OTLP_SAMPLE_RATIO",
+        default_value_t = 1.0,
+        value_name = "RATIO",
+        value_parser = parse_threshold,
+    )]
+    pub otlp_sample_ratio: f32,
 
     /// Address for the Prometheus endpoint (plain HTTP, `GET /metrics`); none unless set.
     #[arg(long, env = "KHABAR_METRICS_LISTEN")]
@@ -531,6 +595,52 @@ fn parse_time(raw: &str) -> Result<pbjson_types::Timestamp, String> {
     Ok(pbjson_types::Timestamp::from(time.to_utc()))
 }
 
+/// An on/off option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// Parses `--story-window`: a whole number with a unit, `d`, `h`, `m` or `s`.
+pub fn parse_story_window(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let invalid =
+        || format!("{raw:?} is not a duration: write a whole number and a unit, e.g. 7d, 36h, 90m");
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let unit_secs = match unit {
+        "d" => 24 * 60 * 60,
+        "h" => 60 * 60,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(invalid()),
+    };
+    let secs = number
+        .checked_mul(unit_secs)
+        .filter(|s| (1..=10 * 366 * 24 * 60 * 60).contains(s))
+        .ok_or_else(|| format!("{raw:?}: must be between 1s and 3660d"))?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses `--duplicate-threshold`: a number from 0 to 1.
+pub fn parse_threshold(raw: &str) -> Result<f32, String> {
+    let value: f32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be between 0 and 1, got {value}"))
+    }
+}
+
 fn parse_max_message_bytes(raw: &str) -> Result<usize, String> {
     let bytes: usize = raw
         .parse()
@@ -574,6 +684,40 @@ mod tests {
         assert!(err.contains("between"), "{err}");
         let err = parse(&["--listen", "nowhere"]).unwrap_err().to_string();
         assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn story_options_have_tuned_defaults_and_checked_ranges() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.stories, Switch::On);
+        assert_eq!(args.story_window, Duration::from_secs(7 * 24 * 60 * 60));
+        assert_eq!(args.duplicate_threshold, crate::stories::DEFAULT_THRESHOLD);
+        let args = parse(&[
+            "--stories",
+            "off",
+            "--story-window",
+            "36h",
+            "--duplicate-threshold",
+            "0.8",
+        ])
+        .unwrap();
+        assert_eq!(args.stories, Switch::Off);
+        assert_eq!(args.story_window, Duration::from_secs(36 * 60 * 60));
+        assert_eq!(args.duplicate_threshold, 0.8);
+        for (window, secs) in [("90m", 5_400), ("45s", 45), ("1d", 86_400)] {
+            assert_eq!(parse_story_window(window), Ok(Duration::from_secs(secs)));
+        }
+        for bad in ["7", "d", "7w", "-1d", "0s", "99999d", "1.5d"] {
+            assert!(parse_story_window(bad).is_err(), "{bad}");
+        }
+        for bad in ["1.01", "-0.1", "NaN", "x"] {
+            let err = parse(&[&format!("--duplicate-threshold={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--duplicate-threshold"), "{bad}: {err}");
+        }
+        let err = parse(&["--story-window", "7w"]).unwrap_err().to_string();
+        assert!(err.contains("--story-window"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum Error {
     /// A request message is larger than the server accepts.
     #[error("{0}")]
     MessageTooLarge(String),
+    /// No live article belongs to the story.
+    #[error("story {0} not found: no article that is not retracted has this story_id")]
+    StoryNotFound(crate::domain::ArticleId),
 }
 
 impl From<FeedEnd> for Error {
@@ -101,6 +104,7 @@ impl From<Error> for Status {
             Error::Unauthenticated(_) => Status::unauthenticated(message),
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::MessageTooLarge(_) => Status::resource_exhausted(message),
+            Error::StoryNotFound(_) => Status::not_found(message),
             Error::Store(store_error) => match store_error {
                 StoreError::NotFound(_) | StoreError::ConsumerNotFound(_) => {
                     Status::not_found(message)

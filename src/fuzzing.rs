@@ -104,6 +104,7 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
                     languages: vec!["ar".into()],
                     tags: vec!["سوريا".into()],
                     kinds: vec![1, 3],
+                    first_of_story: true,
                 }),
                 consumer: "search-indexer".into(),
             }

@@ -10,6 +10,9 @@
 //!   on-disk records, the single writer with group commit, listings and the log.
 //! - [`feed`]: subscriptions to the log: catch-up and live tail through one read path,
 //!   filters, checkpoints.
+//! - [`stories`]: near-duplicate detection across outlets: article fingerprints (match-keyed
+//!   word shingles, bottom-k sketches) and the in-memory index that links an article to the
+//!   first article of its story. Knows nothing of gRPC or storage.
 //! - [`api`]: the tonic services, conversions between protobuf and domain types, and the one
 //!   mapping from errors to `tonic::Status`.
 //! - [`service`]: the rules of every call (start positions, consumers, retractions, paging,
@@ -42,6 +45,7 @@ pub mod ninjs;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod stories;
 pub mod traces;
 pub mod wire;
 

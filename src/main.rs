@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Tail(args) => cli::tail(args).await,
         Command::List(args) => cli::list(args).await,
         Command::Retract(args) => cli::retract(args).await,
+        Command::Story(args) => cli::story(args).await,
         Command::Consumers(args) => cli::consumers(args).await,
         Command::Completions(args) => cli::completions(args),
         Command::Man(args) => cli::man(args),
@@ -47,7 +48,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let traces = match args
         .otlp_endpoint
         .as_deref()
-        .map(TraceExport::start)
+        .map(|endpoint| TraceExport::start(endpoint, f64::from(args.otlp_sample_ratio)))
         .transpose()
     {
         Ok(traces) => traces,

@@ -48,6 +48,7 @@ pub const SERVICES: [Service; 6] = [
         methods: &[
             ("GetArticle", READ),
             ("ListArticles", READ),
+            ("GetStory", READ),
             ("RetractArticle", ADMIN),
         ],
         khabar: true,
@@ -133,13 +134,17 @@ mod tests {
     #[test]
     fn paths_are_unique_and_well_formed() {
         let mut paths: Vec<&str> = all().iter().map(|m| m.path.as_str()).collect();
-        assert_eq!(paths.len(), 15);
+        assert_eq!(paths.len(), 16);
         paths.sort_unstable();
         paths.dedup();
-        assert_eq!(paths.len(), 15, "duplicate paths");
+        assert_eq!(paths.len(), 16, "duplicate paths");
         assert_eq!(
             find("/khabar.v1.FeedService/DeleteConsumer").map(|m| m.access),
             Some(ADMIN)
+        );
+        assert_eq!(
+            find("/khabar.v1.ArticleService/GetStory").map(|m| m.access),
+            Some(READ)
         );
         assert!(find("/khabar.v1.FeedService/Nope").is_none());
         assert_eq!(

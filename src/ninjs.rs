@@ -902,6 +902,8 @@ mod tests {
             first_ingested_at: at(NOW - 60, 0),
             cursor: 77,
             retraction: None,
+            canonical_uri: String::new(),
+            story: None,
         }
     }
 

@@ -9,12 +9,12 @@ use tokio::{
 };
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
     auth::{AuthLayer, AuthPolicy},
-    config::{ConfigError, ServeArgs, TlsSettings},
+    config::{ConfigError, ServeArgs, Switch, TlsSettings},
     feed::{FeedSettings, FeedStats},
     methods,
     metrics::{self, Metrics, MetricsLayer},
@@ -22,13 +22,15 @@ use crate::{
         self,
         khabar::v1::{
             article_service_server::ArticleServiceServer,
-            ingest_service_server::IngestServiceServer,
+            ingest_service_server::{self, IngestServiceServer},
         },
         raw::feed_service_server::FeedServiceServer,
     },
     store::{
-        AnyStore, DiskFaults, PostgresConfig, PostgresStore, SledStore, SledStoreConfig, StoreError,
+        AnyStore, ArticleStore, DiskFaults, PostgresConfig, PostgresStore, SledStore,
+        SledStoreConfig, StoreError,
     },
+    stories::StoryConfig,
     traces::TraceLayer,
 };
 
@@ -60,11 +62,17 @@ pub struct ServerConfig {
     pub disk_faults: Arc<DiskFaults>,
     /// Whether calls open trace spans (set when traces are exported).
     pub trace_calls: bool,
+    /// How stories are linked; `None` with `--stories off`.
+    pub stories: Option<StoryConfig>,
 }
 
 impl ServerConfig {
     /// The server settings `args` describe, reading the files they name.
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let stories = (args.stories == Switch::On).then_some(StoryConfig {
+            window: args.story_window,
+            threshold: args.duplicate_threshold,
+        });
         let postgres = args
             .database_url
             .as_deref()
@@ -72,6 +80,7 @@ impl ServerConfig {
                 PostgresConfig::parse(url)
                     .map(|mut config| {
                         config.pool_size = usize::from(args.database_pool_size);
+                        config.stories = stories;
                         config
                     })
                     .map_err(|e| ConfigError::Inconsistent(format!("--database-url: {e}")))
@@ -80,6 +89,7 @@ impl ServerConfig {
         Ok(Self {
             data_dir: args.data_dir.clone(),
             postgres,
+            stories,
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
@@ -108,6 +118,7 @@ impl ServerConfig {
             auth: Arc::default(),
             disk_faults: Arc::default(),
             trace_calls: false,
+            stories: Some(StoryConfig::default()),
         }
     }
 }
@@ -224,6 +235,10 @@ pub async fn serve(
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
+    let stopped_watch = tokio::spawn(report_stopped_writes(
+        store.writes_stopped(),
+        health_reporter.clone(),
+    ));
 
     match listener.local_addr() {
         Ok(addr) => info!(
@@ -296,6 +311,7 @@ pub async fn serve(
         () = grace_over => warn!("shutdown grace period over; dropping the calls still open"),
     }
     info!("server stopped; closing the store");
+    stopped_watch.abort();
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = tokio::time::timeout(config.shutdown_grace, task).await;
@@ -313,6 +329,7 @@ async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
         cache_capacity_bytes: config.cache_bytes,
         checkpoint_interval: config.index_checkpoint,
         faults: config.disk_faults.clone(),
+        stories: config.stories,
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays the log into the index, which blocks.
@@ -324,6 +341,24 @@ async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
         })?;
     info!(data_dir = %config.data_dir.display(), "embedded store opened");
     Ok(AnyStore::Embedded(store))
+}
+
+/// Once the store stops taking writes, reports the server and its ingest service NOT_SERVING:
+/// reads and feeds still work, but only a restart brings writes back, and health checks are
+/// what orchestrators restart on.
+async fn report_stopped_writes(
+    mut stopped: watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+) {
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        return;
+    }
+    error!("the store stopped taking writes; health is NOT_SERVING until khabar is restarted");
+    for service in ["", ingest_service_server::SERVICE_NAME] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// Services whose health is reported, "" being the server as a whole.

@@ -27,7 +27,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider},
+    trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider},
 };
 use tower::{Layer, Service};
 use tracing::{Span, field::Empty};
@@ -60,9 +60,10 @@ pub struct TraceExport {
 }
 
 impl TraceExport {
-    /// Sets up export to the collector at `endpoint` (e.g. `http://127.0.0.1:4317`). Must run
-    /// inside the Tokio runtime that will carry the exports.
-    pub fn start(endpoint: &str) -> Result<Self, TraceSetupError> {
+    /// Sets up export to the collector at `endpoint` (e.g. `http://127.0.0.1:4317`), keeping
+    /// `sample_ratio` of the traces that start here and following the caller's decision for the
+    /// others. Must run inside the Tokio runtime that will carry the exports.
+    pub fn start(endpoint: &str, sample_ratio: f64) -> Result<Self, TraceSetupError> {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(TraceSetupError::Endpoint(endpoint.to_owned()));
         }
@@ -77,6 +78,9 @@ impl TraceExport {
             })?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                sample_ratio,
+            ))))
             .with_resource(
                 Resource::builder()
                     .with_service_name("khabar")
@@ -342,7 +346,7 @@ mod tests {
 
     #[test]
     fn endpoints_without_a_scheme_are_refused() {
-        let error = TraceExport::start("127.0.0.1:4317").expect_err("no scheme");
+        let error = TraceExport::start("127.0.0.1:4317", 1.0).expect_err("no scheme");
         assert!(error.to_string().contains("--otlp-endpoint"), "{error}");
     }
 }

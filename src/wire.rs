@@ -5,7 +5,7 @@
 use crate::{
     domain::{
         Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, Retraction,
-        Source, Timestamp,
+        Source, StoryLink, Timestamp,
     },
     pb::khabar::v1 as pb,
 };
@@ -32,6 +32,8 @@ pub fn article_pb(article: Article) -> pb::Article {
         first_ingested_at,
         cursor,
         retraction,
+        canonical_uri,
+        story,
     } = article;
     let ArticleContent {
         source,
@@ -94,6 +96,13 @@ pub fn article_pb(article: Article) -> pb::Article {
             reason: r.reason,
             retracted_at: Some(timestamp_pb(r.retracted_at)),
         }),
+        canonical_uri,
+        story_id: story.map(|s| s.story_id.to_string()).unwrap_or_default(),
+        duplicate_of: story
+            .and_then(|s| s.duplicate_of)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        similarity: story.map_or(0.0, |s| s.similarity),
     }
 }
 
@@ -125,12 +134,34 @@ pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
         first_ingested_at,
         cursor,
         retraction,
+        canonical_uri,
+        story_id,
+        duplicate_of,
+        similarity,
     } = article;
+    let story = if story_id.is_empty() {
+        None
+    } else {
+        let parse =
+            |id: &str, field: &str| id.parse::<ArticleId>().map_err(|e| format!("{field}: {e}"));
+        Some(StoryLink {
+            story_id: parse(&story_id, "story_id")?,
+            duplicate_of: (!duplicate_of.is_empty())
+                .then(|| parse(&duplicate_of, "duplicate_of"))
+                .transpose()?,
+            similarity,
+        })
+    };
     let pb::Source {
         id: source_id,
         name: source_name,
         url: source_url,
     } = source.ok_or("article without a source")?;
+    let uri_for_key = if canonical_uri.is_empty() {
+        uri.clone()
+    } else {
+        String::new()
+    };
     let status = match pb::ArticleStatus::try_from(status) {
         Ok(pb::ArticleStatus::Usable) => ArticleStatus::Usable,
         Ok(pb::ArticleStatus::Withheld) => ArticleStatus::Withheld,
@@ -182,6 +213,13 @@ pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
                 })
             })
             .transpose()?,
+        // Stored before canonical addresses: it is a pure function of `uri`.
+        canonical_uri: if canonical_uri.is_empty() {
+            crate::domain::canonical_uri(&uri_for_key)
+        } else {
+            canonical_uri
+        },
+        story,
     })
 }
 
@@ -245,6 +283,12 @@ mod tests {
             retraction: Some(Retraction {
                 reason: "خطأ في المصدر".into(),
                 retracted_at: Timestamp::new(1_800_000_001, 0).unwrap(),
+            }),
+            canonical_uri: "https://alkhabar.example/1".into(),
+            story: Some(StoryLink {
+                story_id: ArticleId::from_bytes([1; 16]),
+                duplicate_of: Some(ArticleId::from_bytes([2; 16])),
+                similarity: 0.75,
             }),
         }
     }

@@ -190,3 +190,55 @@ pub async fn serve_noop(listen: &str, max: Duration) -> Result<Report, Failure> 
     let _ = tokio::time::timeout(max, serve).await;
     Ok(serde_json::json!({"workload": "noop-server"}))
 }
+
+/// Counts the spans it is sent and drops them.
+#[derive(Clone, Default)]
+struct OtlpSink {
+    spans: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for OtlpSink
+{
+    async fn export(
+        &self,
+        request: Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        Status,
+    > {
+        let spans: usize = request
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.spans
+            .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(Response::new(Default::default()))
+    }
+}
+
+/// Serves [`OtlpSink`] until killed (SIGTERM) or `max`, then reports the spans it received.
+pub async fn serve_otlp_sink(listen: &str, max: Duration) -> Result<Report, Failure> {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("listening addr={}", listener.local_addr()?);
+    let sink = OtlpSink::default();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let serve = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(sink.clone()))
+        .serve_with_incoming(incoming);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::time::timeout(max, serve) => {}
+        _ = terminate.recv() => {}
+    }
+    let spans = sink.spans.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("otlp-sink: {spans} spans received");
+    Ok(serde_json::json!({"workload": "otlp-sink", "spans": spans}))
+}

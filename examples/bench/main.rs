@@ -133,6 +133,12 @@ enum Workload {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// An OTLP trace collector that counts and drops what it is sent (for khabar with
+    /// --otlp-endpoint); reports the span count on stderr when it stops.
+    OtlpSink {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -289,6 +295,9 @@ async fn main() -> Result<(), Failure> {
                 ceilings::store_ingests(&dir, requests, in_flight).await
             }
             (Workload::NoopServer { listen }, _) => ceilings::serve_noop(&listen, deadline).await,
+            (Workload::OtlpSink { listen }, _) => {
+                ceilings::serve_otlp_sink(&listen, deadline).await
+            }
         }
     };
     let report = tokio::time::timeout(deadline + Duration::from_secs(1), run)

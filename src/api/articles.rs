@@ -36,6 +36,7 @@ pub(super) fn list_request(request: pb::ListArticlesRequest) -> ListRequest {
         page_size,
         page_token,
         include_retracted,
+        story_ids,
     } = request;
     ListRequest {
         source_ids,
@@ -46,6 +47,7 @@ pub(super) fn list_request(request: pb::ListArticlesRequest) -> ListRequest {
         page_size,
         page_token,
         include_retracted,
+        story_ids,
     }
 }
 
@@ -72,6 +74,24 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         Ok(Response::new(pb::ListArticlesResponse {
             articles: page.articles.into_iter().map(convert::article_pb).collect(),
             next_page_token: page.next_page_token.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_story(
+        &self,
+        request: Request<pb::GetStoryRequest>,
+    ) -> Result<Response<pb::GetStoryResponse>, Status> {
+        let pb::GetStoryRequest { story_id } = request.into_inner();
+        Span::current().record("article.id", story_id.as_str());
+        let articles = self
+            .articles
+            .story(parse_id("story_id", &story_id)?)
+            .await?;
+        Ok(Response::new(pb::GetStoryResponse {
+            articles: articles
+                .into_iter()
+                .map(convert::story_article_pb)
+                .collect(),
         }))
     }
 

@@ -9,6 +9,27 @@ use crate::{
     store::{IngestOutcome, IngestReceipt},
 };
 
+/// One article of a story, in brief.
+pub fn story_article_pb(article: crate::domain::Article) -> pb::StoryArticle {
+    let source = article.content.source;
+    pb::StoryArticle {
+        id: article.id.to_string(),
+        source: Some(pb::Source {
+            id: source.id,
+            name: source.name,
+            url: source.url,
+        }),
+        headline: article.content.headline,
+        published_at: Some(timestamp_pb(article.content.published_at)),
+        similarity: article.story.map_or(0.0, |s| s.similarity),
+        duplicate_of: article
+            .story
+            .and_then(|s| s.duplicate_of)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    }
+}
+
 /// An article id sent in request field `field`.
 pub fn parse_id(field: &str, raw: &str) -> Result<ArticleId> {
     raw.parse()
@@ -42,6 +63,10 @@ pub fn article_draft(article: pb::Article) -> ArticleDraft {
         first_ingested_at: _,
         cursor: _,
         retraction: _,
+        canonical_uri: _,
+        story_id: _,
+        duplicate_of: _,
+        similarity: _,
     } = article;
     let pb::Source { id, name, url } = source.unwrap_or_default();
     ArticleDraft {

@@ -53,6 +53,7 @@ pub(super) fn feed_request(request: pb::SubscribeRequest) -> Result<FeedRequest>
         languages,
         tags,
         kinds: kinds_pb,
+        first_of_story,
     } = filter.unwrap_or_default();
     let kinds = kinds(kinds_pb)?;
     Ok(FeedRequest {
@@ -61,6 +62,7 @@ pub(super) fn feed_request(request: pb::SubscribeRequest) -> Result<FeedRequest>
         languages,
         tags,
         kinds,
+        first_of_story,
         consumer,
     })
 }

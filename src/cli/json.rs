@@ -37,6 +37,7 @@ proto_messages! {
     pb::Consumer => ".khabar.v1.Consumer",
     pb::ListConsumersResponse => ".khabar.v1.ListConsumersResponse",
     pb::IngestResponse => ".khabar.v1.IngestResponse",
+    pb::StoryArticle => ".khabar.v1.StoryArticle",
 }
 
 /// Why a message cannot be printed as proto3 JSON.
@@ -72,6 +73,8 @@ enum Kind {
     Message(String),
     /// A map whose values are of this kind.
     Map(Box<Kind>),
+    /// A `float` (32-bit), which serde widens to 64 bits.
+    Float,
 }
 
 /// The fields of every message that hold timestamps, directly or further down.
@@ -113,6 +116,7 @@ impl Schema {
             match r#type {
                 Type::Message if type_name == TIMESTAMP => Some(Kind::Timestamp),
                 Type::Message => Some(Kind::Message(type_name.to_owned())),
+                Type::Float => Some(Kind::Float),
                 _ => None,
             }
         };
@@ -160,6 +164,11 @@ impl Schema {
                 }
             }
             (Kind::Timestamp, Value::String(text)) => *text = proto3_timestamp(name, text)?,
+            (Kind::Float, Value::Number(number)) => {
+                if let Some(shortest) = number.as_f64().and_then(proto3_float) {
+                    *number = shortest;
+                }
+            }
             (Kind::Message(message), value) => self.rewrite(message, value)?,
             (Kind::Map(values), Value::Object(entries)) => {
                 for entry in entries.values_mut() {
@@ -186,6 +195,19 @@ fn lower_camel_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// A 32-bit float as the protobuf runtimes print it: the shortest decimal that reads back as the
+/// same `f32` (0.93, not the 0.9300000071525574 its widening to 64 bits holds), and a whole
+/// number without a fraction (1, not 1.0).
+fn proto3_float(value: f64) -> Option<serde_json::Number> {
+    // The value came from an f32, so narrowing it back is exact.
+    let narrow = value as f32;
+    if narrow.is_finite() && narrow.fract() == 0.0 && narrow.abs() < 1e15 {
+        return Some(serde_json::Number::from(narrow as i64));
+    }
+    let shortest: f64 = narrow.to_string().parse().ok()?;
+    serde_json::Number::from_f64(shortest)
 }
 
 /// RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fractional digits, as proto3 JSON requires.
@@ -272,6 +294,12 @@ mod tests {
             value["retraction"]["retractedAt"],
             "2016-07-01T09:00:01.000000001Z"
         );
+        // Floats print as the protobuf runtimes print them.
+        let mut linked = article();
+        linked.similarity = 0.93;
+        assert_eq!(to_value(&linked).unwrap()["similarity"].to_string(), "0.93");
+        linked.similarity = 1.0;
+        assert_eq!(to_value(&linked).unwrap()["similarity"].to_string(), "1");
         // A string field that looks like a time is text, and stays as it was.
         assert_eq!(value["retraction"]["reason"], "2016-07-01T09:00:00+00:00");
         // The rest is pbjson's proto3 JSON: 64-bit integers as strings, zero values omitted.

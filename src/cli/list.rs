@@ -128,6 +128,7 @@ pub async fn list(args: ListArgs) -> ExitCode {
         page_size: 0,
         page_token: String::new(),
         include_retracted: args.include_retracted,
+        story_ids: args.stories,
     };
     let mut printer = Printer::new(as_table(args.format), args.include_retracted);
     let mut out = Output::new();

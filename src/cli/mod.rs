@@ -10,6 +10,7 @@ mod input;
 mod json;
 mod list;
 mod progress;
+mod story;
 mod table;
 mod tail;
 
@@ -27,6 +28,7 @@ pub use docs::{completions, man};
 pub use get::{get, retract};
 pub use ingest::ingest;
 pub use list::list;
+pub use story::story;
 pub use tail::tail;
 
 use crate::{

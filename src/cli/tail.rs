@@ -34,6 +34,7 @@ fn request(args: &TailArgs) -> pb::SubscribeRequest {
             languages: args.languages.clone(),
             tags: args.tags.clone(),
             kinds: Vec::new(),
+            first_of_story: args.first_of_story,
         }),
         consumer: args.consumer.clone().unwrap_or_default(),
     }

@@ -306,6 +306,44 @@ pub struct Retraction {
     pub retracted_at: Timestamp,
 }
 
+/// Where an article stands among the stories, as the story index assigned it at ingest.
+#[derive(Debug, Clone, Copy)]
+pub struct StoryLink {
+    /// The first article of its story; the article itself when it starts one.
+    pub story_id: ArticleId,
+    /// The most similar earlier article of the story, if any.
+    pub duplicate_of: Option<ArticleId>,
+    /// Estimated similarity (0..=1) to `duplicate_of`; 0 when there is none.
+    pub similarity: f32,
+}
+
+impl StoryLink {
+    /// The link of an article that starts its own story.
+    pub fn alone(id: ArticleId) -> Self {
+        Self {
+            story_id: id,
+            duplicate_of: None,
+            similarity: 0.0,
+        }
+    }
+
+    /// Whether the article `id` starts this story.
+    pub fn starts(&self, id: ArticleId) -> bool {
+        self.story_id == id
+    }
+}
+
+// Compared bit for bit, so that a stored link reads back equal to itself.
+impl PartialEq for StoryLink {
+    fn eq(&self, other: &Self) -> bool {
+        self.story_id == other.story_id
+            && self.duplicate_of == other.duplicate_of
+            && self.similarity.to_bits() == other.similarity.to_bits()
+    }
+}
+
+impl Eq for StoryLink {}
+
 /// A stored article with its server-set fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Article {
@@ -329,6 +367,11 @@ pub struct Article {
     pub cursor: u64,
     /// Set once retracted.
     pub retraction: Option<Retraction>,
+    /// `content.uri` in canonical form; with the source id, the natural key. Empty for an
+    /// article stored before canonical addresses (it is computed when read).
+    pub canonical_uri: String,
+    /// Its story; `None` for an article stored before stories were linked.
+    pub story: Option<StoryLink>,
 }
 
 impl Article {
@@ -359,7 +402,7 @@ impl Article {
         ];
         let text_bytes: usize = text.iter().map(|s| s.len() + 4).sum();
         let retraction = self.retraction.as_ref().map_or(0, |r| r.reason.len() + 24);
-        list_bytes + info_bytes + text_bytes + retraction + 256
+        list_bytes + info_bytes + text_bytes + retraction + self.canonical_uri.len() + 320
     }
 }
 

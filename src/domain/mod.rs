@@ -1,10 +1,13 @@
-//! The article model, its validation and its normalization. Transport-free: nothing here knows
-//! about gRPC or about how articles are stored.
+//! The article model, its validation and its normalization, and the keys articles are compared
+//! by (canonical addresses, match keys). Transport-free: nothing here knows about gRPC or about
+//! how articles are stored.
 
 mod article;
+mod canonical_uri;
 pub mod editorial;
 pub mod embargo;
 mod filter;
+mod match_key;
 mod text;
 mod time;
 mod uri;
@@ -12,9 +15,11 @@ mod validation;
 
 pub use article::{
     Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, ParseIdError,
-    Retraction, Source, ValidArticle,
+    Retraction, Source, StoryLink, ValidArticle,
 };
+pub use canonical_uri::{canonical_uri, is_tracking_parameter};
 pub use filter::ArticleFilter;
+pub use match_key::match_key;
 pub use text::normalize_line;
 pub use time::Timestamp;
 pub use validation::{

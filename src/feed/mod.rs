@@ -45,6 +45,8 @@ pub struct FeedFilter {
     pub articles: ArticleFilter,
     /// Which kinds of event; empty means all.
     pub kinds: Vec<EventKind>,
+    /// Only events of articles that start a story.
+    pub first_of_story: bool,
 }
 
 impl FeedFilter {
@@ -52,6 +54,7 @@ impl FeedFilter {
     pub fn matches(&self, event: &LogEvent) -> bool {
         let header = &event.header;
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && (!self.first_of_story || header.starts_story)
             && self
                 .articles
                 .matches_fields(&header.source_id, &header.language, &header.tags)
@@ -414,6 +417,7 @@ mod tests {
                 ..ArticleFilter::default()
             },
             kinds: vec![],
+            first_of_story: false,
         };
         // A heartbeat of zero: every batch of skipped events is followed by a checkpoint.
         let mut feed = start(&store, 0, filter, Duration::ZERO);

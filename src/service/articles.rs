@@ -32,6 +32,8 @@ pub struct ListRequest {
     pub page_token: String,
     /// Also list retracted articles.
     pub include_retracted: bool,
+    /// Story ids (OR): only articles of these stories.
+    pub story_ids: Vec<String>,
 }
 
 /// Reads, listings and retractions on a store.
@@ -60,6 +62,15 @@ impl<S: ArticleStore> Articles<S> {
     pub async fn list(&self, request: ListRequest) -> Result<ListedPage> {
         let query = list_query(request, self.max_page_bytes)?;
         Ok(self.store.list(query).await?)
+    }
+
+    /// The live articles of a story, oldest first; NOT_FOUND when it has none.
+    pub async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {
+        let articles = self.store.story(story_id).await?;
+        if articles.is_empty() {
+            return Err(Error::StoryNotFound(story_id));
+        }
+        Ok(articles)
     }
 
     /// Retracts an article for `reason` (one line, not blank); retracting again changes nothing.
@@ -98,7 +109,16 @@ pub(crate) fn list_query(request: ListRequest, max_page_bytes: usize) -> Result<
         page_size,
         page_token,
         include_retracted,
+        story_ids,
     } = request;
+    let story_ids = story_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.parse::<ArticleId>()
+                .map_err(|e| Error::invalid_field(format!("story_ids[{i}]"), e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let page_size = match page_size {
         0 => DEFAULT_PAGE_SIZE,
         n if n < 0 => return Err(Error::invalid_field("page_size", "must not be negative")),
@@ -125,6 +145,7 @@ pub(crate) fn list_query(request: ListRequest, max_page_bytes: usize) -> Result<
         published_after,
         published_before,
         include_retracted,
+        story_ids,
         page_size,
         page_token,
         max_page_bytes,

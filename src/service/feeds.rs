@@ -40,6 +40,8 @@ pub struct FeedRequest {
     pub tags: Vec<String>,
     /// Kinds of event; all when empty.
     pub kinds: Vec<EventKind>,
+    /// Only events of articles that start a story.
+    pub first_of_story: bool,
     /// Durable consumer to resume (or create); empty for none.
     pub consumer: String,
 }
@@ -184,11 +186,13 @@ pub(crate) fn checked_filter_and_consumer(
         languages,
         tags,
         kinds,
+        first_of_story,
         consumer,
     } = request;
     let filter = FeedFilter {
         articles: article_filter("filter.", source_ids, languages, tags)?,
         kinds,
+        first_of_story,
     };
     let consumer = match consumer.as_str() {
         "" => None,

@@ -91,6 +91,7 @@ mod tests {
                         source_id: "alkhabar".into(),
                         language: "ar".into(),
                         tags: vec![],
+                        starts_story: true,
                     },
                     article: Bytes::from(vec![0; article_bytes]),
                 })

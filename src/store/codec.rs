@@ -14,7 +14,7 @@ use prost::Message;
 use super::{
     Consumer, EventHeader, EventKind, LogEvent, StoreError, keys::printable, log::Location,
 };
-use crate::domain::{ArticleId, ArticleStatus, ContentHash, Timestamp};
+use crate::domain::{ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp};
 
 /// Format of every record this version writes.
 const FORMAT: u32 = 1;
@@ -73,6 +73,16 @@ struct HeadRecord {
     /// which is that event.
     #[prost(message, optional, tag = "15")]
     location: Option<LocationRecord>,
+    /// `uri` in canonical form; empty in records written before canonical addresses.
+    #[prost(string, tag = "16")]
+    canonical_uri: String,
+    /// The story's first article; empty in records written before stories (or with them off).
+    #[prost(bytes = "vec", tag = "17")]
+    story_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "18")]
+    duplicate_of: Vec<u8>,
+    #[prost(float, tag = "19")]
+    similarity: f32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -92,6 +102,14 @@ struct EventRecordPb {
     /// The article after the change, as `khabar.v1.Article`.
     #[prost(bytes = "bytes", tag = "6")]
     article: Bytes,
+    /// The story fingerprint of this version (`Fingerprint::to_bytes`); empty when none was
+    /// taken (records written before stories, with stories off, and retractions).
+    #[prost(bytes = "bytes", tag = "7")]
+    fingerprint: Bytes,
+    /// The story the article belonged to before this event, when it changed: the story-index
+    /// entry to remove.
+    #[prost(bytes = "vec", tag = "8")]
+    previous_story_id: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -159,6 +177,23 @@ pub struct ArticleHead {
     pub cursor: u64,
     /// Where that event's record is in the log.
     pub location: Location,
+    /// `uri` in canonical form (the natural key's second half); computed from `uri` for a
+    /// record written before canonical addresses.
+    pub canonical_uri: String,
+    /// The article's story; `None` for an article stored before stories or with them off.
+    pub story: Option<StoryLink>,
+}
+
+impl ArticleHead {
+    /// The story the article is filed under in the story index: its own when it has none.
+    pub fn story_id(&self) -> ArticleId {
+        self.story.map_or(self.id, |s| s.story_id)
+    }
+
+    /// Whether the article starts its story (one without a story counts as its own).
+    pub fn starts_story(&self) -> bool {
+        self.story_id() == self.id
+    }
 }
 
 /// An event as logged, with what the index needs from it.
@@ -170,6 +205,10 @@ pub struct EventRecord {
     pub head: ArticleHead,
     /// The publication time before an update that moved it.
     pub previous_published_at: Option<Timestamp>,
+    /// The version's story fingerprint bytes; empty when none was taken.
+    pub fingerprint: Bytes,
+    /// The story the article was filed under before an update that moved it.
+    pub previous_story_id: Option<ArticleId>,
 }
 
 /// One record of the log.
@@ -260,6 +299,8 @@ fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
         first_ingested_at,
         cursor,
         location,
+        canonical_uri,
+        story,
     } = head;
     HeadRecord {
         format: FORMAT,
@@ -277,7 +318,27 @@ fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
         first_ingested_at: Some(time_record(*first_ingested_at)),
         cursor: *cursor,
         location: with_location.then(|| location_record(*location)),
+        canonical_uri: canonical_uri.clone(),
+        story_id: story
+            .map(|s| s.story_id.to_bytes().to_vec())
+            .unwrap_or_default(),
+        duplicate_of: story
+            .and_then(|s| s.duplicate_of)
+            .map(|d| d.to_bytes().to_vec())
+            .unwrap_or_default(),
+        similarity: story.map_or(0.0, |s| s.similarity),
     }
+}
+
+/// An optional id field: empty means none.
+fn optional_id(bytes: Vec<u8>, field: &str) -> Result<Option<ArticleId>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let id: [u8; ArticleId::LEN] = bytes
+        .try_into()
+        .map_err(|_| format!("{field} is not 16 bytes"))?;
+    Ok(Some(ArticleId::from_bytes(id)))
 }
 
 fn head_from_record(
@@ -300,8 +361,27 @@ fn head_from_record(
         first_ingested_at,
         cursor,
         location,
+        canonical_uri,
+        story_id,
+        duplicate_of,
+        similarity,
     } = record;
     check_format(format)?;
+    let story = optional_id(story_id, "story id")?
+        .map(|story_id| {
+            Ok::<_, String>(StoryLink {
+                story_id,
+                duplicate_of: optional_id(duplicate_of, "duplicate_of")?,
+                similarity,
+            })
+        })
+        .transpose()?;
+    // Records written before canonical addresses have none: it is a pure function of `uri`.
+    let canonical_uri = if canonical_uri.is_empty() {
+        crate::domain::canonical_uri(&uri)
+    } else {
+        canonical_uri
+    };
     let id: [u8; ArticleId::LEN] = id.try_into().map_err(|_| "id is not 16 bytes")?;
     let content_hash: [u8; 32] = content_hash
         .try_into()
@@ -335,6 +415,8 @@ fn head_from_record(
         first_ingested_at: timestamp(first_ingested_at)?,
         cursor,
         location,
+        canonical_uri,
+        story,
     })
 }
 
@@ -365,6 +447,8 @@ pub fn log_record(record: &Record) -> impl Message {
             event,
             head,
             previous_published_at,
+            fingerprint,
+            previous_story_id,
         }) => Body::Event(EventRecordPb {
             cursor: event.cursor,
             kind: kind_code(event.kind),
@@ -372,6 +456,10 @@ pub fn log_record(record: &Record) -> impl Message {
             head: Some(head_record(head, false)),
             previous_published_at: previous_published_at.map(time_record),
             article: event.article.clone(),
+            fingerprint: fingerprint.clone(),
+            previous_story_id: previous_story_id
+                .map(|id| id.to_bytes().to_vec())
+                .unwrap_or_default(),
         }),
         Record::Counters(head) => Body::Counters(head_record(head, true)),
         Record::ConsumerPut(consumer) => Body::ConsumerPut(consumer_record(consumer)),
@@ -414,6 +502,8 @@ fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventR
         head,
         previous_published_at,
         article,
+        fingerprint,
+        previous_story_id,
     } = record;
     let kind = match kind {
         1 => EventKind::Created,
@@ -441,6 +531,7 @@ fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventR
             source_id: head.source_id.clone(),
             language: head.language.clone(),
             tags: head.tags.clone(),
+            starts_story: head.starts_story(),
         },
         article,
     };
@@ -448,6 +539,8 @@ fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventR
         event: Arc::new(event),
         head,
         previous_published_at: optional_timestamp(previous_published_at)?,
+        fingerprint,
+        previous_story_id: optional_id(previous_story_id, "previous story id")?,
     })
 }
 
@@ -579,6 +672,12 @@ pub(super) mod tests {
             first_ingested_at: Timestamp::new(1_700_000_000, 0).unwrap(),
             cursor: 77,
             location,
+            canonical_uri: "https://alkhabar.example/1".into(),
+            story: Some(StoryLink {
+                story_id: ArticleId::from_bytes([1; 16]),
+                duplicate_of: Some(ArticleId::from_bytes([1; 16])),
+                similarity: 0.8,
+            }),
         }
     }
 
@@ -606,6 +705,7 @@ pub(super) mod tests {
                 source_id: head.source_id.clone(),
                 language: head.language.clone(),
                 tags: head.tags.clone(),
+                starts_story: false,
             },
             article,
         };
@@ -613,6 +713,8 @@ pub(super) mod tests {
             event: Arc::new(event.clone()),
             head: head.clone(),
             previous_published_at: Some(Timestamp::new(1, 0).unwrap()),
+            fingerprint: Bytes::from_static(&[1, 2, 3]),
+            previous_story_id: Some(ArticleId::from_bytes([5; 16])),
         });
         let payload = framed(&record);
         let Record::Event(decoded) = decode_record(payload.clone(), AT).unwrap() else {
@@ -621,6 +723,11 @@ pub(super) mod tests {
         assert_eq!(*decoded.event, event);
         assert_eq!(decoded.head, head, "the location is the frame's own");
         assert_eq!(decoded.previous_published_at, Timestamp::new(1, 0));
+        assert_eq!(decoded.fingerprint.as_ref(), &[1, 2, 3]);
+        assert_eq!(
+            decoded.previous_story_id,
+            Some(ArticleId::from_bytes([5; 16]))
+        );
         let inside = payload.as_ptr_range();
         assert!(
             inside.contains(&decoded.event.article.as_ptr()),
@@ -659,6 +766,17 @@ pub(super) mod tests {
             consumer
         );
         assert_eq!(decode_head(key, &encode_head(&head(AT))).unwrap(), head(AT));
+        // A head written before canonical addresses and stories reads back with the canonical
+        // form computed and no story.
+        let mut old = head_record(&head(AT), true);
+        old.canonical_uri.clear();
+        old.story_id.clear();
+        old.duplicate_of.clear();
+        old.uri = "https://www.alkhabar.example/1/?utm_source=x".into();
+        let decoded = decode_head(key, &old.encode_to_vec()).unwrap();
+        assert_eq!(decoded.canonical_uri, "https://alkhabar.example/1");
+        assert_eq!(decoded.story, None);
+        assert!(decoded.starts_story());
     }
 
     #[test]

@@ -646,3 +646,83 @@ async fn a_commit_whose_wait_for_a_standby_was_cancelled_is_an_unknown_outcome()
     assert_eq!(retried.outcome, IngestOutcome::Unchanged);
     assert_eq!(retried.cursor, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_database_is_migrated_with_canonical_keys_the_older_article_keeping_a_shared_one()
+ {
+    let Some(url) = fresh_database("schema-1 migration").await else {
+        return;
+    };
+    let store = open_postgres(&url).await.expect("opens");
+    let mut receipts = Vec::new();
+    for n in 1..=3 {
+        receipts.push(store.ingest(article(n, "alkhabar", &[], 0)).await.unwrap());
+    }
+    drop(store);
+
+    // The database as a khabar of schema 1 left it: no story columns or indexes, the natural key
+    // on the address as sent. The second article was stored under another form of the first
+    // one's address, which schema 1 kept apart.
+    let admin = admin_client(&url).await;
+    admin
+        .batch_execute(
+            "DROP INDEX khabar.articles_natural_key;
+             DROP INDEX khabar.articles_by_story;
+             DROP INDEX khabar.articles_by_cursor;
+             ALTER TABLE khabar.articles
+                 DROP COLUMN canonical_uri, DROP COLUMN story_id, DROP COLUMN fingerprint;
+             ALTER TABLE khabar.events DROP COLUMN starts_story;
+             UPDATE khabar.articles SET uri = 'https://www.alkhabar.example/1/?utm_source=rss'
+                 WHERE uri = 'https://alkhabar.example/2';
+             ALTER TABLE khabar.articles
+                 ADD CONSTRAINT articles_natural_key UNIQUE (source_id, uri);
+             UPDATE khabar.schema_version SET version = 1;",
+        )
+        .await
+        .unwrap();
+
+    let store = open_postgres(&url)
+        .await
+        .expect("a schema-1 database is migrated");
+    let version: i32 = admin
+        .query_one("SELECT version FROM khabar.schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, super::postgres::SCHEMA_VERSION);
+    let keys: Vec<(Vec<u8>, Option<String>)> = admin
+        .query(
+            "SELECT id, canonical_uri FROM khabar.articles ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let canonical: Vec<Option<&str>> = keys.iter().map(|(_, uri)| uri.as_deref()).collect();
+    assert_eq!(
+        canonical,
+        [
+            Some("https://alkhabar.example/1"),
+            None,
+            Some("https://alkhabar.example/3")
+        ],
+        "the older article keeps the shared key, the newer one none"
+    );
+
+    // Every article is still there by id, and every address form of the first one now names it.
+    for receipt in &receipts {
+        assert_eq!(store.get(receipt.id).await.unwrap().id, receipt.id);
+    }
+    let again = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(
+        (again.id, again.outcome),
+        (receipts[0].id, IngestOutcome::Unchanged)
+    );
+    let third = store.ingest(article(3, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(
+        (third.id, third.outcome),
+        (receipts[2].id, IngestOutcome::Unchanged)
+    );
+}

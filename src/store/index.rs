@@ -30,6 +30,8 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
             event,
             head,
             previous_published_at,
+            fingerprint,
+            previous_story_id,
         }) => {
             // The head first: a listing that meets the new index entries finds the article.
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
@@ -40,10 +42,27 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
                 )?;
             }
             if event.kind == EventKind::Created {
-                tree.insert(
-                    keys::natural_key(&head.source_id, &head.uri),
-                    &head.id.to_bytes()[..],
+                // Only if absent: two articles stored before canonical addresses may share a
+                // canonical key, which then names the older one (the other stays readable by
+                // id). Any later article is created only under a key that is free.
+                let _ = tree.compare_and_swap(
+                    keys::natural_key(&head.source_id, &head.canonical_uri),
+                    None as Option<&[u8]>,
+                    Some(&head.id.to_bytes()[..]),
                 )?;
+            }
+            let story = head.story_id();
+            if let Some(previous) = previous_story_id
+                && *previous != story
+            {
+                tree.remove(keys::story(*previous, head.id))?;
+            }
+            tree.insert(keys::story(story, head.id), &[][..])?;
+            if fingerprint.is_empty() || event.kind == EventKind::Retracted {
+                // No fingerprint of this version: an older one must not be taken for it.
+                tree.remove(keys::fingerprint(head.id))?;
+            } else {
+                tree.insert(keys::fingerprint(head.id), fingerprint.as_ref())?;
             }
             if let Some(previous) = previous_published_at
                 && *previous != head.published_at
@@ -101,6 +120,25 @@ pub fn natural_key(tree: &sled::Tree, source_id: &str, uri: &str) -> Result<Opti
         reason: "id is not 16 bytes".into(),
     })?;
     Ok(Some(ArticleId::from_bytes(id)))
+}
+
+/// The members of a story, by id.
+pub fn story_members(tree: &sled::Tree, story_id: ArticleId) -> Result<Vec<ArticleId>> {
+    tree.scan_prefix(keys::story_prefix(story_id))
+        .keys()
+        .map(|key| {
+            let key = key?;
+            keys::story_member(&key).ok_or_else(|| StoreError::Corrupt {
+                key: keys::printable(&key),
+                reason: "not a story-index key".into(),
+            })
+        })
+        .collect()
+}
+
+/// The stored fingerprint bytes of an article's current version, if any.
+pub fn fingerprint(tree: &sled::Tree, id: ArticleId) -> Result<Option<sled::IVec>> {
+    Ok(tree.get(keys::fingerprint(id))?)
 }
 
 /// A durable consumer.
@@ -168,11 +206,14 @@ mod tests {
                     source_id: head.source_id.clone(),
                     language: head.language.clone(),
                     tags: head.tags.clone(),
+                    starts_story: head.starts_story(),
                 },
                 article: Bytes::new(),
             }),
             head: head.clone(),
             previous_published_at: previous,
+            fingerprint: Bytes::new(),
+            previous_story_id: None,
         })
     }
 
@@ -219,7 +260,7 @@ mod tests {
 
         assert_eq!(head(&db, created.id).unwrap(), Some(counted));
         assert_eq!(
-            natural_key(&db, &created.source_id, &created.uri).unwrap(),
+            natural_key(&db, &created.source_id, &created.canonical_uri).unwrap(),
             Some(created.id)
         );
         assert_eq!(

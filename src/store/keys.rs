@@ -5,7 +5,9 @@
 //! | key                                       | value                                       |
 //! |-------------------------------------------|---------------------------------------------|
 //! | `a` id(16)                                | article head: everything but the content, and where its current event is in the log |
-//! | `k` source_id 0x00 uri                    | id(16)                                      |
+//! | `k` source_id 0x00 canonical_uri          | id(16) (the first article stored under it)  |
+//! | `f` id(16)                                | story fingerprint of the current version    |
+//! | `s` story_id(16) id(16)                   | empty (the members of each story)           |
 //! | `l` cursor(8, big-endian)                 | where the event is in the log, and its time |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |
 //! | `c` consumer name                         | consumer record                             |
@@ -23,6 +25,8 @@ const LOG: u8 = b'l';
 const TIME_INDEX: u8 = b't';
 const META: u8 = b'm';
 const CONSUMER: u8 = b'c';
+const FINGERPRINT: u8 = b'f';
+const STORY: u8 = b's';
 
 /// Key of the layout-version metadata record.
 pub fn layout_version() -> Vec<u8> {
@@ -41,6 +45,11 @@ pub fn article(id: ArticleId) -> [u8; 17] {
     key
 }
 
+/// Range covering every article record.
+pub fn article_range() -> std::ops::Range<Vec<u8>> {
+    vec![ARTICLE]..vec![ARTICLE + 1]
+}
+
 /// Key mapping (source id, uri) to the article id. Source ids are slugs, so they never contain
 /// the 0x00 separator.
 pub fn natural_key(source_id: &str, uri: &str) -> Vec<u8> {
@@ -50,6 +59,38 @@ pub fn natural_key(source_id: &str, uri: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(uri.as_bytes());
     key
+}
+
+/// Key of an article's story fingerprint.
+pub fn fingerprint(id: ArticleId) -> [u8; 17] {
+    let mut key = [FINGERPRINT; 17];
+    key[1..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Key of a story-index entry: `id` belongs to the story `story_id`.
+pub fn story(story_id: ArticleId, id: ArticleId) -> [u8; 33] {
+    let mut key = [STORY; 33];
+    key[1..17].copy_from_slice(&story_id.to_bytes());
+    key[17..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Prefix of every story-index entry of `story_id`.
+pub fn story_prefix(story_id: ArticleId) -> [u8; 17] {
+    let mut key = [STORY; 17];
+    key[1..].copy_from_slice(&story_id.to_bytes());
+    key
+}
+
+/// The member id of a story-index key.
+pub fn story_member(key: &[u8]) -> Option<ArticleId> {
+    match key {
+        [STORY, _story @ ..] if key.len() == 33 => {
+            Some(ArticleId::from_bytes(key[17..].try_into().ok()?))
+        }
+        _ => None,
+    }
 }
 
 /// Key of a durable consumer.
@@ -156,6 +197,8 @@ mod tests {
             time_index(t, id).to_vec(),
             consumer("a"),
             layout_version(),
+            fingerprint(id).to_vec(),
+            story(id, id).to_vec(),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {

@@ -20,6 +20,8 @@ pub struct ListQuery {
     pub published_before: Option<Timestamp>,
     /// Also list retracted articles.
     pub include_retracted: bool,
+    /// Only articles of these stories; empty means any.
+    pub story_ids: Vec<ArticleId>,
     /// Most articles in the page.
     pub page_size: usize,
     /// Where the previous page stopped.
@@ -46,6 +48,10 @@ impl ListQuery {
             h.update([u8::from(bound.is_some())]);
         }
         h.update([u8::from(self.include_retracted)]);
+        h.update((self.story_ids.len() as u64).to_le_bytes());
+        for id in &self.story_ids {
+            h.update(id.to_bytes());
+        }
         let digest = h.finalize();
         let mut out = [0; 8];
         out.copy_from_slice(&digest[..8]);
@@ -69,6 +75,7 @@ impl ListQuery {
 
     fn matches(&self, head: &ArticleHead) -> bool {
         (self.include_retracted || head.status != ArticleStatus::Canceled)
+            && (self.story_ids.is_empty() || self.story_ids.contains(&head.story_id()))
             && self
                 .filter
                 .matches_fields(&head.source_id, &head.language, &head.tags)
@@ -134,6 +141,9 @@ pub struct ListedPage {
 
 /// Runs a listing query against the index, reading the listed articles from the log (blocking).
 pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPage> {
+    if !query.story_ids.is_empty() {
+        return list_stories(tree, log, query);
+    }
     let fingerprint = query.fingerprint();
     let lower = keys::time_index(
         query.published_after.unwrap_or(Timestamp::MIN),
@@ -184,6 +194,65 @@ pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPag
                 id,
                 fingerprint,
             }),
+    })
+}
+
+/// The heads of the articles of `story_id` (retracted ones included), through the story index.
+pub fn story_heads(tree: &sled::Tree, story_id: ArticleId) -> Result<Vec<ArticleHead>> {
+    let mut heads = Vec::new();
+    for id in index::story_members(tree, story_id)? {
+        // An entry outlives its article's move to another story only until the move is applied.
+        if let Some(head) = index::head(tree, id)?
+            && head.story_id() == story_id
+        {
+            heads.push(head);
+        }
+    }
+    Ok(heads)
+}
+
+/// A listing restricted to stories: their members come from the story index rather than from
+/// a scan of the time index, then are filtered and ordered like any listing.
+fn list_stories(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPage> {
+    let fingerprint = query.fingerprint();
+    let before = query.token_position(fingerprint)?;
+    let mut heads = Vec::new();
+    for story_id in &query.story_ids {
+        heads.extend(story_heads(tree, *story_id)?.into_iter().filter(|head| {
+            let at = (head.published_at, head.id);
+            query.matches(head)
+                && query
+                    .published_after
+                    .is_none_or(|after| head.published_at >= after)
+                && query
+                    .published_before
+                    .is_none_or(|limit| head.published_at < limit)
+                && before.is_none_or(|position| at < position)
+        }));
+    }
+    heads.sort_by_key(|head| std::cmp::Reverse((head.published_at, head.id)));
+    heads.dedup_by_key(|head| head.id);
+    let mut articles = Vec::new();
+    let mut page_bytes = 0;
+    let mut last = None;
+    let total = heads.len();
+    for head in heads {
+        let article = read_article(log, &head)?;
+        page_bytes += article.approximate_size();
+        articles.push(article);
+        last = Some((head.published_at, head.id));
+        if articles.len() >= query.page_size || page_bytes >= query.max_page_bytes {
+            break;
+        }
+    }
+    let more = articles.len() < total;
+    Ok(ListedPage {
+        articles,
+        next_page_token: last.filter(|_| more).map(|(published_at, id)| PageToken {
+            published_at,
+            id,
+            fingerprint,
+        }),
     })
 }
 
@@ -249,6 +318,10 @@ mod tests {
             },
             ListQuery {
                 include_retracted: true,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                story_ids: vec![ArticleId::from_bytes([1; 16])],
                 ..ListQuery::default()
             },
         ];

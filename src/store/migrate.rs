@@ -135,6 +135,8 @@ fn write_new_log(root: &Path, cache_capacity_bytes: u64) -> Result<Migrated> {
                 offset: 0,
                 len: 0,
             },
+            canonical_uri: crate::domain::canonical_uri(&content.uri),
+            story: None,
         };
         let previous_published_at = published_at.insert(id, content.published_at);
         let record = Record::Event(EventRecord {
@@ -148,12 +150,15 @@ fn write_new_log(root: &Path, cache_capacity_bytes: u64) -> Result<Migrated> {
                     source_id: head.source_id.clone(),
                     language: head.language.clone(),
                     tags: head.tags.clone(),
+                    starts_story: true,
                 },
                 article: Bytes::from(wire::article_pb(article).encode_to_vec()),
             }),
             head: head.clone(),
             previous_published_at: previous_published_at
                 .filter(|_| event.kind != EventKind::Created),
+            fingerprint: Bytes::new(),
+            previous_story_id: None,
         });
         let location = writer.append(&codec::log_record(&record))?;
         migrated.events += 1;

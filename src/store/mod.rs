@@ -129,6 +129,8 @@ pub struct EventHeader {
     pub language: String,
     /// Its tags.
     pub tags: Vec<String>,
+    /// Whether it starts its story (an article without a story counts as starting its own).
+    pub starts_story: bool,
 }
 
 /// One entry of the ordered log: the article as it was right after the change.
@@ -280,6 +282,10 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
     /// Lists articles newest first by publication time.
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<ListedPage>> + Send;
 
+    /// The live (not retracted) articles of a story, oldest first by publication time (then
+    /// id); empty when no article belongs to it.
+    fn story(&self, story_id: ArticleId) -> impl Future<Output = Result<Vec<Article>>> + Send;
+
     /// Reads up to `max` durable log events with cursors greater than `after`, in order and
     /// without gaps. Events are shared, so many feeds can hold the same one cheaply.
     fn read_log(
@@ -293,6 +299,12 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
 
     /// Watches the highest durable cursor (0 while the log is empty).
     fn durable_head(&self) -> watch::Receiver<u64>;
+
+    /// Turns true if the store stops taking writes for good (a failed disk); a store that only
+    /// ever fails one call at a time never turns it.
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
 
     /// The highest durable cursor now. A store shared by several servers asks its database, so
     /// that a cursor acknowledged through another server is already within the head.
@@ -432,6 +444,13 @@ impl ArticleStore for AnyStore {
         }
     }
 
+    async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {
+        match self {
+            Self::Embedded(s) => s.story(story_id).await,
+            Self::Postgres(s) => s.story(story_id).await,
+        }
+    }
+
     async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {
         match self {
             Self::Embedded(s) => s.read_log(after, max).await,
@@ -443,6 +462,13 @@ impl ArticleStore for AnyStore {
         match self {
             Self::Embedded(s) => s.first_cursor_at(time).await,
             Self::Postgres(s) => s.first_cursor_at(time).await,
+        }
+    }
+
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        match self {
+            Self::Embedded(s) => s.writes_stopped(),
+            Self::Postgres(s) => s.writes_stopped(),
         }
     }
 

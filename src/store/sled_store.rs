@@ -4,7 +4,8 @@
 //! # Data directory
 //! - `log/`: the log's segment files (see `log`), the only copy of every article's content.
 //! - `index/`: the sled index (see `keys`): natural keys, article heads, the time index, the
-//!   log index, consumers, and how far the log has been applied. It can be rebuilt from the log:
+//!   log index, story fingerprints and members, consumers, and how far the log has been
+//!   applied. It can be rebuilt from the log:
 //!   remove `index/` and start khabar.
 //!
 //! # Start-up
@@ -30,10 +31,13 @@ use super::{
     PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
-    writer::{self, Command, Failure, WriterStart, read_article},
+    writer::{self, Command, Failure, Prepared, WriterStart, read_article},
 };
 use super::{blocks::BlockCache, recent::RecentEvents};
-use crate::domain::{Article, ArticleId, Timestamp, ValidArticle};
+use crate::{
+    domain::{Article, ArticleId, ArticleStatus, Timestamp, ValidArticle},
+    stories::{Fingerprint, StoryConfig, StoryIndex},
+};
 
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
@@ -49,7 +53,11 @@ impl From<sled::Error> for StoreError {
 }
 
 /// Version of the data directory layout; a directory written with another one is refused.
-const LAYOUT_VERSION: &[u8] = b"2";
+/// Layout 3 keys articles by canonical address and indexes stories; an index of layout 2 is
+/// rebuilt from the log (which both layouts share) at the first start.
+const LAYOUT_VERSION: &[u8] = b"3";
+/// The layout whose index is rebuilt rather than refused.
+const PREVIOUS_LAYOUT_VERSION: &[u8] = b"2";
 /// Writes waiting for the writer thread at most; further callers wait for room (backpressure).
 const COMMAND_QUEUE: usize = 1_024;
 
@@ -67,6 +75,8 @@ pub struct SledStoreConfig {
     /// Bytes of articles waiting for the writer at most (besides at most 1,024 writes): with
     /// articles of up to a message's size, the count alone would let the queue hold gigabytes.
     pub queued_bytes: usize,
+    /// How stories are linked; `None` turns story linking off.
+    pub stories: Option<StoryConfig>,
 }
 
 impl SledStoreConfig {
@@ -78,6 +88,7 @@ impl SledStoreConfig {
             checkpoint_interval: Duration::from_secs(2),
             faults: Arc::default(),
             queued_bytes: 64 << 20,
+            stories: Some(StoryConfig::default()),
         }
     }
 }
@@ -99,6 +110,9 @@ struct Inner {
     queued_bytes: Arc<tokio::sync::Semaphore>,
     queued_kib: usize,
     durable_head: watch::Receiver<u64>,
+    writes_stopped: watch::Receiver<bool>,
+    /// Whether stories are linked (articles are fingerprinted before they are queued).
+    stories: bool,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -136,10 +150,16 @@ impl SledStore {
         let rebuilt = check_layout(&db)?;
         let index_file = File::open(index_dir.join("db"))?;
         let (end, (head, last_recorded_at), opened) = recover(&db, &index_file, &log, rebuilt)?;
+        let stories = config
+            .stories
+            .map(|story_config| rebuild_stories(&db, &log, story_config))
+            .transpose()?;
         let recent = Arc::new(RecentEvents::default());
         let queued_kib = config.queued_bytes.div_ceil(1024).max(1);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (head_tx, head_rx) = watch::channel(head);
+        let failure = Failure::default();
+        let writes_stopped = failure.watch();
         let write_path = writer::spawn(
             WriterStart {
                 db: db.clone(),
@@ -149,9 +169,10 @@ impl SledStore {
                 head,
                 last_recorded_at,
                 recent: recent.clone(),
-                failure: Failure::default(),
+                failure,
                 checkpoint_interval: config.checkpoint_interval,
                 faults: config.faults.clone(),
+                stories,
             },
             commands_rx,
             head_tx,
@@ -173,6 +194,8 @@ impl SledStore {
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(queued_kib)),
                 queued_kib,
                 durable_head: head_rx,
+                writes_stopped,
+                stories: config.stories.is_some(),
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads: write_path.threads,
             }),
@@ -244,6 +267,57 @@ fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::
     }
 }
 
+/// Rebuilds the story index from the durable articles: the live ones published within the
+/// window of the newest, in cursor order of their current version, with their stored
+/// fingerprints and stories (as the writer filed them). An article stored before stories has
+/// no fingerprint: it is taken from its content once and kept in the index; it counts as
+/// starting its own story.
+fn rebuild_stories(db: &sled::Db, log: &Log, config: StoryConfig) -> Result<StoryIndex> {
+    let mut index = StoryIndex::new(config);
+    let mut heads = Vec::new();
+    let mut newest: Option<Timestamp> = None;
+    for entry in db.range(keys::article_range()) {
+        let (key, value) = entry?;
+        let head = codec::decode_head(&key, &value)?;
+        newest = newest.max(Some(head.published_at));
+        if head.status != ArticleStatus::Canceled {
+            heads.push(head);
+        }
+    }
+    let Some(newest) = newest else {
+        return Ok(index);
+    };
+    let window = i64::try_from(config.window.as_secs()).unwrap_or(i64::MAX);
+    let cutoff = newest.seconds().saturating_sub(window);
+    heads.retain(|head| head.published_at.seconds() >= cutoff);
+    heads.sort_by_key(|head| head.cursor);
+    let mut computed = 0usize;
+    for head in &heads {
+        let stored =
+            index::fingerprint(db, head.id)?.and_then(|bytes| Fingerprint::from_bytes(&bytes).ok());
+        let fingerprint = match stored {
+            Some(fingerprint) => fingerprint,
+            None => {
+                let article = read_article(log, head)?;
+                let fingerprint =
+                    Fingerprint::of_article(&article.content.headline, &article.content.body);
+                db.insert(keys::fingerprint(head.id), fingerprint.to_bytes())?;
+                computed += 1;
+                fingerprint
+            }
+        };
+        index.restore(head.id, head.published_at, &fingerprint, head.story_id());
+    }
+    index.advance(newest);
+    info!(
+        articles = index.len(),
+        fingerprinted = computed,
+        memory_bytes = index.memory_bytes(),
+        "story index rebuilt"
+    );
+    Ok(index)
+}
+
 /// Brings the index up to the end of the log: checks the log from where the index says it has
 /// applied it, removes a torn tail and applies what follows. Returns where the log ends and its
 /// last event's cursor and time.
@@ -300,8 +374,11 @@ impl ArticleStore for SledStore {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        // Fingerprinted here, in the caller's task, rather than on the one writer thread.
+        let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
+            prepared,
             reply,
             queued,
         })
@@ -326,6 +403,16 @@ impl ArticleStore for SledStore {
         self.read(move |db, log| list::list(db, log, &query)).await
     }
 
+    async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {
+        self.read(move |db, log| {
+            let mut heads = list::story_heads(db, story_id)?;
+            heads.retain(|head| head.status != ArticleStatus::Canceled);
+            heads.sort_by_key(|head| (head.published_at, head.id));
+            heads.iter().map(|head| read_article(log, head)).collect()
+        })
+        .await
+    }
+
     async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {
         let head = *self.inner.durable_head.borrow();
         if after >= head || max == 0 {
@@ -347,6 +434,10 @@ impl ArticleStore for SledStore {
 
     fn durable_head(&self) -> watch::Receiver<u64> {
         self.inner.durable_head.clone()
+    }
+
+    fn writes_stopped(&self) -> watch::Receiver<bool> {
+        self.inner.writes_stopped.clone()
     }
 
     async fn ensure_consumer(&self, name: String, start_after: u64) -> Result<Consumer> {
@@ -534,6 +625,19 @@ fn first_cursor_at(db: &sled::Db, log: &Log, time: Timestamp, head: u64) -> Resu
 fn check_layout(db: &sled::Db) -> Result<bool> {
     match db.get(keys::layout_version())? {
         Some(version) if version == LAYOUT_VERSION => Ok(false),
+        Some(version) if version == PREVIOUS_LAYOUT_VERSION => {
+            // Natural keys move to canonical addresses and stories get their index: the index
+            // is derived from the log, so it is rebuilt from it rather than edited in place. A
+            // crash during the rebuild leaves no applied position, so the next start replays
+            // the whole log again.
+            warn!(
+                "the index has layout 2: rebuilding it from the log for layout 3 (canonical \
+                 addresses and stories)"
+            );
+            db.clear()?;
+            db.insert(keys::layout_version(), LAYOUT_VERSION)?;
+            Ok(true)
+        }
         Some(version) => Err(StoreError::Corrupt {
             key: keys::printable(&keys::layout_version()),
             reason: format!(

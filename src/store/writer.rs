@@ -48,8 +48,12 @@ use super::{
     recent::RecentEvents,
 };
 use crate::{
-    domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle},
+    domain::{
+        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
+        ValidArticle, canonical_uri,
+    },
     pb::khabar::v1 as pb,
+    stories::{Fingerprint, StoryIndex},
     wire,
 };
 
@@ -61,11 +65,33 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 /// Where the answer to a command goes.
 pub type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// What the write path needs of an article besides the article itself: worked out in the
+/// caller's task, in parallel with other calls, so that the one writer only decides.
+pub struct Prepared {
+    /// The natural key's address.
+    pub canonical_uri: String,
+    /// The story fingerprint of the article; `None` with stories off.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl Prepared {
+    /// Prepares `article`, fingerprinting it when `stories` are on.
+    pub fn of(article: &ValidArticle, stories: bool) -> Self {
+        let content = article.content();
+        Self {
+            canonical_uri: canonical_uri(&content.uri),
+            fingerprint: stories.then(|| Fingerprint::of_article(&content.headline, &content.body)),
+        }
+    }
+}
+
 /// A write request and where its answer goes.
 pub enum Command {
     /// Store an article.
     Ingest {
         article: Box<ValidArticle>,
+        /// Its canonical address and fingerprint.
+        prepared: Box<Prepared>,
         reply: Reply<IngestReceipt>,
         /// The article's share of the queue's byte budget, given back once it is logged.
         queued: OwnedSemaphorePermit,
@@ -181,8 +207,44 @@ struct Group {
     completions: Vec<Completion>,
 }
 
-/// Set once when the store stops taking writes; read by every thread.
-pub type Failure = Arc<OnceLock<Stopped>>;
+/// Set once when the store stops taking writes; read by every thread, watched by the server
+/// (whose health turns NOT_SERVING, so that an orchestrator restarts it).
+#[derive(Debug, Clone)]
+pub struct Failure(Arc<FailureState>);
+
+#[derive(Debug)]
+struct FailureState {
+    stopped: OnceLock<Stopped>,
+    watch: watch::Sender<bool>,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Self(Arc::new(FailureState {
+            stopped: OnceLock::new(),
+            watch: watch::Sender::new(false),
+        }))
+    }
+}
+
+impl Failure {
+    /// Why the store stopped, if it did.
+    pub fn get(&self) -> Option<&Stopped> {
+        self.0.stopped.get()
+    }
+
+    /// Records why the store stopped; the first reason stays.
+    pub fn set(&self, stopped: Stopped) {
+        if self.0.stopped.set(stopped).is_ok() {
+            self.0.watch.send_replace(true);
+        }
+    }
+
+    /// Turns true once the store has stopped taking writes.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.0.watch.subscribe()
+    }
+}
 
 /// What the threads of the write path share with the store.
 pub struct WritePath {
@@ -214,6 +276,8 @@ pub struct WriterStart {
     pub checkpoint_interval: Duration,
     /// Disk failures to inject (tests).
     pub faults: Arc<DiskFaults>,
+    /// The story index, rebuilt from the durable articles; `None` with stories off.
+    pub stories: Option<StoryIndex>,
 }
 
 /// Starts the writer, syncer and checkpointer threads. They stop when every command sender is
@@ -234,6 +298,7 @@ pub fn spawn(
         failure,
         checkpoint_interval,
         faults,
+        stories,
     } = start;
     // Two groups in the pipe: one being synced, one ready; more would only add latency.
     let (groups_tx, groups_rx) = std_mpsc::sync_channel(2);
@@ -252,6 +317,7 @@ pub fn spawn(
         last_event: None,
         unapplied: Unapplied::default(),
         applied_seq: applied_seq.clone(),
+        stories,
     };
     let writer = std::thread::Builder::new()
         .name("khabar-writer".into())
@@ -330,6 +396,9 @@ struct Writer {
     last_event: Option<(u64, Timestamp)>,
     unapplied: Unapplied,
     applied_seq: Arc<AtomicU64>,
+    /// Owned by the writer, which decides every write in cursor order: assignments are made in
+    /// that order, so they are deterministic and a rebuild reproduces the index.
+    stories: Option<StoryIndex>,
 }
 
 impl Writer {
@@ -378,10 +447,11 @@ impl Writer {
         match command {
             Command::Ingest {
                 article,
+                prepared,
                 reply,
                 queued,
             } => {
-                let result = self.guarded(|w| w.ingest(*article));
+                let result = self.guarded(|w| w.ingest(*article, *prepared));
                 drop(queued);
                 Completion::new(reply, result)
             }
@@ -426,7 +496,7 @@ impl Writer {
     fn fail_store(&self, e: &StoreError) -> Stopped {
         error!(error = %e, "writing to the log failed; the store stops taking writes");
         let stopped = Stopped::after("writing to the log", e);
-        let _ = self.failure.set(stopped.clone());
+        self.failure.set(stopped.clone());
         self.failure.get().cloned().unwrap_or(stopped)
     }
 
@@ -435,11 +505,11 @@ impl Writer {
         self.last_recorded_at
     }
 
-    fn lookup_id(&self, source_id: &str, uri: &str) -> Result<Option<ArticleId>> {
-        let key = (source_id.to_owned(), uri.to_owned());
+    fn lookup_id(&self, source_id: &str, canonical_uri: &str) -> Result<Option<ArticleId>> {
+        let key = (source_id.to_owned(), canonical_uri.to_owned());
         match self.unapplied.natural_keys.get(&key) {
             Some((id, _)) => Ok(Some(*id)),
-            None => index::natural_key(&self.tree, source_id, uri),
+            None => index::natural_key(&self.tree, source_id, canonical_uri),
         }
     }
 
@@ -457,14 +527,51 @@ impl Writer {
         }
     }
 
-    fn ingest(&mut self, new: ValidArticle) -> Result<IngestReceipt> {
+    /// Fingerprints a version and asks the story index where it belongs (`update` for a new
+    /// version of a held article); nothing when stories are off.
+    fn place(
+        &mut self,
+        id: ArticleId,
+        content: &ArticleContent,
+        fingerprint: Option<&Fingerprint>,
+        updated: bool,
+    ) -> (Option<StoryLink>, Bytes) {
+        let Some(stories) = self.stories.as_mut() else {
+            return (None, Bytes::new());
+        };
+        let computed;
+        let fingerprint = match fingerprint {
+            Some(given) => given,
+            None => {
+                computed = Fingerprint::of_article(&content.headline, &content.body);
+                &computed
+            }
+        };
+        let assignment = if updated {
+            stories.update(id, content.published_at, fingerprint)
+        } else {
+            stories.assign(id, content.published_at, fingerprint)
+        };
+        let link = StoryLink {
+            story_id: assignment.story_id,
+            duplicate_of: assignment.duplicate_of,
+            similarity: assignment.similarity,
+        };
+        (Some(link), Bytes::from(fingerprint.to_bytes()))
+    }
+
+    fn ingest(&mut self, new: ValidArticle, prepared: Prepared) -> Result<IngestReceipt> {
         let now = self.now();
         let content_hash = new.content_hash();
         let view_count = new.view_count();
         let source_id = new.content().source.id.clone();
-        let uri = new.content().uri.clone();
-        let Some(id) = self.lookup_id(&source_id, &uri)? else {
+        let Prepared {
+            canonical_uri: canonical,
+            fingerprint,
+        } = prepared;
+        let Some(id) = self.lookup_id(&source_id, &canonical)? else {
             let id = self.new_id();
+            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
             let article = Article {
                 id,
                 content: new.into_content(),
@@ -476,18 +583,20 @@ impl Writer {
                 first_ingested_at: now,
                 cursor: self.next_cursor,
                 retraction: None,
+                canonical_uri: canonical.clone(),
+                story,
             };
             let receipt = receipt(&article, IngestOutcome::Created);
-            self.log_event(EventKind::Created, article, now, None)?;
+            self.log_event(EventKind::Created, article, now, None, fingerprint, None)?;
             self.unapplied
                 .natural_keys
-                .insert((source_id, uri), (id, self.seq));
+                .insert((source_id, canonical), (id, self.seq));
             return Ok(receipt);
         };
 
         let (mut head, current_article) =
             self.lookup_head(id)?.ok_or_else(|| StoreError::Corrupt {
-                key: format!("natural key ({source_id}, {uri})"),
+                key: format!("natural key ({source_id}, {canonical})"),
                 reason: format!("points to missing article {id}"),
             })?;
         if head.status == ArticleStatus::Canceled {
@@ -517,6 +626,8 @@ impl Writer {
         }
 
         let previous_published_at = head.published_at;
+        let previous_story = head.story_id();
+        let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),
@@ -528,6 +639,10 @@ impl Writer {
             first_ingested_at: head.first_ingested_at,
             cursor: self.next_cursor,
             retraction: None,
+            // The key stays the one the article was first stored under (an old article's may
+            // differ from its uri's canonical form only if two shared it).
+            canonical_uri: head.canonical_uri.clone(),
+            story,
         };
         let receipt = receipt(&article, IngestOutcome::Updated);
         self.log_event(
@@ -535,6 +650,8 @@ impl Writer {
             article,
             now,
             Some(previous_published_at),
+            fingerprint,
+            Some(previous_story),
         )?;
         Ok(receipt)
     }
@@ -557,7 +674,20 @@ impl Writer {
         article.version += 1;
         article.ingested_at = now;
         article.cursor = self.next_cursor;
-        self.log_event(EventKind::Retracted, article.clone(), now, None)?;
+        if article.canonical_uri.is_empty() {
+            article.canonical_uri = head.canonical_uri.clone();
+        }
+        if let Some(stories) = self.stories.as_mut() {
+            stories.remove(id);
+        }
+        self.log_event(
+            EventKind::Retracted,
+            article.clone(),
+            now,
+            None,
+            Bytes::new(),
+            None,
+        )?;
         Ok(article)
     }
 
@@ -568,6 +698,8 @@ impl Writer {
         article: Article,
         recorded_at: Timestamp,
         previous_published_at: Option<Timestamp>,
+        fingerprint: Bytes,
+        previous_story_id: Option<ArticleId>,
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
         let cursor = self.next_cursor;
@@ -592,6 +724,8 @@ impl Writer {
                 offset: 0,
                 len: 0,
             },
+            canonical_uri: article.canonical_uri.clone(),
+            story: article.story,
         };
         let bytes = Bytes::from(wire::article_pb(article).encode_to_vec());
         let event = Arc::new(LogEvent {
@@ -604,6 +738,7 @@ impl Writer {
                 source_id: head.source_id.clone(),
                 language: head.language.clone(),
                 tags: head.tags.clone(),
+                starts_story: head.starts_story(),
             },
             article: bytes.clone(),
         });
@@ -611,6 +746,8 @@ impl Writer {
             event: event.clone(),
             head,
             previous_published_at,
+            fingerprint,
+            previous_story_id,
         };
         let location = self
             .log_writer
@@ -740,6 +877,10 @@ pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
     }
     let mut article = record.event.decode_article()?;
     article.view_count = head.view_count;
+    if article.canonical_uri.is_empty() {
+        // Stored before canonical addresses: the head has it computed.
+        article.canonical_uri = head.canonical_uri.clone();
+    }
     Ok(article)
 }
 
@@ -778,7 +919,7 @@ fn sync_groups(
                 applied_seq.store(last_seq, Ordering::Release);
             }
             Err(stopped) => {
-                let _ = failure.set(stopped.clone());
+                failure.set(stopped.clone());
                 pending
                     .into_iter()
                     .flat_map(|g| g.completions)
@@ -878,7 +1019,7 @@ fn checkpoints(
                 Err(e) => {
                     // The log still holds every write; only the replay at start-up grows.
                     error!(error = %e, "index checkpoint failed; the store stops taking writes");
-                    let _ = failure.set(Stopped::after("an index checkpoint", &e));
+                    failure.set(Stopped::after("an index checkpoint", &e));
                 }
             }
         }

@@ -213,6 +213,19 @@ fn compare(grpcurl: &Grpcurl, url: &str) {
         assert_same(&format!("get {id}"), &printed, &answer);
     }
 
+    // StoryArticle, through story: the copies share the first article's story.
+    let story_id = listed[0]["storyId"].as_str().expect("a story").to_owned();
+    assert_eq!(story_id, ids[4], "the first one ingested starts the story");
+    let printed = lines(&khabar(url, &["story", &story_id], None));
+    let answer = grpcurl.call(
+        "khabar.v1.ArticleService/GetStory",
+        &format!(r#"{{"storyId":"{story_id}"}}"#),
+    );
+    assert_same("story", &Value::Array(printed.clone()), &answer["articles"]);
+    assert_eq!(printed.len(), 5);
+    let in_story = lines(&khabar(url, &["list", "--story", &story_id], None));
+    assert_eq!(in_story.len(), 5);
+
     // Article, through retract: retracting again answers the article unchanged, so grpcurl's
     // second retraction shows what the client's first one printed.
     let reason = "خطأ في نسبة الخبر إلى مصدره";

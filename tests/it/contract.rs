@@ -237,8 +237,8 @@ fn additions_pass_the_check() {
     edit(
         copy.path(),
         "article.proto",
-        "  Retraction retraction = 24;\n",
-        "  Retraction retraction = 24;\n  // Who signed the story, as printed.\n  string byline = 25;\n",
+        "  float similarity = 28;\n",
+        "  float similarity = 28;\n  // Who signed the story, as printed.\n  string byline = 29;\n",
     );
     edit(
         copy.path(),

@@ -10,6 +10,9 @@ use khabar::{
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::common::{TestServer, WAIT, create_consumer, feed_from_beginning, seed_variant};
 
@@ -35,6 +38,37 @@ async fn feed_cursors(server: &TestServer, count: usize) -> Vec<u64> {
     events.iter().map(|e| e.cursor).collect()
 }
 
+const INGEST: &str = "khabar.v1.IngestService";
+const ARTICLES: &str = "khabar.v1.ArticleService";
+const FEEDS: &str = "khabar.v1.FeedService";
+
+async fn health(server: &TestServer, service: &str) -> ServingStatus {
+    HealthClient::new(server.channel().await)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status()
+}
+
+/// Waits (bounded) until `service` reports `expected`.
+async fn wait_for_health(server: &TestServer, service: &str, expected: ServingStatus) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = health(server, service).await;
+        if status == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{service:?} still {status:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the scenario with `operation` failing after the first five articles are durable, and
 /// returns the status the sixth ingest got.
 async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
@@ -47,6 +81,9 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
     }
     let mut feeds = server.feed_client().await;
     create_consumer(&mut feeds, "indexer").await;
+    for service in ["", INGEST, ARTICLES, FEEDS] {
+        assert_eq!(health(&server, service).await, ServingStatus::Serving);
+    }
 
     faults.fail(operation, 0, kind);
     let refused = ingest
@@ -78,6 +115,13 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
         .unwrap_err();
     assert_eq!(retract.code(), refused.code());
 
+    // Health tells the orchestrator to restart: the server and its ingest are NOT_SERVING,
+    // reads and feeds still serve.
+    wait_for_health(&server, "", ServingStatus::NotServing).await;
+    assert_eq!(health(&server, INGEST).await, ServingStatus::NotServing);
+    assert_eq!(health(&server, ARTICLES).await, ServingStatus::Serving);
+    assert_eq!(health(&server, FEEDS).await, ServingStatus::Serving);
+
     // What was durable stays readable and in the feeds.
     let mut articles = server.articles_client().await;
     for ack in &acknowledged {
@@ -101,6 +145,9 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
     let data_dir = server.stop().await;
     faults.clear();
     let server = start(data_dir, &faults).await;
+    for service in ["", INGEST] {
+        assert_eq!(health(&server, service).await, ServingStatus::Serving);
+    }
     let mut articles = server.articles_client().await;
     for ack in &acknowledged {
         articles

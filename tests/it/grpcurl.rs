@@ -131,6 +131,43 @@ fn walkthrough(grpcurl: &Grpcurl) {
     }
     assert_eq!(field(&got, "publishedAt"), "2016-07-01T09:00:00Z");
     assert_eq!(field(&got, "status"), "ARTICLE_STATUS_USABLE");
+    assert_eq!(
+        field(&got, "storyId"),
+        id,
+        "the first article starts its story"
+    );
+    assert_eq!(field(&got, "duplicateOf"), "");
+
+    // Another outlet republishes the story: it is linked to the first article.
+    let copy = grpcurl.call(
+        "khabar.v1.IngestService/Ingest",
+        &fixture_text("seed-copy.ingest.json"),
+    );
+    assert_eq!(field(&copy, "outcome"), "INGEST_OUTCOME_CREATED");
+    let copy_id = field(&copy, "id").to_owned();
+    let copied = grpcurl.call(
+        "khabar.v1.ArticleService/GetArticle",
+        &format!(r#"{{"id":"{copy_id}"}}"#),
+    );
+    assert_eq!(field(&copied, "storyId"), id);
+    assert_eq!(field(&copied, "duplicateOf"), id);
+    assert_eq!(
+        field(&copied, "canonicalUri"),
+        "https://rt-arabic.example/news/842117-us-allies-syria"
+    );
+    let story = grpcurl.call(
+        "khabar.v1.ArticleService/GetStory",
+        &format!(r#"{{"storyId":"{id}"}}"#),
+    );
+    let members = story["articles"].as_array().expect("story articles");
+    assert_eq!(members.len(), 2, "{story}");
+    assert_eq!(field(&members[0], "id"), id);
+    assert_eq!(field(&members[0]["source"], "id"), "alkhabar");
+    assert_eq!(field(&members[0], "publishedAt"), "2016-07-01T09:00:00Z");
+    assert_eq!(field(&members[1], "id"), copy_id);
+    assert_eq!(field(&members[1], "duplicateOf"), id);
+    let similarity = members[1]["similarity"].as_f64().expect("a similarity");
+    assert!((0.57..=1.0).contains(&similarity), "{similarity}");
 
     let listed = grpcurl.call(
         "khabar.v1.ArticleService/ListArticles",
@@ -215,20 +252,33 @@ fn walkthrough(grpcurl: &Grpcurl) {
         .collect();
     assert_eq!(
         events,
-        [("1", "EVENT_KIND_CREATED"), ("2", "EVENT_KIND_RETRACTED")]
+        [
+            ("1", "EVENT_KIND_CREATED"),
+            ("2", "EVENT_KIND_CREATED"),
+            ("3", "EVENT_KIND_RETRACTED")
+        ]
+    );
+    let copied_event = messages
+        .iter()
+        .find(|m| field(m, "cursor") == "2" && field(m, "kind") == "EVENT_KIND_CREATED")
+        .expect("the copy's event");
+    assert_eq!(
+        field(&copied_event["article"], "storyId"),
+        id,
+        "feed events carry the story"
     );
     assert_eq!(field(&messages[0]["article"], "id"), id);
 
     let consumer = grpcurl.call(
         "khabar.v1.FeedService/Ack",
-        r#"{"consumer":"search-indexer","cursor":"2"}"#,
+        r#"{"consumer":"search-indexer","cursor":"3"}"#,
     );
     assert_eq!(
         (
             field(&consumer, "ackedCursor"),
             field(&consumer, "headCursor")
         ),
-        ("2", "2")
+        ("3", "3")
     );
     let listed = grpcurl.call("khabar.v1.FeedService/ListConsumers", "{}");
     assert_eq!(field(&listed["consumers"][0], "name"), "search-indexer");

@@ -23,4 +23,5 @@ mod replicas;
 mod security;
 mod shutdown;
 mod storage;
+mod stories;
 mod traces;

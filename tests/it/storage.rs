@@ -69,10 +69,15 @@ async fn a_directory_of_the_first_layout_is_migrated_and_served_unchanged() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layout-v1");
     let data_dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture.join("data"), data_dir.path());
-    let expected_articles: Vec<pb::Article> = serde_json::from_str(
+    let mut expected_articles: Vec<pb::Article> = serde_json::from_str(
         &std::fs::read_to_string(fixture.join("expected/articles.json")).unwrap(),
     )
     .unwrap();
+    // Stored before canonical addresses: served with the canonical form of their uri, and
+    // without story fields (they were stored before stories).
+    for article in &mut expected_articles {
+        article.canonical_uri = khabar::domain::canonical_uri(&article.uri);
+    }
     let expected_feed: Vec<pb::FeedEvent> =
         json_lines(&std::fs::read_to_string(fixture.join("expected/feed.jsonl")).unwrap());
     let expected_consumers: pb::ListConsumersResponse = serde_json::from_str(

@@ -304,3 +304,42 @@ async fn khabar_ingest_sends_a_traceparent_that_the_server_continues() {
         assert_eq!(int(stream, "rpc.grpc.status_code"), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_ratio_keeps_that_share_of_new_traces_and_follows_the_callers_decision() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = ChildServer::start_with(
+        data.path(),
+        &["--otlp-endpoint", &endpoint, "--otlp-sample-ratio", "0"],
+    );
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(server.channel().await);
+    let unsampled_trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    for (n, traceparent) in [
+        (0, None),
+        (1, Some(format!("00-{TRACE_ID}-{PARENT_ID}-01"))),
+        (2, Some(format!("00-{unsampled_trace}-{PARENT_ID}-00"))),
+    ] {
+        let mut request = Request::new(crate::common::seed_variant(n));
+        if let Some(traceparent) = traceparent {
+            request
+                .metadata_mut()
+                .insert("traceparent", traceparent.parse().unwrap());
+        }
+        client.ingest(request).await.unwrap();
+    }
+
+    stop(server);
+    let spans = collector.spans_once("khabar.v1.IngestService/Ingest").await;
+    // Only the call whose caller sampled it: a ratio of 0 starts no trace of its own, and an
+    // unsampled caller's trace stays unsampled.
+    let ingests = named(&spans, "khabar.v1.IngestService/Ingest");
+    assert_eq!(ingests.len(), 1, "{spans:#?}");
+    assert_eq!(hex(&ingests[0].trace_id), TRACE_ID);
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) == TRACE_ID),
+        "{spans:#?}"
+    );
+    assert_eq!(children(&spans, ingests[0], "store.write").len(), 1);
+}

@@ -238,6 +238,8 @@ fn article_from_record(record: ArticleRecord, content: ArticleContent) -> Result
                 })
             })
             .transpose()?,
+        canonical_uri: String::new(),
+        story: None,
     })
 }
 

@@ -5,8 +5,9 @@
 //!   transaction locks it first, which orders all writers of all servers.
 //! - `events`: the log; each event holds the article's `khabar.v1.Article` bytes (sent to feeds
 //!   as they are) and the header feeds filter on.
-//! - `articles`: each article's head (natural key unique, publication time indexed for
-//!   listings), naming the event that holds its current content.
+//! - `articles`: each article's head (natural key (source id, canonical address) unique,
+//!   publication time indexed for listings, story id indexed for stories), naming the event
+//!   that holds its current content, with the story fingerprint of that version.
 //! - `consumers`: durable consumers and their acknowledged cursors.
 //!
 //! # Writes, reads, feeds
@@ -36,9 +37,13 @@ pub use schema::SCHEMA_VERSION;
 use self::errors::{pool_error, store_error};
 use super::{
     ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PageToken,
-    PendingWrite, Result, StoreError, writer::Command,
+    PendingWrite, Result, StoreError,
+    writer::{Command, Prepared},
 };
-use crate::domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp, ValidArticle};
+use crate::{
+    domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp, ValidArticle},
+    stories::StoryConfig,
+};
 
 /// Writes waiting for the writer task at most; further callers wait for room.
 const COMMAND_QUEUE: usize = 1_024;
@@ -55,6 +60,8 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// How often the head is read when no notification arrives.
     pub poll_interval: Duration,
+    /// How stories are linked; `None` turns story linking off.
+    pub stories: Option<StoryConfig>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -64,6 +71,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("connection", &self.connection)
             .field("pool_size", &self.pool_size)
             .field("poll_interval", &self.poll_interval)
+            .field("stories", &self.stories)
             .finish()
     }
 }
@@ -112,6 +120,7 @@ impl PostgresConfig {
             connection,
             pool_size: 16,
             poll_interval: Duration::from_millis(500),
+            stories: Some(StoryConfig::default()),
         })
     }
 }
@@ -161,6 +170,13 @@ pub struct Head {
     ingested_at: Timestamp,
     first_ingested_at: Timestamp,
     cursor: u64,
+    /// The natural key's address; `None` for an article stored before canonical addresses
+    /// whose canonical address an older one has (it is reachable by id only).
+    canonical_uri: Option<String>,
+    /// The story it is filed under (its own id when it has none).
+    story_id: ArticleId,
+    /// The story fingerprint of the current version, when one was taken.
+    fingerprint: Option<Vec<u8>>,
 }
 
 impl Head {
@@ -180,6 +196,9 @@ impl Head {
             ingested_at: article.ingested_at,
             first_ingested_at: article.first_ingested_at,
             cursor: article.cursor,
+            canonical_uri: Some(article.canonical_uri.clone()),
+            story_id: article.story.map_or(article.id, |s| s.story_id),
+            fingerprint: None,
         }
     }
 }
@@ -200,6 +219,8 @@ struct Inner {
     stop_follower: Option<oneshot::Sender<()>>,
     /// The byte budget of queued articles, in KiB.
     queued_bytes: Arc<tokio::sync::Semaphore>,
+    /// Whether stories are linked (articles are fingerprinted before they are queued).
+    stories: bool,
 }
 
 impl Drop for Inner {
@@ -254,7 +275,12 @@ impl PostgresStore {
         let (head_tx, head_rx) = watch::channel(head);
         let head_tx = Arc::new(head_tx);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-        let writer = tokio::spawn(writer::run(connector.clone(), commands_rx, head_tx.clone()));
+        let writer = tokio::spawn(writer::run(
+            connector.clone(),
+            commands_rx,
+            head_tx.clone(),
+            config.stories.map(writer::Stories::new),
+        ));
         let (stop_follower, follower_stopping) = oneshot::channel();
         tokio::spawn(follower::run(
             connector,
@@ -277,6 +303,7 @@ impl PostgresStore {
                 writer: Some(writer),
                 stop_follower: Some(stop_follower),
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES / 1024)),
+                stories: config.stories.is_some(),
             }),
         })
     }
@@ -347,9 +374,13 @@ const LIST: &str = "SELECT a.id, a.published_s, a.published_ns, a.view_count, a.
      AND (cardinality($4::text[]) = 0 OR a.tags && $4) \
      AND (a.published_s, a.published_ns) >= ($5, $6) \
      AND (a.published_s, a.published_ns, a.id) < ($7, $8, $9) \
+     AND (cardinality($11::bytea[]) = 0 OR a.story_id = ANY($11)) \
      ORDER BY a.published_s DESC, a.published_ns DESC, a.id DESC LIMIT $10";
+const STORY: &str = "SELECT a.view_count, a.cursor, e.article FROM khabar.articles a \
+     JOIN khabar.events e ON e.cursor = a.cursor WHERE a.story_id = $1 AND a.status <> 3 \
+     ORDER BY a.published_s, a.published_ns, a.id";
 const READ_LOG: &str = "SELECT cursor, kind, recorded_s, recorded_ns, article_id, version, \
-     source_id, language, tags, article FROM khabar.events \
+     source_id, language, tags, article, starts_story FROM khabar.events \
      WHERE cursor > $1 AND cursor <= $2 ORDER BY cursor LIMIT $3";
 const FIRST_AT: &str = "SELECT cursor FROM khabar.events \
      WHERE (recorded_s, recorded_ns) >= ($1, $2) \
@@ -377,8 +408,11 @@ impl ArticleStore for PostgresStore {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        // Fingerprinted here, in the caller's task, rather than in the one writer task.
+        let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {
             article: Box::new(article),
+            prepared,
             reply,
             queued,
         })
@@ -426,6 +460,11 @@ impl ArticleStore for PostgresStore {
             .map(|range| range.to_ascii_lowercase())
             .collect();
         let limit = i64::try_from(query.page_size.saturating_add(1)).unwrap_or(i64::MAX);
+        let story_ids: Vec<Vec<u8>> = query
+            .story_ids
+            .iter()
+            .map(|id| id.to_bytes().to_vec())
+            .collect();
         let rows = self
             .query(
                 LIST,
@@ -440,6 +479,7 @@ impl ArticleStore for PostgresStore {
                     &upper.1,
                     &upper.2,
                     &limit,
+                    &story_ids,
                 ],
             )
             .await?;
@@ -470,6 +510,20 @@ impl ArticleStore for PostgresStore {
                 fingerprint,
             }),
         })
+    }
+
+    async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {
+        let rows = self.query(STORY, &[&story_id.to_bytes().to_vec()]).await?;
+        rows.iter()
+            .map(|row| {
+                let what = "story article";
+                let cursor = rows::u64_at(row, 1, what)?;
+                let bytes: Vec<u8> = rows::get(row, 2, what)?;
+                let mut article = rows::decode_article(cursor, bytes.into())?;
+                article.view_count = rows::u64_at(row, 0, what)?;
+                Ok(article)
+            })
+            .collect()
     }
 
     async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Arc<LogEvent>>> {

@@ -114,6 +114,9 @@ pub fn head(row: &Row) -> Result<Head> {
         ingested_at: time_at(row, 11, what)?,
         first_ingested_at: time_at(row, 13, what)?,
         cursor: u64_at(row, 15, what)?,
+        canonical_uri: get(row, 17, what)?,
+        story_id: id_at(row, 18, what)?,
+        fingerprint: get(row, 19, what)?,
     })
 }
 
@@ -157,6 +160,7 @@ pub fn event(row: &Row) -> Result<Arc<LogEvent>> {
             source_id: get(row, 6, what)?,
             language: get(row, 7, what)?,
             tags: get(row, 8, what)?,
+            starts_story: get(row, 10, what)?,
         },
         article: Bytes::from(get::<Vec<u8>>(row, 9, what)?),
     }))

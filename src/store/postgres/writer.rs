@@ -39,11 +39,15 @@ use super::{
     rows,
 };
 use crate::{
-    domain::{Article, ArticleId, ArticleStatus, Retraction, Timestamp, ValidArticle},
+    domain::{
+        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
+        ValidArticle,
+    },
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
-        writer::{Command, Reply},
+        writer::{Command, Prepared, Reply},
     },
+    stories::{Fingerprint, StoryConfig, StoryIndex},
     wire,
 };
 
@@ -69,47 +73,61 @@ struct Statements {
     delete_consumers: Statement,
     upsert_consumers: Statement,
     advance_head: Statement,
+    stories_since: Statement,
 }
 
 const LOCK_HEAD: &str =
     "SELECT head, recorded_s, recorded_ns FROM khabar.log_head WHERE only_row FOR UPDATE";
 const BY_NATURAL_KEY: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
-     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, NULL::bytea \
+     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, NULL::bytea, \
+     a.canonical_uri, a.story_id, a.fingerprint \
      FROM khabar.articles a JOIN unnest($1::text[], $2::text[]) AS k(source_id, uri) \
-     ON a.source_id = k.source_id AND a.uri = k.uri";
+     ON a.source_id = k.source_id AND a.canonical_uri = k.uri";
 const BY_ID: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
-     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, e.article \
+     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, e.article, \
+     a.canonical_uri, a.story_id, a.fingerprint \
      FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor WHERE a.id = ANY($1)";
+/// The articles changed after cursor $1 (through other servers), in cursor order of their
+/// current version, with the content of live ones that have no fingerprint.
+const STORIES_SINCE: &str = "SELECT a.id, a.cursor, a.published_s, a.published_ns, a.status, \
+     a.story_id, a.fingerprint, \
+     CASE WHEN a.fingerprint IS NULL AND a.status <> 3 THEN e.article END \
+     FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor \
+     WHERE a.cursor > $1 AND a.published_s >= $2 ORDER BY a.cursor";
+const NEWEST_PUBLISHED: &str = "SELECT max(published_s) FROM khabar.articles";
 const CONSUMERS: &str = "SELECT name, acked, created_s, created_ns, acked_s, acked_ns \
      FROM khabar.consumers WHERE name = ANY($1)";
 const INSERT_EVENTS: &str = "INSERT INTO khabar.events (cursor, kind, recorded_s, recorded_ns, \
-     article_id, version, source_id, language, tags, article) \
+     article_id, version, source_id, language, tags, article, starts_story) \
      SELECT cursor, kind, recorded_s, recorded_ns, article_id, version, source_id, language, \
-     string_to_array(tags, E'\\x1f'), article \
+     string_to_array(tags, E'\\x1f'), article, starts_story \
      FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::int[], $5::bytea[], \
-     $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bytea[]) \
+     $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bool[]) \
      AS e(cursor, kind, recorded_s, recorded_ns, article_id, version, source_id, language, tags, \
-     article)";
+     article, starts_story)";
 const UPSERT_ARTICLES: &str = "INSERT INTO khabar.articles (id, source_id, uri, language, tags, \
      published_s, published_ns, version, status, content_hash, view_count, ingested_s, \
-     ingested_ns, first_ingested_s, first_ingested_ns, cursor) \
+     ingested_ns, first_ingested_s, first_ingested_ns, cursor, canonical_uri, story_id, \
+     fingerprint) \
      SELECT id, source_id, uri, language, string_to_array(tags, E'\\x1f'), published_s, \
      published_ns, version, status, content_hash, view_count, ingested_s, ingested_ns, \
-     first_ingested_s, first_ingested_ns, cursor \
+     first_ingested_s, first_ingested_ns, cursor, canonical_uri, story_id, fingerprint \
      FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
      $7::int[], $8::bigint[], $9::smallint[], $10::bytea[], $11::bigint[], $12::bigint[], \
-     $13::int[], $14::bigint[], $15::int[], $16::bigint[]) \
+     $13::int[], $14::bigint[], $15::int[], $16::bigint[], $17::text[], $18::bytea[], \
+     $19::bytea[]) \
      AS a(id, source_id, uri, language, tags, published_s, published_ns, version, status, \
      content_hash, view_count, ingested_s, ingested_ns, first_ingested_s, first_ingested_ns, \
-     cursor) \
+     cursor, canonical_uri, story_id, fingerprint) \
      ON CONFLICT (id) DO UPDATE SET language = EXCLUDED.language, tags = EXCLUDED.tags, \
      published_s = EXCLUDED.published_s, published_ns = EXCLUDED.published_ns, \
      version = EXCLUDED.version, status = EXCLUDED.status, \
      content_hash = EXCLUDED.content_hash, view_count = EXCLUDED.view_count, \
      ingested_s = EXCLUDED.ingested_s, ingested_ns = EXCLUDED.ingested_ns, \
-     cursor = EXCLUDED.cursor";
+     cursor = EXCLUDED.cursor, story_id = EXCLUDED.story_id, \
+     fingerprint = EXCLUDED.fingerprint";
 const DELETE_CONSUMERS: &str = "DELETE FROM khabar.consumers WHERE name = ANY($1)";
 const UPSERT_CONSUMERS: &str = "INSERT INTO khabar.consumers (name, acked, created_s, \
      created_ns, acked_s, acked_ns) \
@@ -162,6 +180,7 @@ impl Connection {
             delete_consumers: prepare(DELETE_CONSUMERS).await?,
             upsert_consumers: prepare(UPSERT_CONSUMERS).await?,
             advance_head: prepare(ADVANCE_HEAD).await?,
+            stories_since: prepare(STORIES_SINCE).await?,
         };
         Ok(Self {
             client,
@@ -171,11 +190,100 @@ impl Connection {
     }
 }
 
+/// The writer's story index, and the head of the log it reflects.
+///
+/// Every server's writer keeps one. Inside each group's transaction, right after the head is
+/// locked, it catches up on the articles other servers changed since the head it reflects
+/// (restoring them in cursor order of their current version, as a rebuild does), then assigns
+/// the group's articles. The head lock orders all writers of all servers, so assignments are
+/// made in cursor order, each against every earlier article, whichever server took it.
+pub struct Stories {
+    config: StoryConfig,
+    /// `None` until rebuilt from the articles within the window: at the first group, and after
+    /// a group failed (its assignments may not have been committed).
+    index: Option<(StoryIndex, u64)>,
+}
+
+impl Stories {
+    /// Stories linked with `config`; the index is rebuilt at the first write.
+    pub fn new(config: StoryConfig) -> Self {
+        Self {
+            config,
+            index: None,
+        }
+    }
+
+    /// Brings the index up to `head` (the locked head) and hands it out for the group.
+    async fn catch_up(
+        &mut self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        statements: &Statements,
+        head: u64,
+    ) -> Result<StoryIndex> {
+        let e = |e: tokio_postgres::Error| store_error(&e);
+        let (mut index, applied, cutoff) = match self.index.take() {
+            Some((index, applied)) if applied <= head => (index, applied, i64::MIN),
+            _ => {
+                let newest: Option<i64> = transaction
+                    .query_one(NEWEST_PUBLISHED, &[])
+                    .await
+                    .map_err(e)?
+                    .try_get(0)
+                    .map_err(e)?;
+                let window = i64::try_from(self.config.window.as_secs()).unwrap_or(i64::MAX);
+                let cutoff = newest.map_or(i64::MIN, |n| n.saturating_sub(window));
+                (StoryIndex::new(self.config), 0, cutoff)
+            }
+        };
+        if applied < head {
+            let rows = transaction
+                .query(&statements.stories_since, &[&bits(applied), &cutoff])
+                .await
+                .map_err(e)?;
+            for row in &rows {
+                restore_row(&mut index, row)?;
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// Files one article row of `STORIES_SINCE` in the index as a rebuild does.
+fn restore_row(index: &mut StoryIndex, row: &tokio_postgres::Row) -> Result<()> {
+    let what = "article of a story";
+    let id = rows::id_at(row, 0, what)?;
+    let cursor = rows::u64_at(row, 1, what)?;
+    let published_at = rows::time_at(row, 2, what)?;
+    let status: i16 = rows::get(row, 4, what)?;
+    if status == rows::status_code(ArticleStatus::Canceled) {
+        index.remove(id);
+        index.advance(published_at);
+        return Ok(());
+    }
+    let story_id = rows::id_at(row, 5, what)?;
+    let stored: Option<Vec<u8>> = rows::get(row, 6, what)?;
+    let fingerprint = match stored.and_then(|bytes| Fingerprint::from_bytes(&bytes).ok()) {
+        Some(fingerprint) => fingerprint,
+        None => {
+            let bytes: Option<Vec<u8>> = rows::get(row, 7, what)?;
+            let bytes = bytes.ok_or_else(|| StoreError::Corrupt {
+                key: format!("article {id}"),
+                reason: "neither its fingerprint nor its content was read".into(),
+            })?;
+            let article = rows::decode_article(cursor, bytes.into())?;
+            Fingerprint::of_article(&article.content.headline, &article.content.body)
+        }
+    };
+    index.restore(id, published_at, &fingerprint, story_id);
+    Ok(())
+}
+
 /// Runs the write path until every command sender is gone, answering everything sent.
 pub async fn run(
     connector: Connector,
     mut commands: mpsc::Receiver<Command>,
     durable_head: Arc<watch::Sender<u64>>,
+    mut stories: Option<Stories>,
 ) {
     let mut connection: Option<Connection> = None;
     let mut ids = Generator::new();
@@ -201,7 +309,7 @@ pub async fn run(
             continue;
         };
         let count = group.len();
-        match commit_group(open, &mut ids, group).await {
+        match commit_group(open, &mut ids, stories.as_mut(), group).await {
             Ok((head, answers)) => {
                 durable_head.send_if_modified(|current| {
                     let advanced = head > *current;
@@ -294,6 +402,7 @@ type Failed = (StoreError, Vec<Answer>);
 async fn commit_group(
     connection: &mut Connection,
     ids: &mut Generator,
+    mut stories: Option<&mut Stories>,
     group: Vec<Command>,
 ) -> std::result::Result<(u64, Vec<Answer>), Failed> {
     while connection.notices.try_recv().is_ok() {}
@@ -352,6 +461,18 @@ async fn commit_group(
             return Err((e, answers));
         }
     };
+    if let Some(stories) = stories.as_deref_mut() {
+        match stories
+            .catch_up(&transaction, statements, state.first_head)
+            .await
+        {
+            Ok(index) => state.stories = Some(index),
+            Err(e) => {
+                let answers = group.into_iter().map(Answer::pending).collect();
+                return Err((e, answers));
+            }
+        }
+    }
     let answers: Vec<Answer> = group
         .into_iter()
         .map(|command| state.decide(command, ids))
@@ -363,6 +484,10 @@ async fn commit_group(
     }
     if let Err(e) = transaction.commit().await {
         return Err((commit_error(&e), answers));
+    }
+    // Committed: the index reflects every event up to the new head.
+    if let (Some(stories), Some(index)) = (stories, state.stories.take()) {
+        stories.index = Some((index, state.head));
     }
     let cancelled_wait = std::iter::from_fn(|| connection.notices.try_recv().ok())
         .find(|notice| notice.contains("synchronous replication"));
@@ -455,9 +580,13 @@ impl Names {
         let (mut keys, mut ids, mut consumers) = (HashSet::new(), HashSet::new(), HashSet::new());
         for command in group {
             match command {
-                Command::Ingest { article, .. } => {
-                    let content = article.content();
-                    let key = (content.source.id.clone(), content.uri.clone());
+                Command::Ingest {
+                    article, prepared, ..
+                } => {
+                    let key = (
+                        article.content().source.id.clone(),
+                        prepared.canonical_uri.clone(),
+                    );
                     if keys.insert(key.clone()) {
                         names.keys.push(key);
                     }
@@ -506,6 +635,8 @@ struct Group {
     consumers: HashMap<String, Option<Consumer>>,
     dirty_consumers: Vec<String>,
     deleted_consumers: Vec<String>,
+    /// The story index while the group is decided; `None` with stories off.
+    stories: Option<StoryIndex>,
 }
 
 impl Group {
@@ -521,12 +652,48 @@ impl Group {
             consumers: HashMap::new(),
             dirty_consumers: Vec::new(),
             deleted_consumers: Vec::new(),
+            stories: None,
         }
     }
 
+    /// Fingerprints a version and asks the story index where it belongs; nothing with stories
+    /// off.
+    fn place(
+        &mut self,
+        id: ArticleId,
+        content: &ArticleContent,
+        fingerprint: Option<&Fingerprint>,
+        updated: bool,
+    ) -> (Option<StoryLink>, Option<Vec<u8>>) {
+        let Some(stories) = self.stories.as_mut() else {
+            return (None, None);
+        };
+        let computed;
+        let fingerprint = match fingerprint {
+            Some(given) => given,
+            None => {
+                computed = Fingerprint::of_article(&content.headline, &content.body);
+                &computed
+            }
+        };
+        let assignment = if updated {
+            stories.update(id, content.published_at, fingerprint)
+        } else {
+            stories.assign(id, content.published_at, fingerprint)
+        };
+        let link = StoryLink {
+            story_id: assignment.story_id,
+            duplicate_of: assignment.duplicate_of,
+            similarity: assignment.similarity,
+        };
+        (Some(link), Some(fingerprint.to_bytes()))
+    }
+
     fn load_article(&mut self, head: Head, content: Option<Bytes>) {
-        self.natural_keys
-            .insert((head.source_id.clone(), head.uri.clone()), head.id);
+        if let Some(canonical) = &head.canonical_uri {
+            self.natural_keys
+                .insert((head.source_id.clone(), canonical.clone()), head.id);
+        }
         match self.heads.get_mut(&head.id) {
             // Read twice (by key and by id): keep the content.
             Some((_, known)) if known.is_some() => {}
@@ -564,10 +731,11 @@ impl Group {
         match command {
             Command::Ingest {
                 article,
+                prepared,
                 reply,
                 queued,
             } => {
-                let decided = self.ingest(*article, ids);
+                let decided = self.ingest(*article, *prepared, ids);
                 // Decided, the article is in the group's statements: its budget is free again.
                 drop(queued);
                 Answer::new(reply, decided)
@@ -589,15 +757,25 @@ impl Group {
         }
     }
 
-    fn ingest(&mut self, new: ValidArticle, ids: &mut Generator) -> Result<IngestReceipt> {
+    fn ingest(
+        &mut self,
+        new: ValidArticle,
+        prepared: Prepared,
+        ids: &mut Generator,
+    ) -> Result<IngestReceipt> {
         let content_hash = new.content_hash();
         let view_count = new.view_count();
-        let key = (new.content().source.id.clone(), new.content().uri.clone());
+        let Prepared {
+            canonical_uri,
+            fingerprint,
+        } = prepared;
+        let key = (new.content().source.id.clone(), canonical_uri);
         let Some(&id) = self.natural_keys.get(&key) else {
             let now = self.now();
             // The generator keeps ids increasing within a millisecond; it fails only after 2^80
             // ids in one, where a random id is still unique in practice.
             let id = ArticleId::from_ulid(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()));
+            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
             let article = Article {
                 id,
                 content: new.into_content(),
@@ -609,10 +787,12 @@ impl Group {
                 first_ingested_at: now,
                 cursor: self.head + 1,
                 retraction: None,
+                canonical_uri: key.1.clone(),
+                story,
             };
             let receipt = receipt(&article, IngestOutcome::Created);
             self.natural_keys.insert(key, id);
-            self.log_event(EventKind::Created, article, now);
+            self.log_event(EventKind::Created, article, now, fingerprint);
             return Ok(receipt);
         };
         let (head, _) = self.heads.get_mut(&id).ok_or_else(|| StoreError::Corrupt {
@@ -644,7 +824,9 @@ impl Group {
         }
         let (version, first_ingested_at, status) =
             (head.version + 1, head.first_ingested_at, head.status);
+        let canonical = head.canonical_uri.clone().unwrap_or(key.1);
         let now = self.now();
+        let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),
@@ -656,9 +838,11 @@ impl Group {
             first_ingested_at,
             cursor: self.head + 1,
             retraction: None,
+            canonical_uri: canonical,
+            story,
         };
         let receipt = receipt(&article, IngestOutcome::Updated);
-        self.log_event(EventKind::Updated, article, now);
+        self.log_event(EventKind::Updated, article, now, fingerprint);
         Ok(receipt)
     }
 
@@ -682,14 +866,24 @@ impl Group {
         article.version += 1;
         article.ingested_at = now;
         article.cursor = self.head + 1;
-        self.log_event(EventKind::Retracted, article.clone(), now);
+        if let Some(stories) = self.stories.as_mut() {
+            stories.remove(id);
+        }
+        self.log_event(EventKind::Retracted, article.clone(), now, None);
         Ok(article)
     }
 
     /// Logs the event that produced `article`'s current version and makes it its head.
-    fn log_event(&mut self, kind: EventKind, article: Article, recorded_at: Timestamp) {
+    fn log_event(
+        &mut self,
+        kind: EventKind,
+        article: Article,
+        recorded_at: Timestamp,
+        fingerprint: Option<Vec<u8>>,
+    ) {
         self.head += 1;
-        let head = Head::of(&article);
+        let mut head = Head::of(&article);
+        head.fingerprint = fingerprint;
         let bytes = Bytes::from(wire::article_pb(article).encode_to_vec());
         let id = head.id;
         self.events.push(NewEvent {
@@ -796,6 +990,7 @@ struct EventColumns {
     languages: Vec<String>,
     tags: Vec<String>,
     articles: Vec<Vec<u8>>,
+    starts_story: Vec<bool>,
 }
 
 impl EventColumns {
@@ -813,11 +1008,14 @@ impl EventColumns {
             columns.languages.push(event.head.language.clone());
             columns.tags.push(joined_tags(&event.head.tags));
             columns.articles.push(event.article.to_vec());
+            columns
+                .starts_story
+                .push(event.head.story_id == event.head.id);
         }
         columns
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
         [
             &self.cursors,
             &self.kinds,
@@ -829,6 +1027,7 @@ impl EventColumns {
             &self.languages,
             &self.tags,
             &self.articles,
+            &self.starts_story,
         ]
     }
 }
@@ -851,6 +1050,9 @@ struct ArticleColumns {
     first_s: Vec<i64>,
     first_ns: Vec<i32>,
     cursors: Vec<i64>,
+    canonical_uris: Vec<Option<String>>,
+    story_ids: Vec<Vec<u8>>,
+    fingerprints: Vec<Option<Vec<u8>>>,
 }
 
 impl ArticleColumns {
@@ -876,11 +1078,14 @@ impl ArticleColumns {
             c.first_s.push(fs);
             c.first_ns.push(fns);
             c.cursors.push(bits(head.cursor));
+            c.canonical_uris.push(head.canonical_uri.clone());
+            c.story_ids.push(head.story_id.to_bytes().to_vec());
+            c.fingerprints.push(head.fingerprint.clone());
         }
         c
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
         [
             &self.ids,
             &self.sources,
@@ -898,6 +1103,9 @@ impl ArticleColumns {
             &self.first_s,
             &self.first_ns,
             &self.cursors,
+            &self.canonical_uris,
+            &self.story_ids,
+            &self.fingerprints,
         ]
     }
 }

@@ -1,0 +1,236 @@
+//! Lines that name where a text came from or who wrote it, or that every article of a site
+//! carries, rather than telling the story: source lines ("المصدر: موقع روسيا اليوم",
+//! "Source: Reuters"), bylines ("بقلم: ...", "By ..."), wire trailers ("Reporting by ...;
+//! Editing by ..."), agency tags ("(رويترز)"), and the read-also, follow-us and rights lines
+//! sites add. Copies of a story differ in exactly these lines, so they are left out of its
+//! fingerprint when they open or close the body.
+
+use crate::domain::match_key;
+
+/// Longest line, in words, that is taken for one of these lines.
+const MAX_WORDS: usize = 16;
+/// Longest line, in bytes, that can be one of these lines (16 long Arabic words and some
+/// punctuation): longer ones are paragraphs, known without folding them.
+const MAX_BYTES: usize = 400;
+/// Most lines dropped at each end: a body is never emptied by a run of look-alike paragraphs.
+const MAX_LINES_PER_END: usize = 4;
+
+/// Labels that, followed by a colon or a dash, start a source line or a byline (match keys).
+const LABELS: &[&str] = &[
+    // Sources.
+    "المصدر",
+    "مصدر",
+    "المصادر",
+    "مصدر الخبر",
+    "المصدر الاصلي",
+    "نقلا عن",
+    "عن",
+    "source",
+    "sources",
+    "via",
+    // Bylines and credits.
+    "بقلم",
+    "كتب",
+    "كتبت",
+    "كتبه",
+    "اعداد",
+    "اعدته",
+    "اعده",
+    "تحرير",
+    "ترجمه",
+    "تقرير",
+    "متابعه",
+    "مراسل",
+    "مراسلنا",
+    "تصوير",
+    "الصوره",
+    "صوره",
+    "by",
+    "author",
+    "written by",
+    "reporting by",
+    "writing by",
+    "editing by",
+    "edited by",
+    "translated by",
+    "additional reporting by",
+    "photo",
+    "image",
+    "credit",
+    // Links to other articles and to the site's channels.
+    "اقرا ايضا",
+    "اقرا المزيد",
+    "اقرا",
+    "شاهد ايضا",
+    "شاهد",
+    "للمزيد",
+    "تابعونا",
+    "read more",
+    "read also",
+    "see also",
+    "related",
+    "follow us",
+];
+
+/// Openings that mark such a line without a colon (match keys, followed by a space).
+const OPENINGS: &[&str] = &[
+    "نقلا عن",
+    "بقلم",
+    "reporting by",
+    "writing by",
+    "editing by",
+    "اقرا ايضا",
+    "تابعونا علي",
+    "follow us on",
+    "جميع الحقوق محفوظه",
+    "حقوق النشر محفوظه",
+    "all rights reserved",
+    "copyright",
+];
+
+/// Whether `line` (as written) is a source line, a byline or site furniture.
+pub fn is_furniture(line: &str) -> bool {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.len() > MAX_BYTES {
+        return false;
+    }
+    let key = match_key(trimmed);
+    let words = key.split(' ').filter(|w| !w.is_empty()).count();
+    if words > MAX_WORDS {
+        return false;
+    }
+    // An agency tag on its own: "(رويترز)", "[AFP]", "(أ ف ب)".
+    let bracketed = (trimmed.starts_with('(') && trimmed.ends_with(')'))
+        || (trimmed.starts_with('[') && trimmed.ends_with(']'));
+    if bracketed && words <= 4 {
+        return true;
+    }
+    if trimmed.starts_with('©') {
+        return true;
+    }
+    // "Label: rest" or "Label - rest", the label within the first few words.
+    let unwrapped = trimmed.trim_start_matches(['(', '[', '*', '-', '–', '—', '•', '|', ' ']);
+    if let Some(at) = unwrapped.find([':', '：', '-', '–', '—', '|']) {
+        let label = match_key(&unwrapped[..at]);
+        if LABELS.contains(&label.as_str()) {
+            return true;
+        }
+    }
+    // "By Jane Doe", but not "By the end of the week ...".
+    if words <= 4 && key.starts_with("by ") {
+        return true;
+    }
+    OPENINGS.iter().any(|opening| {
+        key.strip_prefix(opening)
+            .is_some_and(|rest| rest.starts_with(' ') || rest.is_empty())
+    })
+}
+
+/// `body` without the furniture lines that open or close it (see [`is_furniture`]).
+pub fn strip_furniture(body: &str) -> &str {
+    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for line in body.split_inclusive('\n') {
+        let end = start + line.len();
+        if !line.trim().is_empty() {
+            lines.push((start, end));
+        }
+        start = end;
+    }
+    let mut first = 0;
+    let mut last = lines.len();
+    while first < last && first < MAX_LINES_PER_END {
+        let (s, e) = lines[first];
+        if !is_furniture(&body[s..e]) {
+            break;
+        }
+        first += 1;
+    }
+    let mut dropped = 0;
+    while last > first && dropped < MAX_LINES_PER_END {
+        let (s, e) = lines[last - 1];
+        if !is_furniture(&body[s..e]) {
+            break;
+        }
+        last -= 1;
+        dropped += 1;
+    }
+    if first >= last {
+        return "";
+    }
+    &body[lines[first].0..lines[last - 1].1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_source_lines_and_bylines() {
+        for line in [
+            "المصدر: موقع روسيا اليوم",
+            "المصدر : وكالات",
+            "المصدر - الجزيرة نت",
+            "(المصدر: رويترز)",
+            "مصدر الخبر: سبوتنيك",
+            "نقلاً عن وكالة الأنباء الفرنسية",
+            "Source: Reuters",
+            "SOURCES: AP, AFP",
+            "بقلم: أحمد محمود",
+            "بقلم أحمد محمود",
+            "كتب: سامي عبد الله",
+            "إعداد: قسم الأخبار",
+            "By Jane Doe",
+            "Reporting by Ali Hassan; Editing by Mark Smith",
+            "(رويترز)",
+            "[AFP]",
+            "(أ ف ب)",
+            "اقرأ أيضاً: الجيش يعلن السيطرة على البلدة",
+            "تابعونا على تلغرام",
+            "Read more: How the offensive unfolded",
+            "جميع الحقوق محفوظة لموقع الخبر © 2016",
+            "© 2016 Alkhabar",
+        ] {
+            assert!(is_furniture(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn labels_are_written_as_match_keys() {
+        for label in LABELS.iter().chain(OPENINGS) {
+            assert_eq!(match_key(label), *label);
+        }
+    }
+
+    #[test]
+    fn keeps_story_paragraphs() {
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        let paragraphs: Vec<&str> = seed.lines().filter(|l| !l.trim().is_empty()).collect();
+        // The masthead, the headline, the view count and every paragraph but the source line.
+        for paragraph in &paragraphs[..paragraphs.len() - 1] {
+            assert!(!is_furniture(paragraph), "{paragraph}");
+        }
+        for line in [
+            "كتب الرئيس في تغريدة على حسابه أن المفاوضات ستستأنف الأسبوع المقبل بعد توقف دام شهرين كاملين",
+            "By the end of the week the army had taken the town.",
+            "Sources close to the talks said no agreement was near.",
+            "(ملاحظة: تم تحديث هذا الخبر بعد نشره بساعة لإضافة تصريحات المتحدث باسم وزارة الدفاع الذي قال إن العملية مستمرة)",
+        ] {
+            assert!(!is_furniture(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn strips_only_the_ends() {
+        let body = "بقلم: أحمد\n\nالفقرة الأولى من الخبر.\n\nالمصدر: وكالات\n\nالفقرة الأخيرة.\n\nالمصدر: موقع روسيا اليوم\n(رويترز)\n";
+        assert_eq!(
+            strip_furniture(body),
+            "الفقرة الأولى من الخبر.\n\nالمصدر: وكالات\n\nالفقرة الأخيرة.\n"
+        );
+        assert_eq!(strip_furniture("المصدر: وكالات"), "");
+        assert_eq!(strip_furniture(""), "");
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        assert!(!strip_furniture(seed).contains("روسيا اليوم"));
+        assert!(strip_furniture(seed).starts_with("الخبر وما وراء الخبر"));
+    }
+}
