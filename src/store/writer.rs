@@ -85,6 +85,22 @@ impl Prepared {
     }
 }
 
+/// Takes `article`'s share (in KiB) of a write queue's byte budget of `capacity_kib`, waiting
+/// for room; given back when the permit is dropped. An article larger than the whole budget
+/// still goes through, alone.
+pub async fn reserve_queue_share(
+    budget: &Arc<tokio::sync::Semaphore>,
+    capacity_kib: usize,
+    article: &ValidArticle,
+) -> Result<OwnedSemaphorePermit> {
+    let kib = article.approximate_size().div_ceil(1024).min(capacity_kib) as u32;
+    budget
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))
+}
+
 /// A write request and where its answer goes.
 pub enum Command {
     /// Store an article.
@@ -539,25 +555,8 @@ impl Writer {
         let Some(stories) = self.stories.as_mut() else {
             return (None, Bytes::new());
         };
-        let computed;
-        let fingerprint = match fingerprint {
-            Some(given) => given,
-            None => {
-                computed = Fingerprint::of_article(&content.headline, &content.body);
-                &computed
-            }
-        };
-        let assignment = if updated {
-            stories.update(id, content.published_at, fingerprint)
-        } else {
-            stories.assign(id, content.published_at, fingerprint)
-        };
-        let link = StoryLink {
-            story_id: assignment.story_id,
-            duplicate_of: assignment.duplicate_of,
-            similarity: assignment.similarity,
-        };
-        (Some(link), Bytes::from(fingerprint.to_bytes()))
+        let (link, fingerprint) = stories.place(id, content, fingerprint, updated);
+        (Some(link), Bytes::from(fingerprint))
     }
 
     fn ingest(&mut self, new: ValidArticle, prepared: Prepared) -> Result<IngestReceipt> {

@@ -668,25 +668,8 @@ impl Group {
         let Some(stories) = self.stories.as_mut() else {
             return (None, None);
         };
-        let computed;
-        let fingerprint = match fingerprint {
-            Some(given) => given,
-            None => {
-                computed = Fingerprint::of_article(&content.headline, &content.body);
-                &computed
-            }
-        };
-        let assignment = if updated {
-            stories.update(id, content.published_at, fingerprint)
-        } else {
-            stories.assign(id, content.published_at, fingerprint)
-        };
-        let link = StoryLink {
-            story_id: assignment.story_id,
-            duplicate_of: assignment.duplicate_of,
-            similarity: assignment.similarity,
-        };
-        (Some(link), Some(fingerprint.to_bytes()))
+        let (link, fingerprint) = stories.place(id, content, fingerprint, updated);
+        (Some(link), Some(fingerprint))
     }
 
     fn load_article(&mut self, head: Head, content: Option<Bytes>) {
