@@ -49,8 +49,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
-        ValidArticle, canonical_uri,
+        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
+        canonical_uri,
     },
     pb::khabar::v1 as pb,
     stories::{Fingerprint, StoryIndex},
@@ -665,14 +665,7 @@ impl Writer {
             return Ok(article);
         }
         let now = self.now();
-        article.status = ArticleStatus::Canceled;
-        article.retraction = Some(Retraction {
-            reason,
-            retracted_at: now,
-        });
-        article.version += 1;
-        article.ingested_at = now;
-        article.cursor = self.next_cursor;
+        article.retract(reason, now, self.next_cursor);
         if article.canonical_uri.is_empty() {
             article.canonical_uri = head.canonical_uri.clone();
         }
@@ -702,30 +695,8 @@ impl Writer {
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
         let cursor = self.next_cursor;
-        let content = &article.content;
-        let mut head = ArticleHead {
-            id: article.id,
-            source_id: content.source.id.clone(),
-            uri: content.uri.clone(),
-            language: content.language.clone(),
-            tags: content.tags.clone(),
-            published_at: content.published_at,
-            version: article.version,
-            status: article.status,
-            content_hash: article.content_hash,
-            view_count: article.view_count,
-            ingested_at: article.ingested_at,
-            first_ingested_at: article.first_ingested_at,
-            cursor,
-            // Known once the record is appended.
-            location: Location {
-                segment: 0,
-                offset: 0,
-                len: 0,
-            },
-            canonical_uri: article.canonical_uri.clone(),
-            story: article.story,
-        };
+        // Its location is known once the record is appended.
+        let mut head = ArticleHead::of(&article, cursor);
         let bytes = Bytes::from(wire::article_pb(article).encode_to_vec());
         let event = Arc::new(LogEvent {
             cursor,

@@ -40,8 +40,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
-        ValidArticle,
+        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
     },
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
@@ -841,14 +840,7 @@ impl Group {
             return Ok(article);
         }
         let now = self.now();
-        article.status = ArticleStatus::Canceled;
-        article.retraction = Some(Retraction {
-            reason,
-            retracted_at: now,
-        });
-        article.version += 1;
-        article.ingested_at = now;
-        article.cursor = self.head + 1;
+        article.retract(reason, now, self.head + 1);
         if let Some(stories) = self.stories.as_mut() {
             stories.remove(id);
         }
