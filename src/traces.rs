@@ -344,6 +344,12 @@ mod tests {
         assert_eq!(span_context.span_id().to_string(), &header[36..52]);
     }
 
+    #[tokio::test]
+    async fn a_collector_behind_tls_is_accepted() {
+        // Nothing listens there: setting up does not connect, exporting later would.
+        TraceExport::start("https://127.0.0.1:9", 1.0).expect("https endpoints are supported");
+    }
+
     #[test]
     fn endpoints_without_a_scheme_are_refused() {
         let error = TraceExport::start("127.0.0.1:4317", 1.0).expect_err("no scheme");

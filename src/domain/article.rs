@@ -375,6 +375,18 @@ pub struct Article {
 }
 
 impl Article {
+    /// Turns the article into its retracted next version, logged at `cursor` at `now`.
+    pub fn retract(&mut self, reason: String, now: Timestamp, cursor: u64) {
+        self.status = ArticleStatus::Canceled;
+        self.retraction = Some(Retraction {
+            reason,
+            retracted_at: now,
+        });
+        self.version += 1;
+        self.ingested_at = now;
+        self.cursor = cursor;
+    }
+
     /// Bytes the article takes in memory or in a message, give or take framing.
     pub fn approximate_size(&self) -> usize {
         let c = &self.content;

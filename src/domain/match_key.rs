@@ -22,9 +22,9 @@
 
 use std::sync::LazyLock;
 
-use unicode_normalization::{
-    IsNormalized, UnicodeNormalization, char::canonical_combining_class, is_nfkc_quick,
-};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+use super::text::FastQuickCheck;
 
 /// The match key of `text` (see the module documentation). `match_key(&match_key(t))` equals
 /// `match_key(t)`.
@@ -98,45 +98,12 @@ impl Key {
     }
 }
 
-/// Characters below U+0800 that are starters (canonical combining class 0) and NFKC quick
-/// check Yes, one bit each: most Latin, Greek, Cyrillic, Hebrew and Arabic text. Built from the
-/// normalization tables themselves, at first use.
-static SIMPLE_STARTERS: LazyLock<[u64; 32]> = LazyLock::new(|| {
-    let mut bits = [0; 32];
-    for code in 0..0x800u32 {
-        if let Some(c) = char::from_u32(code)
-            && canonical_combining_class(c) == 0
-            && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
-        {
-            bits[(code / 64) as usize] |= 1 << (code % 64);
-        }
-    }
-    bits
-});
+static NFKC_QUICK_CHECK: LazyLock<FastQuickCheck> =
+    LazyLock::new(|| FastQuickCheck::new(is_nfkc_quick));
 
-/// The NFKC quick check of UAX #15, answering from [`SIMPLE_STARTERS`] for the characters most
-/// text is made of.
+/// The NFKC quick check of UAX #15 (see [`FastQuickCheck`]).
 fn is_nfkc_fast(text: &str) -> IsNormalized {
-    let mut last_class = 0;
-    let mut result = IsNormalized::Yes;
-    for c in text.chars() {
-        let code = c as u32;
-        if code < 0x800 && SIMPLE_STARTERS[(code / 64) as usize] & (1 << (code % 64)) != 0 {
-            last_class = 0;
-            continue;
-        }
-        let class = canonical_combining_class(c);
-        if last_class > class && class != 0 {
-            return IsNormalized::No;
-        }
-        match is_nfkc_quick(std::iter::once(c)) {
-            IsNormalized::Yes => {}
-            IsNormalized::No => return IsNormalized::No,
-            IsNormalized::Maybe => result = IsNormalized::Maybe,
-        }
-        last_class = class;
-    }
-    result
+    NFKC_QUICK_CHECK.run(text)
 }
 
 /// Characters that fold to themselves and can neither compose with a neighbour nor change

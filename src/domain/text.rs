@@ -36,46 +36,67 @@ pub fn normalize_block(raw: String) -> String {
     }
 }
 
-/// Characters below U+0800 that are starters (canonical combining class 0) and always NFC
-/// (quick check Yes), one bit each: Latin, Greek, Cyrillic, Hebrew and Arabic letters, digits
-/// and punctuation. Built from the normalization tables themselves, at first use.
-static SIMPLE_STARTERS: LazyLock<[u64; 32]> = LazyLock::new(|| {
-    let mut bits = [0; 32];
-    for code in 0..0x800u32 {
-        if let Some(c) = char::from_u32(code)
-            && canonical_combining_class(c) == 0
-            && is_nfc_quick(std::iter::once(c)) == IsNormalized::Yes
-        {
-            bits[(code / 64) as usize] |= 1 << (code % 64);
-        }
-    }
-    bits
-});
-
-/// The NFC quick check of UAX #15, answering from [`SIMPLE_STARTERS`] for the characters most
-/// text is made of: the same answers as `is_nfc_quick`, without two table lookups for each
+/// A UAX #15 quick check (NFC or NFKC) that answers from a bitset for the characters most text
+/// is made of: the same answers as the check it wraps, without two table lookups for each
 /// Arabic letter.
-fn is_nfc_fast(text: &str) -> IsNormalized {
-    let mut last_class = 0;
-    let mut result = IsNormalized::Yes;
-    for c in text.chars() {
-        let code = c as u32;
-        if code < 0x800 && SIMPLE_STARTERS[(code / 64) as usize] & (1 << (code % 64)) != 0 {
-            last_class = 0;
-            continue;
+pub(crate) struct FastQuickCheck {
+    /// Characters below U+0800 that are starters (canonical combining class 0) and quick check
+    /// Yes, one bit each: Latin, Greek, Cyrillic, Hebrew and Arabic letters, digits and
+    /// punctuation. Built from the normalization tables themselves.
+    simple_starters: [u64; 32],
+    check: fn(std::iter::Once<char>) -> IsNormalized,
+}
+
+impl FastQuickCheck {
+    /// Wraps `check` (`is_nfc_quick` or `is_nfkc_quick`).
+    pub(crate) fn new(check: fn(std::iter::Once<char>) -> IsNormalized) -> Self {
+        let mut simple_starters = [0; 32];
+        for code in 0..0x800u32 {
+            if let Some(c) = char::from_u32(code)
+                && canonical_combining_class(c) == 0
+                && check(std::iter::once(c)) == IsNormalized::Yes
+            {
+                simple_starters[(code / 64) as usize] |= 1 << (code % 64);
+            }
         }
-        let class = canonical_combining_class(c);
-        if last_class > class && class != 0 {
-            return IsNormalized::No;
+        Self {
+            simple_starters,
+            check,
         }
-        match is_nfc_quick(std::iter::once(c)) {
-            IsNormalized::Yes => {}
-            IsNormalized::No => return IsNormalized::No,
-            IsNormalized::Maybe => result = IsNormalized::Maybe,
-        }
-        last_class = class;
     }
-    result
+
+    /// The quick check of `text`.
+    pub(crate) fn run(&self, text: &str) -> IsNormalized {
+        let mut last_class = 0;
+        let mut result = IsNormalized::Yes;
+        for c in text.chars() {
+            let code = c as u32;
+            if code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0
+            {
+                last_class = 0;
+                continue;
+            }
+            let class = canonical_combining_class(c);
+            if last_class > class && class != 0 {
+                return IsNormalized::No;
+            }
+            match (self.check)(std::iter::once(c)) {
+                IsNormalized::Yes => {}
+                IsNormalized::No => return IsNormalized::No,
+                IsNormalized::Maybe => result = IsNormalized::Maybe,
+            }
+            last_class = class;
+        }
+        result
+    }
+}
+
+static NFC_QUICK_CHECK: LazyLock<FastQuickCheck> =
+    LazyLock::new(|| FastQuickCheck::new(is_nfc_quick));
+
+/// The NFC quick check of UAX #15 (see [`FastQuickCheck`]).
+fn is_nfc_fast(text: &str) -> IsNormalized {
+    NFC_QUICK_CHECK.run(text)
 }
 
 fn nfc_trimmed(raw: &str) -> String {

@@ -14,7 +14,7 @@ use prost::Message;
 use super::{
     Consumer, EventHeader, EventKind, LogEvent, StoreError, keys::printable, log::Location,
 };
-use crate::domain::{ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp};
+use crate::domain::{Article, ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp};
 
 /// Format of every record this version writes.
 const FORMAT: u32 = 1;
@@ -185,6 +185,34 @@ pub struct ArticleHead {
 }
 
 impl ArticleHead {
+    /// The head of `article` as logged at `cursor`; its location is set once the record is
+    /// appended.
+    pub fn of(article: &Article, cursor: u64) -> Self {
+        let content = &article.content;
+        Self {
+            id: article.id,
+            source_id: content.source.id.clone(),
+            uri: content.uri.clone(),
+            language: content.language.clone(),
+            tags: content.tags.clone(),
+            published_at: content.published_at,
+            version: article.version,
+            status: article.status,
+            content_hash: article.content_hash,
+            view_count: article.view_count,
+            ingested_at: article.ingested_at,
+            first_ingested_at: article.first_ingested_at,
+            cursor,
+            location: Location {
+                segment: 0,
+                offset: 0,
+                len: 0,
+            },
+            canonical_uri: article.canonical_uri.clone(),
+            story: article.story,
+        }
+    }
+
     /// The story the article is filed under in the story index: its own when it has none.
     pub fn story_id(&self) -> ArticleId {
         self.story.map_or(self.id, |s| s.story_id)

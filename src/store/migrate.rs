@@ -27,7 +27,7 @@ use super::{
     EventHeader, EventKind, LogEvent, Result, StoreError,
     codec::{self, ArticleHead, EventRecord, Record},
     keys,
-    log::{Location, Log, Position},
+    log::{Log, Position},
 };
 use crate::{
     domain::{ArticleId, Timestamp},
@@ -117,26 +117,10 @@ fn write_new_log(root: &Path, cache_capacity_bytes: u64) -> Result<Migrated> {
         let id = article.id;
         let content = &article.content;
         let head = ArticleHead {
-            id,
-            source_id: content.source.id.clone(),
-            uri: content.uri.clone(),
-            language: content.language.clone(),
-            tags: content.tags.clone(),
-            published_at: content.published_at,
-            version: article.version,
-            status: article.status,
-            content_hash: article.content_hash,
-            view_count: article.view_count,
-            ingested_at: article.ingested_at,
-            first_ingested_at: article.first_ingested_at,
-            cursor: event.cursor,
-            location: Location {
-                segment: 0,
-                offset: 0,
-                len: 0,
-            },
+            // Stored before canonical addresses and stories.
             canonical_uri: crate::domain::canonical_uri(&content.uri),
             story: None,
+            ..ArticleHead::of(&article, event.cursor)
         };
         let previous_published_at = published_at.insert(id, content.published_at);
         let record = Record::Event(EventRecord {

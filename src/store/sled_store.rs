@@ -362,18 +362,9 @@ fn recover(
 
 impl ArticleStore for SledStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
-        // An article larger than the whole budget still goes through, alone.
-        let kib = article
-            .approximate_size()
-            .div_ceil(1024)
-            .min(self.inner.queued_kib) as u32;
-        let queued = self
-            .inner
-            .queued_bytes
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        let queued =
+            writer::reserve_queue_share(&self.inner.queued_bytes, self.inner.queued_kib, &article)
+                .await?;
         // Fingerprinted here, in the caller's task, rather than on the one writer thread.
         let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {

@@ -49,8 +49,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
-        ValidArticle, canonical_uri,
+        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
+        canonical_uri,
     },
     pb::khabar::v1 as pb,
     stories::{Fingerprint, StoryIndex},
@@ -83,6 +83,22 @@ impl Prepared {
             fingerprint: stories.then(|| Fingerprint::of_article(&content.headline, &content.body)),
         }
     }
+}
+
+/// Takes `article`'s share (in KiB) of a write queue's byte budget of `capacity_kib`, waiting
+/// for room; given back when the permit is dropped. An article larger than the whole budget
+/// still goes through, alone.
+pub async fn reserve_queue_share(
+    budget: &Arc<tokio::sync::Semaphore>,
+    capacity_kib: usize,
+    article: &ValidArticle,
+) -> Result<OwnedSemaphorePermit> {
+    let kib = article.approximate_size().div_ceil(1024).min(capacity_kib) as u32;
+    budget
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))
 }
 
 /// A write request and where its answer goes.
@@ -539,25 +555,8 @@ impl Writer {
         let Some(stories) = self.stories.as_mut() else {
             return (None, Bytes::new());
         };
-        let computed;
-        let fingerprint = match fingerprint {
-            Some(given) => given,
-            None => {
-                computed = Fingerprint::of_article(&content.headline, &content.body);
-                &computed
-            }
-        };
-        let assignment = if updated {
-            stories.update(id, content.published_at, fingerprint)
-        } else {
-            stories.assign(id, content.published_at, fingerprint)
-        };
-        let link = StoryLink {
-            story_id: assignment.story_id,
-            duplicate_of: assignment.duplicate_of,
-            similarity: assignment.similarity,
-        };
-        (Some(link), Bytes::from(fingerprint.to_bytes()))
+        let (link, fingerprint) = stories.place(id, content, fingerprint, updated);
+        (Some(link), Bytes::from(fingerprint))
     }
 
     fn ingest(&mut self, new: ValidArticle, prepared: Prepared) -> Result<IngestReceipt> {
@@ -666,14 +665,7 @@ impl Writer {
             return Ok(article);
         }
         let now = self.now();
-        article.status = ArticleStatus::Canceled;
-        article.retraction = Some(Retraction {
-            reason,
-            retracted_at: now,
-        });
-        article.version += 1;
-        article.ingested_at = now;
-        article.cursor = self.next_cursor;
+        article.retract(reason, now, self.next_cursor);
         if article.canonical_uri.is_empty() {
             article.canonical_uri = head.canonical_uri.clone();
         }
@@ -703,30 +695,8 @@ impl Writer {
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
         let cursor = self.next_cursor;
-        let content = &article.content;
-        let mut head = ArticleHead {
-            id: article.id,
-            source_id: content.source.id.clone(),
-            uri: content.uri.clone(),
-            language: content.language.clone(),
-            tags: content.tags.clone(),
-            published_at: content.published_at,
-            version: article.version,
-            status: article.status,
-            content_hash: article.content_hash,
-            view_count: article.view_count,
-            ingested_at: article.ingested_at,
-            first_ingested_at: article.first_ingested_at,
-            cursor,
-            // Known once the record is appended.
-            location: Location {
-                segment: 0,
-                offset: 0,
-                len: 0,
-            },
-            canonical_uri: article.canonical_uri.clone(),
-            story: article.story,
-        };
+        // Its location is known once the record is appended.
+        let mut head = ArticleHead::of(&article, cursor);
         let bytes = Bytes::from(wire::article_pb(article).encode_to_vec());
         let event = Arc::new(LogEvent {
             cursor,

@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::{ArticleId, Timestamp};
+use crate::domain::{ArticleContent, ArticleId, StoryLink, Timestamp};
 
 use super::fingerprint::{Fingerprint, LEAD_KEYS, SKETCH_SIZE, SketchView};
 
@@ -277,6 +277,37 @@ impl StoryIndex {
         self.insert(article, published_at, fingerprint, assignment.story_id, seq);
         self.advance(published_at);
         assignment
+    }
+
+    /// Places a version an ingest decided on: a new article is assigned, a new version of a
+    /// held one updated; fingerprinted here unless the caller already did. Returns the story
+    /// link to store with the version and the fingerprint's byte form.
+    pub fn place(
+        &mut self,
+        article: ArticleId,
+        content: &ArticleContent,
+        fingerprint: Option<&Fingerprint>,
+        updated: bool,
+    ) -> (StoryLink, Vec<u8>) {
+        let computed;
+        let fingerprint = match fingerprint {
+            Some(given) => given,
+            None => {
+                computed = Fingerprint::of_article(&content.headline, &content.body);
+                &computed
+            }
+        };
+        let assignment = if updated {
+            self.update(article, content.published_at, fingerprint)
+        } else {
+            self.assign(article, content.published_at, fingerprint)
+        };
+        let link = StoryLink {
+            story_id: assignment.story_id,
+            duplicate_of: assignment.duplicate_of,
+            similarity: assignment.similarity,
+        };
+        (link, fingerprint.to_bytes())
     }
 
     /// Holds an article whose story is already known, as when rebuilding the index from stored

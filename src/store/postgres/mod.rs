@@ -396,18 +396,12 @@ const SIZE: &str = "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigi
 
 impl ArticleStore for PostgresStore {
     async fn enqueue_ingest(&self, article: ValidArticle) -> Result<PendingWrite<IngestReceipt>> {
-        // An article larger than the whole budget still goes through, alone.
-        let kib = article
-            .approximate_size()
-            .div_ceil(1024)
-            .min(QUEUED_BYTES / 1024) as u32;
-        let queued = self
-            .inner
-            .queued_bytes
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        let queued = crate::store::writer::reserve_queue_share(
+            &self.inner.queued_bytes,
+            QUEUED_BYTES / 1024,
+            &article,
+        )
+        .await?;
         // Fingerprinted here, in the caller's task, rather than in the one writer task.
         let prepared = Box::new(Prepared::of(&article, self.inner.stories));
         self.enqueue(|reply| Command::Ingest {

@@ -40,8 +40,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
-        ValidArticle,
+        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
     },
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
@@ -668,25 +667,8 @@ impl Group {
         let Some(stories) = self.stories.as_mut() else {
             return (None, None);
         };
-        let computed;
-        let fingerprint = match fingerprint {
-            Some(given) => given,
-            None => {
-                computed = Fingerprint::of_article(&content.headline, &content.body);
-                &computed
-            }
-        };
-        let assignment = if updated {
-            stories.update(id, content.published_at, fingerprint)
-        } else {
-            stories.assign(id, content.published_at, fingerprint)
-        };
-        let link = StoryLink {
-            story_id: assignment.story_id,
-            duplicate_of: assignment.duplicate_of,
-            similarity: assignment.similarity,
-        };
-        (Some(link), Some(fingerprint.to_bytes()))
+        let (link, fingerprint) = stories.place(id, content, fingerprint, updated);
+        (Some(link), Some(fingerprint))
     }
 
     fn load_article(&mut self, head: Head, content: Option<Bytes>) {
@@ -858,14 +840,7 @@ impl Group {
             return Ok(article);
         }
         let now = self.now();
-        article.status = ArticleStatus::Canceled;
-        article.retraction = Some(Retraction {
-            reason,
-            retracted_at: now,
-        });
-        article.version += 1;
-        article.ingested_at = now;
-        article.cursor = self.head + 1;
+        article.retract(reason, now, self.head + 1);
         if let Some(stories) = self.stories.as_mut() {
             stories.remove(id);
         }
