@@ -73,6 +73,26 @@ impl Principal {
     }
 }
 
+/// Who is calling, as far as a service needs to know: put in the request's extensions by
+/// [`AuthLayer`] for every call it lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Whether the caller may act as admin: its token grants the role, or tokens are not
+    /// configured (then every caller may do anything).
+    pub admin: bool,
+}
+
+impl Caller {
+    /// The caller of `request`; a request that did not pass through [`AuthLayer`] is no admin.
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        request
+            .extensions()
+            .get::<Self>()
+            .copied()
+            .unwrap_or(Self { admin: false })
+    }
+}
+
 /// A token configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}, entry {entry}: {problem}")]
@@ -274,13 +294,13 @@ impl AuthPolicy {
     }
 
     /// Checks a call to `path` carrying `authorization` metadata.
-    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Error> {
+    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<Caller, Error> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(Caller { admin: true });
         }
         let need = self.need(path);
         if need == Need::Nothing {
-            return Ok(());
+            return Ok(Caller { admin: false });
         }
         let Some(header) = authorization else {
             return Err(Error::Unauthenticated(format!(
@@ -310,7 +330,9 @@ impl AuthPolicy {
                     granted.join(", ")
                 )))
             }
-            _ => Ok(()),
+            _ => Ok(Caller {
+                admin: principal.has(Role::Admin),
+            }),
         }
     }
 }
@@ -365,13 +387,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|value| value.as_bytes());
         match self.policy.check(request.uri().path(), authorization) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                Box::pin(self.inner.call(request))
+            }
             Err(error) => {
                 let status = Status::from(error);
                 debug!(path = request.uri().path(), code = ?status.code(), "call refused");
@@ -409,6 +434,7 @@ mod tests {
         let header = token.map(|t| format!("Bearer {t}"));
         policy
             .check(path, header.as_deref().map(str::as_bytes))
+            .map(|_| ())
             .map_err(|e| Status::from(e).code())
     }
 
@@ -471,7 +497,7 @@ mod tests {
             policy
                 .check(path, Some(format!("bearer  {INGESTER} ").as_bytes()))
                 .map_err(|e| Status::from(e).code()),
-            Ok(())
+            Ok(Caller { admin: false })
         );
     }
 

@@ -159,6 +159,8 @@ impl Metrics {
             IngestOutcome::Updated => "updated",
             IngestOutcome::Unchanged => "unchanged",
             IngestOutcome::CountersUpdated => "counters_updated",
+            IngestOutcome::Held => "held",
+            IngestOutcome::Canceled => "canceled",
         };
         self.ingests.get_or_create(&OutcomeLabels { outcome }).inc();
     }

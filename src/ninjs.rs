@@ -846,6 +846,7 @@ mod tests {
                     role: String::new(),
                 },
             ],
+            editorial: Editorial::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::T
 use tonic_health::ServingStatus;
 use tracing::{error, info, warn};
 
+use crate::domain::embargo::{Clock, SystemClock};
 use crate::{
     api::{ArticleApi, FeedApi, IngestApi, OversizeLayer},
     auth::{AuthLayer, AuthPolicy},
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub trace_calls: bool,
     /// How stories are linked; `None` with `--stories off`.
     pub stories: Option<StoryConfig>,
+    /// When embargoes end: the system clock, a manual one in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -90,6 +93,7 @@ impl ServerConfig {
             data_dir: args.data_dir.clone(),
             postgres,
             stories,
+            clock: Arc::new(SystemClock),
             max_message_bytes: args.max_message_bytes,
             cache_bytes: args.cache_bytes,
             index_checkpoint: Duration::from_millis(args.index_checkpoint_ms),
@@ -119,6 +123,7 @@ impl ServerConfig {
             disk_faults: Arc::default(),
             trace_calls: false,
             stories: Some(StoryConfig::default()),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -323,13 +328,18 @@ pub async fn serve(
 /// Opens the store the configuration names: PostgreSQL, or the embedded store.
 async fn open_store(config: &ServerConfig) -> Result<AnyStore, ServerError> {
     if let Some(postgres) = &config.postgres {
-        return Ok(AnyStore::Postgres(PostgresStore::open(postgres).await?));
+        let postgres = PostgresConfig {
+            clock: config.clock.clone(),
+            ..postgres.clone()
+        };
+        return Ok(AnyStore::Postgres(PostgresStore::open(&postgres).await?));
     }
     let store_config = SledStoreConfig {
         cache_capacity_bytes: config.cache_bytes,
         checkpoint_interval: config.index_checkpoint,
         faults: config.disk_faults.clone(),
         stories: config.stories,
+        clock: config.clock.clone(),
         ..SledStoreConfig::new(config.data_dir.clone())
     };
     // Opening replays the log into the index, which blocks.

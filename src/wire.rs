@@ -6,6 +6,7 @@ use crate::{
     domain::{
         Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, InfoSource, Retraction,
         Source, StoryLink, Timestamp,
+        editorial::{AltId, Association, AssociationTarget, Editorial, Genre, PubStatus, Urgency},
     },
     pb::khabar::v1 as pb,
 };
@@ -51,13 +52,14 @@ pub fn article_pb(article: Article) -> pb::Article {
         organisations,
         people,
         info_sources,
+        editorial,
     } = content;
     let status = match status {
         ArticleStatus::Usable => pb::ArticleStatus::Usable,
         ArticleStatus::Withheld => pb::ArticleStatus::Withheld,
         ArticleStatus::Canceled => pb::ArticleStatus::Canceled,
     };
-    pb::Article {
+    let mut article = pb::Article {
         id: id.to_string(),
         source: Some(pb::Source {
             id: source.id,
@@ -103,12 +105,112 @@ pub fn article_pb(article: Article) -> pb::Article {
             .map(|d| d.to_string())
             .unwrap_or_default(),
         similarity: story.map_or(0.0, |s| s.similarity),
-    }
+        ..Default::default()
+    };
+    put_editorial(&mut article, editorial);
+    article
+}
+
+/// Sets the editorial fields of `article` from `editorial`.
+fn put_editorial(article: &mut pb::Article, editorial: Editorial) {
+    let Editorial {
+        embargoed,
+        pubstatus,
+        urgency,
+        genres,
+        located,
+        copyright_holder,
+        copyright_notice,
+        usage_terms,
+        alt_ids,
+        associations,
+        expires,
+        ed_note,
+    } = editorial;
+    article.embargoed = embargoed.map(timestamp_pb);
+    // Usable is sent as unset (which reads as usable), so that articles without editorial
+    // metadata encode as they did before these fields existed.
+    article.pubstatus = match pubstatus {
+        PubStatus::Usable => 0,
+        other => other.number(),
+    };
+    article.urgency = urgency.map_or(0, |u| u32::from(u.get()));
+    article.genres = genres
+        .into_iter()
+        .map(|Genre { code, name }| pb::Genre { code, name })
+        .collect();
+    article.located = located;
+    article.copyright_holder = copyright_holder;
+    article.copyright_notice = copyright_notice;
+    article.usage_terms = usage_terms;
+    article.alt_ids = alt_ids
+        .into_iter()
+        .map(|AltId { role, value }| pb::AltId { role, value })
+        .collect();
+    article.associations = associations
+        .into_iter()
+        .map(|Association { rel, target }| pb::Association {
+            rel,
+            target: Some(match target {
+                AssociationTarget::Uri(uri) => pb::association::Target::Uri(uri),
+                AssociationTarget::Article(id) => {
+                    pb::association::Target::ArticleId(id.to_string())
+                }
+            }),
+        })
+        .collect();
+    article.expires = expires.map(timestamp_pb);
+    article.ed_note = ed_note;
+}
+
+/// Reads back the editorial fields of a stored article (validated when it was ingested).
+fn editorial_from_pb(article: &mut pb::Article) -> Result<Editorial, String> {
+    let time = |t: Option<pbjson_types::Timestamp>, field: &str| {
+        t.map(|t| timestamp(Some(t), field)).transpose()
+    };
+    Ok(Editorial {
+        embargoed: time(article.embargoed.take(), "embargoed")?,
+        pubstatus: PubStatus::from_number(article.pubstatus)
+            .ok_or_else(|| format!("unknown pubstatus {}", article.pubstatus))?,
+        urgency: match article.urgency {
+            0 => None,
+            n => Some(Urgency::new(n).ok_or_else(|| format!("urgency {n} is out of range"))?),
+        },
+        genres: std::mem::take(&mut article.genres)
+            .into_iter()
+            .map(|pb::Genre { code, name }| Genre { code, name })
+            .collect(),
+        located: std::mem::take(&mut article.located),
+        copyright_holder: std::mem::take(&mut article.copyright_holder),
+        copyright_notice: std::mem::take(&mut article.copyright_notice),
+        usage_terms: std::mem::take(&mut article.usage_terms),
+        alt_ids: std::mem::take(&mut article.alt_ids)
+            .into_iter()
+            .map(|pb::AltId { role, value }| AltId { role, value })
+            .collect(),
+        associations: std::mem::take(&mut article.associations)
+            .into_iter()
+            .map(|pb::Association { rel, target }| {
+                let target = match target {
+                    Some(pb::association::Target::Uri(uri)) => AssociationTarget::Uri(uri),
+                    Some(pb::association::Target::ArticleId(id)) => AssociationTarget::Article(
+                        id.parse::<ArticleId>()
+                            .map_err(|e| format!("associations: {e}"))?,
+                    ),
+                    None => return Err("an association without a target".to_owned()),
+                };
+                Ok(Association { rel, target })
+            })
+            .collect::<Result<_, String>>()?,
+        expires: time(article.expires.take(), "expires")?,
+        ed_note: std::mem::take(&mut article.ed_note),
+    })
 }
 
 /// Reads back an article that [`article_pb`] produced (a stored one); says what is wrong with
 /// anything else.
-pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
+pub fn article_from_pb(mut article: pb::Article) -> Result<Article, String> {
+    let editorial = editorial_from_pb(&mut article)?;
     let pb::Article {
         id,
         source,
@@ -138,6 +240,19 @@ pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
         story_id,
         duplicate_of,
         similarity,
+        // Taken by `editorial_from_pb` above.
+        embargoed: _,
+        pubstatus: _,
+        urgency: _,
+        genres: _,
+        located: _,
+        copyright_holder: _,
+        copyright_notice: _,
+        usage_terms: _,
+        alt_ids: _,
+        associations: _,
+        expires: _,
+        ed_note: _,
     } = article;
     let story = if story_id.is_empty() {
         None
@@ -197,6 +312,7 @@ pub fn article_from_pb(article: pb::Article) -> Result<Article, String> {
                 .into_iter()
                 .map(|pb::InfoSource { name, uri, role }| InfoSource { name, uri, role })
                 .collect(),
+            editorial,
         },
         view_count,
         version,
@@ -269,6 +385,7 @@ mod tests {
                 uri: String::new(),
                 role: "originating".into(),
             }],
+            editorial: editorial(),
         };
         Article {
             id: ArticleId::from_bytes([3; 16]),
@@ -293,16 +410,65 @@ mod tests {
         }
     }
 
+    fn editorial() -> Editorial {
+        Editorial {
+            embargoed: Timestamp::new(1_800_000_100, 0),
+            pubstatus: PubStatus::Withheld,
+            urgency: Urgency::new(3),
+            genres: vec![Genre {
+                code: "genre:Current".into(),
+                name: "خبر".into(),
+            }],
+            located: "دير الزور".into(),
+            copyright_holder: "الخبر".into(),
+            copyright_notice: "© ٢٠١٦ الخبر".into(),
+            usage_terms: "لا يعاد نشره\nإلا بإذن".into(),
+            alt_ids: vec![AltId {
+                role: "guid".into(),
+                value: "urn:alkhabar:1".into(),
+            }],
+            associations: vec![
+                Association {
+                    rel: "follow-up-of".into(),
+                    target: AssociationTarget::Article(ArticleId::from_bytes([4; 16])),
+                },
+                Association {
+                    rel: "related".into(),
+                    target: AssociationTarget::Uri("https://alkhabar.example/2".into()),
+                },
+            ],
+            expires: Timestamp::new(1_900_000_000, 0),
+            ed_note: "ملاحظة".into(),
+        }
+    }
+
     #[test]
     fn stored_article_round_trips() {
         assert_eq!(article_from_pb(article_pb(article())), Ok(article()));
+        let mut plain = article();
+        plain.content.editorial = Editorial::default();
+        assert_eq!(article_from_pb(article_pb(plain.clone())), Ok(plain));
+    }
+
+    #[test]
+    fn an_article_without_editorial_metadata_encodes_as_before_it_existed() {
+        let mut plain = article();
+        plain.content.editorial = Editorial::default();
+        let encoded = article_pb(plain);
+        assert_eq!(encoded.pubstatus, 0);
+        assert_eq!(encoded.urgency, 0);
+        assert!(encoded.embargoed.is_none() && encoded.expires.is_none());
+        assert!(encoded.genres.is_empty() && encoded.associations.is_empty());
     }
 
     #[test]
     fn malformed_stored_articles_say_what_is_wrong() {
         type Breakage = fn(&mut pb::Article);
-        let cases: [(Breakage, &str); 5] = [
+        let cases: [(Breakage, &str); 8] = [
             (|a| a.id = "x".into(), "ULID"),
+            (|a| a.pubstatus = 7, "pubstatus 7"),
+            (|a| a.urgency = 12, "urgency 12"),
+            (|a| a.associations[0].target = None, "without a target"),
             (|a| a.source = None, "source"),
             (|a| a.status = 9, "status 9"),
             (|a| a.content_hash = "zz".into(), "content hash"),

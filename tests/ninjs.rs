@@ -150,6 +150,7 @@ fn read_ingest_fixture(name: &str) -> (ArticleDraft, EditorialDraft) {
             })
             .collect(),
         view_count: text(a, "viewCount").parse().unwrap_or(0),
+        editorial: EditorialDraft::default(),
     };
     let pubstatus = match text(a, "pubstatus").as_str() {
         "" | "PUB_STATUS_UNSPECIFIED" => 0,

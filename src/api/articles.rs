@@ -5,9 +5,11 @@ use tracing::Span;
 
 use super::convert::{self, parse_id, timestamp_draft};
 use crate::{
+    auth::Caller,
+    error::Error,
     pb::khabar::v1::{self as pb, article_service_server::ArticleService},
     service::{Articles, ListRequest},
-    store::ArticleStore,
+    store::{ArticleStore, ListOrder, View},
 };
 
 /// Implements `khabar.v1.ArticleService` on a store.
@@ -37,6 +39,11 @@ pub(super) fn list_request(request: pb::ListArticlesRequest) -> ListRequest {
         page_token,
         include_retracted,
         story_ids,
+        include_embargoed,
+        include_expired,
+        max_urgency,
+        genres,
+        order_by,
     } = request;
     ListRequest {
         source_ids,
@@ -48,6 +55,30 @@ pub(super) fn list_request(request: pb::ListArticlesRequest) -> ListRequest {
         page_token,
         include_retracted,
         story_ids,
+        include_embargoed,
+        include_expired,
+        max_urgency,
+        genres,
+        order: match pb::ListOrder::try_from(order_by) {
+            Ok(pb::ListOrder::Urgency) => ListOrder::Urgency,
+            // An order this server does not know lists in the default order, as protobuf
+            // reads an unknown enum value.
+            Ok(pb::ListOrder::Unspecified) | Err(_) => ListOrder::Newest,
+        },
+    }
+}
+
+/// The view a read asks for; held versions only for the admin role.
+fn view(caller: Caller, include_embargoed: bool) -> Result<View, Status> {
+    match (include_embargoed, caller.admin) {
+        (false, _) => Ok(View::Released),
+        (true, true) => Ok(View::IncludingHeld),
+        (true, false) => Err(Error::PermissionDenied(
+            "include_embargoed needs the admin role: embargoed and withheld articles are shown \
+             only to editors; leave it unset to read what is released"
+                .into(),
+        )
+        .into()),
     }
 }
 
@@ -57,9 +88,14 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         &self,
         request: Request<pb::GetArticleRequest>,
     ) -> Result<Response<pb::Article>, Status> {
-        let pb::GetArticleRequest { id } = request.into_inner();
+        let caller = Caller::of(&request);
+        let pb::GetArticleRequest {
+            id,
+            include_embargoed,
+        } = request.into_inner();
         Span::current().record("article.id", id.as_str());
-        let article = self.articles.get(parse_id("id", &id)?).await?;
+        let view = view(caller, include_embargoed)?;
+        let article = self.articles.get(parse_id("id", &id)?, view).await?;
         Ok(Response::new(convert::article_pb(article)))
     }
 
@@ -67,10 +103,10 @@ impl<S: ArticleStore> ArticleService for ArticleApi<S> {
         &self,
         request: Request<pb::ListArticlesRequest>,
     ) -> Result<Response<pb::ListArticlesResponse>, Status> {
-        let page = self
-            .articles
-            .list(list_request(request.into_inner()))
-            .await?;
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        view(caller, request.include_embargoed)?;
+        let page = self.articles.list(list_request(request)).await?;
         Ok(Response::new(pb::ListArticlesResponse {
             articles: page.articles.into_iter().map(convert::article_pb).collect(),
             next_page_token: page.next_page_token.map(|t| t.encode()).unwrap_or_default(),

@@ -3,7 +3,10 @@
 
 pub use crate::wire::{article_pb, timestamp_pb};
 use crate::{
-    domain::{ArticleDraft, ArticleId, InfoSourceDraft, ParseIdError, SourceDraft, TimestampDraft},
+    domain::{
+        ArticleDraft, ArticleId, InfoSourceDraft, ParseIdError, SourceDraft, TimestampDraft,
+        editorial::{AltIdDraft, AssociationDraft, EditorialDraft, GenreDraft},
+    },
     error::{Error, Result},
     pb::khabar::v1 as pb,
     store::{IngestOutcome, IngestReceipt},
@@ -67,8 +70,54 @@ pub fn article_draft(article: pb::Article) -> ArticleDraft {
         story_id: _,
         duplicate_of: _,
         similarity: _,
+        embargoed,
+        pubstatus,
+        urgency,
+        genres,
+        located,
+        copyright_holder,
+        copyright_notice,
+        usage_terms,
+        alt_ids,
+        associations,
+        expires,
+        ed_note,
     } = article;
     let pb::Source { id, name, url } = source.unwrap_or_default();
+    let editorial = EditorialDraft {
+        embargoed: embargoed.map(timestamp_draft),
+        pubstatus,
+        urgency,
+        genres: genres
+            .into_iter()
+            .map(|pb::Genre { code, name }| GenreDraft { code, name })
+            .collect(),
+        located,
+        copyright_holder,
+        copyright_notice,
+        usage_terms,
+        alt_ids: alt_ids
+            .into_iter()
+            .map(|pb::AltId { role, value }| AltIdDraft { role, value })
+            .collect(),
+        associations: associations
+            .into_iter()
+            .map(|pb::Association { rel, target }| {
+                let (uri, article_id) = match target {
+                    Some(pb::association::Target::Uri(uri)) => (uri, String::new()),
+                    Some(pb::association::Target::ArticleId(id)) => (String::new(), id),
+                    None => (String::new(), String::new()),
+                };
+                AssociationDraft {
+                    rel,
+                    uri,
+                    article_id,
+                }
+            })
+            .collect(),
+        expires: expires.map(timestamp_draft),
+        ed_note,
+    };
     ArticleDraft {
         source: SourceDraft { id, name, url },
         uri,
@@ -89,6 +138,7 @@ pub fn article_draft(article: pb::Article) -> ArticleDraft {
             .map(|pb::InfoSource { name, uri, role }| InfoSourceDraft { name, uri, role })
             .collect(),
         view_count,
+        editorial,
     }
 }
 
@@ -115,6 +165,8 @@ pub fn ingest_response(receipt: IngestReceipt) -> pb::IngestResponse {
         IngestOutcome::Updated => pb::IngestOutcome::Updated,
         IngestOutcome::Unchanged => pb::IngestOutcome::Unchanged,
         IngestOutcome::CountersUpdated => pb::IngestOutcome::CountersUpdated,
+        IngestOutcome::Held => pb::IngestOutcome::Held,
+        IngestOutcome::Canceled => pb::IngestOutcome::Canceled,
     };
     pb::IngestResponse {
         id: id.to_string(),

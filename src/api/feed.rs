@@ -54,6 +54,8 @@ pub(super) fn feed_request(request: pb::SubscribeRequest) -> Result<FeedRequest>
         tags,
         kinds: kinds_pb,
         first_of_story,
+        max_urgency,
+        genres,
     } = filter.unwrap_or_default();
     let kinds = kinds(kinds_pb)?;
     Ok(FeedRequest {
@@ -63,6 +65,8 @@ pub(super) fn feed_request(request: pb::SubscribeRequest) -> Result<FeedRequest>
         tags,
         kinds,
         first_of_story,
+        max_urgency,
+        genres,
         consumer,
     })
 }

@@ -16,7 +16,10 @@ pub async fn get(args: GetArgs) -> ExitCode {
     };
     let answer = connection
         .articles()
-        .get_article(pb::GetArticleRequest { id: args.id })
+        .get_article(pb::GetArticleRequest {
+            id: args.id,
+            include_embargoed: false,
+        })
         .await;
     match answer {
         Ok(response) => print_pretty(&response.into_inner()),

@@ -38,12 +38,20 @@ struct Summary {
     updated: u64,
     unchanged: u64,
     counters_updated: u64,
+    held: u64,
+    canceled: u64,
     rejected: u64,
 }
 
 impl Summary {
     fn total(&self) -> u64 {
-        self.created + self.updated + self.unchanged + self.counters_updated + self.rejected
+        self.created
+            + self.updated
+            + self.unchanged
+            + self.counters_updated
+            + self.held
+            + self.canceled
+            + self.rejected
     }
 }
 
@@ -51,14 +59,17 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} created, {} updated, {} unchanged, {} counters updated, {} rejected ({} items)",
-            self.created,
-            self.updated,
-            self.unchanged,
-            self.counters_updated,
-            self.rejected,
-            self.total()
-        )
+            "{} created, {} updated, {} unchanged, {} counters updated, ",
+            self.created, self.updated, self.unchanged, self.counters_updated,
+        )?;
+        // Only embargoed, withheld or canceled input has these; most runs never do.
+        if self.held > 0 {
+            write!(f, "{} held, ", self.held)?;
+        }
+        if self.canceled > 0 {
+            write!(f, "{} canceled, ", self.canceled)?;
+        }
+        write!(f, "{} rejected ({} items)", self.rejected, self.total())
     }
 }
 
@@ -209,6 +220,8 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
                     IngestOutcome::Updated => summary.updated += 1,
                     IngestOutcome::Unchanged => summary.unchanged += 1,
                     IngestOutcome::CountersUpdated => summary.counters_updated += 1,
+                    IngestOutcome::Held => summary.held += 1,
+                    IngestOutcome::Canceled => summary.canceled += 1,
                     IngestOutcome::Rejected | IngestOutcome::Unspecified => {
                         summary.rejected += 1;
                         let error = response.error.unwrap_or_default();

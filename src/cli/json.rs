@@ -356,7 +356,14 @@ mod tests {
         };
         assert_eq!(
             timestamps(".khabar.v1.Article"),
-            ["firstIngestedAt", "ingestedAt", "publishedAt", "updatedAt"]
+            [
+                "embargoed",
+                "expires",
+                "firstIngestedAt",
+                "ingestedAt",
+                "publishedAt",
+                "updatedAt"
+            ]
         );
         assert_eq!(timestamps(".khabar.v1.Retraction"), ["retractedAt"]);
         assert_eq!(timestamps(".khabar.v1.Consumer"), ["ackedAt", "createdAt"]);

@@ -129,6 +129,11 @@ pub async fn list(args: ListArgs) -> ExitCode {
         page_token: String::new(),
         include_retracted: args.include_retracted,
         story_ids: args.stories,
+        include_embargoed: false,
+        include_expired: false,
+        max_urgency: 0,
+        genres: Vec::new(),
+        order_by: pb::ListOrder::Unspecified.into(),
     };
     let mut printer = Printer::new(as_table(args.format), args.include_retracted);
     let mut out = Output::new();

@@ -35,6 +35,8 @@ fn request(args: &TailArgs) -> pb::SubscribeRequest {
             tags: args.tags.clone(),
             kinds: Vec::new(),
             first_of_story: args.first_of_story,
+            max_urgency: 0,
+            genres: Vec::new(),
         }),
         consumer: args.consumer.clone().unwrap_or_default(),
     }

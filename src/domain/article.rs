@@ -3,7 +3,7 @@ use std::{fmt, str::FromStr};
 use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
-use super::Timestamp;
+use super::{Timestamp, editorial::Editorial};
 
 /// Server-assigned article identifier: a ULID, so identifiers sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,6 +106,8 @@ pub struct ArticleContent {
     pub people: Vec<String>,
     /// Where the story came from.
     pub info_sources: Vec<InfoSource>,
+    /// Embargo, status from the sender, urgency, rights, associations.
+    pub editorial: Editorial,
 }
 
 impl ArticleContent {
@@ -129,6 +131,7 @@ impl ArticleContent {
             organisations,
             people,
             info_sources,
+            editorial,
         } = self;
         hasher.text(&source.id);
         hasher.text(&source.name);
@@ -151,6 +154,11 @@ impl ArticleContent {
             hasher.text(&info.name);
             hasher.text(&info.uri);
             hasher.text(&info.role);
+        }
+        // Appended only when set, so that articles without editorial metadata keep the hashes
+        // they were stored with.
+        if !editorial.is_empty() {
+            hasher.0.update(editorial.canonical_bytes());
         }
         ContentHash(hasher.0.finalize().into())
     }
@@ -443,6 +451,7 @@ mod tests {
             organisations: vec![],
             people: vec![],
             info_sources: vec![],
+            editorial: Default::default(),
         }
     }
 

@@ -433,26 +433,18 @@ impl EditorialDraft {
     }
 }
 
-/// Validates an article and its editorial metadata together, reporting every violation of both
-/// (the article's fields first, then the editorial ones, each with its path relative to the
-/// article, e.g. `genres[2].code`).
+/// Validates an article and its editorial metadata together (`editorial` replaces the draft's),
+/// reporting every violation of both, each with its path relative to the article, e.g.
+/// `genres[2].code`.
 pub fn validate_with_editorial(
-    article: ArticleDraft,
+    mut article: ArticleDraft,
     editorial: EditorialDraft,
     now: Timestamp,
 ) -> Result<(ValidArticle, Editorial), ValidationError> {
-    let article = article.validate(now);
-    let editorial = editorial.validate(now);
-    match (article, editorial) {
-        (Ok(a), Ok(e)) => Ok((a, e)),
-        (a, e) => {
-            let mut violations = Vec::new();
-            for err in [a.err(), e.err()].into_iter().flatten() {
-                violations.extend(err.violations);
-            }
-            Err(capped(violations))
-        }
-    }
+    article.editorial = editorial;
+    let valid = article.validate(now)?;
+    let editorial = valid.content().editorial.clone();
+    Ok((valid, editorial))
 }
 
 fn capped(mut violations: Vec<Violation>) -> ValidationError {

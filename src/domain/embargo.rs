@@ -30,7 +30,7 @@ pub const MAX_TIMER_SLEEP: Duration = Duration::from_millis(500);
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Where the time comes from: the system clock in the server, a [`ManualClock`] in tests.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
 

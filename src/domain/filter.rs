@@ -1,3 +1,5 @@
+use super::editorial::{Editorial, Urgency};
+
 /// Which articles a listing or a feed wants: AND across fields, OR within one; an empty field
 /// matches everything. Values are compared after the same normalization as article fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -9,12 +11,42 @@ pub struct ArticleFilter {
     pub languages: Vec<String>,
     /// Tags; an article matches if it carries any of them.
     pub tags: Vec<String>,
+    /// Only articles with an urgency from 1 to this; `None` matches any urgency, set or not.
+    pub max_urgency: Option<Urgency>,
+    /// Genre codes; an article matches if it has any of them.
+    pub genres: Vec<String>,
 }
 
 impl ArticleFilter {
     /// Whether the article content passes the filter.
     pub fn matches(&self, content: &super::ArticleContent) -> bool {
         self.matches_fields(&content.source.id, &content.language, &content.tags)
+            && self.matches_editorial(&content.editorial)
+    }
+
+    /// Whether the article's editorial metadata passes the urgency and genre filters.
+    pub fn matches_editorial(&self, editorial: &Editorial) -> bool {
+        self.matches_urgency_and_genres(
+            editorial.urgency,
+            editorial.genres.iter().map(|g| g.code.as_str()),
+        )
+    }
+
+    /// Whether an article with this urgency and these genre codes passes the filter.
+    pub fn matches_urgency_and_genres<'a>(
+        &self,
+        urgency: Option<Urgency>,
+        mut genre_codes: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        self.max_urgency
+            .is_none_or(|max| urgency.is_some_and(|u| u <= max))
+            && (self.genres.is_empty()
+                || genre_codes.any(|code| self.genres.iter().any(|g| g == code)))
+    }
+
+    /// Whether the filter looks at editorial metadata, which a log event's header lacks.
+    pub fn needs_editorial(&self) -> bool {
+        self.max_urgency.is_some() || !self.genres.is_empty()
     }
 
     /// Whether an article with these fields passes the filter; for callers that hold only an

@@ -7,6 +7,7 @@ use language_tags::LanguageTag;
 
 use super::{
     ArticleContent, InfoSource, Source, Timestamp, ValidArticle,
+    editorial::{Editorial, EditorialDraft},
     text::{find_control, normalize_block, normalize_line},
     uri::{check_http_url, check_url_or_urn},
 };
@@ -95,6 +96,8 @@ pub struct ArticleDraft {
     pub info_sources: Vec<InfoSourceDraft>,
     /// View counter.
     pub view_count: u64,
+    /// Editorial metadata.
+    pub editorial: EditorialDraft,
 }
 
 /// One broken rule, on one field.
@@ -166,6 +169,7 @@ impl ArticleDraft {
             people,
             info_sources,
             view_count,
+            editorial,
         } = self;
 
         let source = Source {
@@ -198,6 +202,13 @@ impl ArticleDraft {
         let organisations = check.list("organisations", &organisations);
         let people = check.list("people", &people);
         let info_sources = check.info_sources(&info_sources);
+        let editorial = match editorial.validate(now) {
+            Ok(editorial) => editorial,
+            Err(e) => {
+                check.violations.extend(e.violations);
+                Editorial::default()
+            }
+        };
 
         match (check.violations.is_empty(), published_at) {
             (true, Some(published_at)) => Ok(ValidArticle::new(
@@ -217,6 +228,7 @@ impl ArticleDraft {
                     organisations,
                     people,
                     info_sources,
+                    editorial,
                 },
                 view_count,
             )),

@@ -1,10 +1,10 @@
 //! Reading, listing and retracting articles.
 
-use super::{article_filter, time};
+use super::{FilterDraft, article_filter, time};
 use crate::{
     domain::{Article, ArticleId, TimestampDraft, normalize_line},
     error::{Error, Result},
-    store::{ArticleStore, ListQuery, ListedPage, PageToken},
+    store::{ArticleStore, ListOrder, ListQuery, ListedPage, PageToken, View},
 };
 
 /// Page size when the request leaves it out.
@@ -34,6 +34,16 @@ pub struct ListRequest {
     pub include_retracted: bool,
     /// Story ids (OR): only articles of these stories.
     pub story_ids: Vec<String>,
+    /// Also list held versions; only for callers with the admin role.
+    pub include_embargoed: bool,
+    /// Also list articles past their `expires` time.
+    pub include_expired: bool,
+    /// 0 for any urgency, else only articles of urgency 1 to this.
+    pub max_urgency: u32,
+    /// Genre codes (OR).
+    pub genres: Vec<String>,
+    /// Order of the listing.
+    pub order: ListOrder,
 }
 
 /// Reads, listings and retractions on a store.
@@ -53,9 +63,9 @@ impl<S: ArticleStore> Articles<S> {
         }
     }
 
-    /// One article, retracted ones included.
-    pub async fn get(&self, id: ArticleId) -> Result<Article> {
-        Ok(self.store.get(id).await?)
+    /// One article, retracted ones included; held versions only in [`View::IncludingHeld`].
+    pub async fn get(&self, id: ArticleId, view: View) -> Result<Article> {
+        Ok(self.store.get(id, view).await?)
     }
 
     /// One page of a listing, newest first.
@@ -110,6 +120,11 @@ pub(crate) fn list_query(request: ListRequest, max_page_bytes: usize) -> Result<
         page_token,
         include_retracted,
         story_ids,
+        include_embargoed,
+        include_expired,
+        max_urgency,
+        genres,
+        order,
     } = request;
     let story_ids = story_ids
         .iter()
@@ -141,10 +156,26 @@ pub(crate) fn list_query(request: ListRequest, max_page_bytes: usize) -> Result<
         token => Some(PageToken::decode(token)?),
     };
     Ok(ListQuery {
-        filter: article_filter("", source_ids, languages, tags)?,
+        filter: article_filter(
+            "",
+            FilterDraft {
+                source_ids,
+                languages,
+                tags,
+                max_urgency,
+                genres,
+            },
+        )?,
         published_after,
         published_before,
         include_retracted,
+        view: if include_embargoed {
+            View::IncludingHeld
+        } else {
+            View::Released
+        },
+        include_expired,
+        order,
         story_ids,
         page_size,
         page_token,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{article_filter, checked_time};
+use super::{FilterDraft, article_filter, checked_time};
 use crate::{
     domain::TimestampDraft,
     error::{Error, Result},
@@ -42,6 +42,10 @@ pub struct FeedRequest {
     pub kinds: Vec<EventKind>,
     /// Only events of articles that start a story.
     pub first_of_story: bool,
+    /// 0 for any urgency, else only articles of urgency 1 to this.
+    pub max_urgency: u32,
+    /// Genre codes (OR).
+    pub genres: Vec<String>,
     /// Durable consumer to resume (or create); empty for none.
     pub consumer: String,
 }
@@ -187,10 +191,19 @@ pub(crate) fn checked_filter_and_consumer(
         tags,
         kinds,
         first_of_story,
+        max_urgency,
+        genres,
         consumer,
     } = request;
+    let draft = FilterDraft {
+        source_ids,
+        languages,
+        tags,
+        max_urgency,
+        genres,
+    };
     let filter = FeedFilter {
-        articles: article_filter("filter.", source_ids, languages, tags)?,
+        articles: article_filter("filter.", draft)?,
         kinds,
         first_of_story,
     };

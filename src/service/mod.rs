@@ -11,7 +11,7 @@ mod ingest;
 
 pub use articles::{Articles, ListRequest};
 pub use feeds::{ConsumerView, FeedRequest, Feeds, Start};
-pub use filters::article_filter;
+pub use filters::{FilterDraft, article_filter};
 pub use ingest::{Ingest, validate_article};
 
 use crate::{

@@ -186,7 +186,14 @@ async fn ingest_outcomes_follow_the_natural_key_and_content(backend: TestStore) 
         (IngestOutcome::CountersUpdated, 1, 1)
     );
     assert_eq!(counted.content_hash, created.content_hash);
-    assert_eq!(store.get(created.id).await.unwrap().view_count, 11);
+    assert_eq!(
+        store
+            .get(created.id, crate::store::View::Released)
+            .await
+            .unwrap()
+            .view_count,
+        11
+    );
 
     let changed = article(1, "alkhabar", &[], 11).edited(|c| c.body.push_str(" (محدث)"));
     let updated = store.ingest(changed).await.unwrap();
@@ -250,7 +257,7 @@ async fn retraction_is_logged_once_and_blocks_reingest(backend: TestStore) {
         matches!(store.retract(missing, "x".into()).await, Err(StoreError::NotFound(id)) if id == missing)
     );
     assert!(matches!(
-        store.get(missing).await,
+        store.get(missing, crate::store::View::Released).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -713,7 +720,14 @@ async fn a_schema_1_database_is_migrated_with_canonical_keys_the_older_article_k
 
     // Every article is still there by id, and every address form of the first one now names it.
     for receipt in &receipts {
-        assert_eq!(store.get(receipt.id).await.unwrap().id, receipt.id);
+        assert_eq!(
+            store
+                .get(receipt.id, crate::store::View::Released)
+                .await
+                .unwrap()
+                .id,
+            receipt.id
+        );
     }
     let again = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
     assert_eq!(

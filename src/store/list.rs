@@ -20,6 +20,12 @@ pub struct ListQuery {
     pub published_before: Option<Timestamp>,
     /// Also list retracted articles.
     pub include_retracted: bool,
+    /// Whether held versions are listed (see [`super::View`]).
+    pub view: super::View,
+    /// Also list articles past their `expires` time.
+    pub include_expired: bool,
+    /// Order of the listing.
+    pub order: ListOrder,
     /// Only articles of these stories; empty means any.
     pub story_ids: Vec<ArticleId>,
     /// Most articles in the page.
@@ -29,6 +35,16 @@ pub struct ListQuery {
     /// Stop adding articles once their text adds up to this many bytes (at least one is
     /// always returned), so that a page fits in one gRPC message.
     pub max_page_bytes: usize,
+}
+
+/// Order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    /// Newest `published_at` first, then by id.
+    #[default]
+    Newest,
+    /// Most urgent first (1 before 9, unset last), then newest `published_at`, then by id.
+    Urgency,
 }
 
 impl ListQuery {

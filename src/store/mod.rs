@@ -40,7 +40,7 @@ use crate::{
 };
 
 pub use faults::{DiskFaults, DiskOperation};
-pub use list::{ListQuery, ListedPage, PageToken};
+pub use list::{ListOrder, ListQuery, ListedPage, PageToken};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use sled_store::{SledStore, SledStoreConfig};
 
@@ -58,6 +58,11 @@ pub enum IngestOutcome {
     Unchanged,
     /// Same content, new view count: counter stored, no new version, no event.
     CountersUpdated,
+    /// A new version stored durably but held back (embargo in the future, or withheld by the
+    /// sender): no event until it is released.
+    Held,
+    /// The sender canceled the article: retracted as by `retract`.
+    Canceled,
 }
 
 impl IngestOutcome {
@@ -68,8 +73,27 @@ impl IngestOutcome {
             Self::Updated => "UPDATED",
             Self::Unchanged => "UNCHANGED",
             Self::CountersUpdated => "COUNTERS_UPDATED",
+            Self::Held => "HELD",
+            Self::Canceled => "CANCELED",
         }
     }
+}
+
+/// Which version of an article a read sees.
+///
+/// A version held back (its embargo is in the future, or the sender withheld it) is stored and
+/// acknowledged, but has no event in the log until it is released: at its embargo time, or when
+/// a later version says usable. Readers see the last released version meanwhile (an article
+/// never released is not found), and feeds only ever carry released versions, at their release
+/// cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// What readers may see: the last released version.
+    #[default]
+    Released,
+    /// For editors (the admin role): the held version when there is one (its status is
+    /// `Withheld`), else the last released version.
+    IncludingHeld,
 }
 
 /// The acknowledgement of a durable ingest.
@@ -277,7 +301,7 @@ pub trait ArticleStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Article>> + Send;
 
     /// Reads one article.
-    fn get(&self, id: ArticleId) -> impl Future<Output = Result<Article>> + Send;
+    fn get(&self, id: ArticleId, view: View) -> impl Future<Output = Result<Article>> + Send;
 
     /// Lists articles newest first by publication time.
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<ListedPage>> + Send;
@@ -430,10 +454,10 @@ impl ArticleStore for AnyStore {
         }
     }
 
-    async fn get(&self, id: ArticleId) -> Result<Article> {
+    async fn get(&self, id: ArticleId, view: View) -> Result<Article> {
         match self {
-            Self::Embedded(s) => s.get(id).await,
-            Self::Postgres(s) => s.get(id).await,
+            Self::Embedded(s) => s.get(id, view).await,
+            Self::Postgres(s) => s.get(id, view).await,
         }
     }
 

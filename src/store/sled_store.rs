@@ -34,6 +34,7 @@ use super::{
     writer::{self, Command, Failure, Prepared, WriterStart, read_article},
 };
 use super::{blocks::BlockCache, recent::RecentEvents};
+use crate::domain::embargo::{Clock, SystemClock};
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, Timestamp, ValidArticle},
     stories::{Fingerprint, StoryConfig, StoryIndex},
@@ -77,6 +78,8 @@ pub struct SledStoreConfig {
     pub queued_bytes: usize,
     /// How stories are linked; `None` turns story linking off.
     pub stories: Option<StoryConfig>,
+    /// When embargoes end; a manual clock in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl SledStoreConfig {
@@ -89,6 +92,7 @@ impl SledStoreConfig {
             faults: Arc::default(),
             queued_bytes: 64 << 20,
             stories: Some(StoryConfig::default()),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -382,7 +386,7 @@ impl ArticleStore for SledStore {
             .await
     }
 
-    async fn get(&self, id: ArticleId) -> Result<Article> {
+    async fn get(&self, id: ArticleId, _view: super::View) -> Result<Article> {
         self.read(move |db, log| {
             let head = index::head(db, id)?.ok_or(StoreError::NotFound(id))?;
             read_article(log, &head)
@@ -706,14 +710,17 @@ mod tests {
         // What was durable is still read, and only that.
         assert_eq!(*store.durable_head().borrow(), 3);
         for id in &ids {
-            store.get(*id).await.unwrap();
+            store.get(*id, crate::store::View::Released).await.unwrap();
         }
         assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
         drop(store);
         let reopened = open(dir.path());
         assert!(*reopened.durable_head().borrow() >= 3);
         for id in &ids {
-            reopened.get(*id).await.unwrap();
+            reopened
+                .get(*id, crate::store::View::Released)
+                .await
+                .unwrap();
         }
     }
 

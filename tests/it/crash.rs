@@ -261,7 +261,7 @@ async fn check_store(data_dir: &Path, acks: &[Ack], confirmed_consumer_ack: u64)
         });
         let id: ArticleId = ack.id.parse().unwrap();
         let stored = store
-            .get(id)
+            .get(id, khabar::store::View::Released)
             .await
             .is_ok_and(|stored| stored.version >= ack.version);
         if !(kept && stored) {
@@ -284,7 +284,10 @@ async fn check_after_restart(data_dir: &Path, acks: &[Ack], head: u64) {
     });
     for (id, version) in latest {
         let article = articles
-            .get_article(pb::GetArticleRequest { id: id.to_owned() })
+            .get_article(pb::GetArticleRequest {
+                id: id.to_owned(),
+                ..Default::default()
+            })
             .await
             .expect("acknowledged article readable after restart")
             .into_inner();

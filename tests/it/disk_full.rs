@@ -107,6 +107,7 @@ async fn a_full_disk_is_named_and_loses_nothing_acknowledged() {
     articles
         .get_article(pb::GetArticleRequest {
             id: acknowledged[0].id.clone(),
+            ..Default::default()
         })
         .await
         .expect("reads go on");
@@ -121,7 +122,10 @@ async fn a_full_disk_is_named_and_loses_nothing_acknowledged() {
     let mut articles = ArticleServiceClient::new(server.channel().await);
     for ack in &acknowledged {
         let article = articles
-            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: ack.id.clone(),
+                ..Default::default()
+            })
             .await
             .expect("acknowledged article after the disk filled")
             .into_inner();

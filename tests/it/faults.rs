@@ -126,7 +126,10 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
     let mut articles = server.articles_client().await;
     for ack in &acknowledged {
         let article = articles
-            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: ack.id.clone(),
+                ..Default::default()
+            })
             .await
             .expect("durable article readable")
             .into_inner();
@@ -151,7 +154,10 @@ async fn failing(operation: DiskOperation, kind: ErrorKind) -> tonic::Status {
     let mut articles = server.articles_client().await;
     for ack in &acknowledged {
         articles
-            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: ack.id.clone(),
+                ..Default::default()
+            })
             .await
             .expect("acknowledged article after the restart");
     }

@@ -32,7 +32,10 @@ async fn seed_article_round_trips_byte_for_byte(backend: Backend) {
     assert_eq!(ack.content_hash.len(), 64);
 
     let got = articles
-        .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+        .get_article(pb::GetArticleRequest {
+            id: ack.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -104,7 +107,10 @@ async fn reingest_is_unchanged_counters_only_or_a_new_version(backend: Backend) 
     assert_ne!(updated.content_hash, first.content_hash);
 
     let got = articles
-        .get_article(pb::GetArticleRequest { id: first.id })
+        .get_article(pb::GetArticleRequest {
+            id: first.id,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -374,7 +380,10 @@ async fn retract_cancels_and_blocks_reingest(backend: Backend) {
     );
 
     let got = articles
-        .get_article(pb::GetArticleRequest { id: ack.id })
+        .get_article(pb::GetArticleRequest {
+            id: ack.id,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -387,7 +396,10 @@ async fn unknown_and_malformed_ids(backend: Backend) {
     let mut articles = server.articles_client().await;
     let unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
     let status = articles
-        .get_article(pb::GetArticleRequest { id: unknown.into() })
+        .get_article(pb::GetArticleRequest {
+            id: unknown.into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -401,7 +413,10 @@ async fn unknown_and_malformed_ids(backend: Backend) {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let status = articles
-        .get_article(pb::GetArticleRequest { id: "42".into() })
+        .get_article(pb::GetArticleRequest {
+            id: "42".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -635,7 +650,10 @@ async fn acknowledged_articles_survive_a_restart(backend: Backend) {
     let mut articles = server.articles_client().await;
     for ack in &acks {
         let got = articles
-            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: ack.id.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -137,6 +137,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
         .articles
         .get_article(pb::GetArticleRequest {
             id: receipt.id.clone(),
+            ..Default::default()
         })
         .await
         .expect("get over TLS")
@@ -248,7 +249,10 @@ async fn each_role_reaches_its_methods_only() {
         .expect("ingester ingests")
         .into_inner()
         .id;
-    let get = || pb::GetArticleRequest { id: id.clone() };
+    let get = || pb::GetArticleRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
     let (denied, message) = code(ingester.articles.get_article(get()).await).unwrap_err();
     assert_eq!(denied, Code::PermissionDenied, "{message}");
     assert!(

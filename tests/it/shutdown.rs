@@ -66,7 +66,10 @@ async fn sigterm_during_ingest_load_loses_no_acknowledged_article_and_exits_0() 
     let mut articles = ArticleServiceClient::new(server.channel().await);
     for id in &acked {
         articles
-            .get_article(pb::GetArticleRequest { id: id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: id.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap_or_else(|status| panic!("acknowledged article {id} lost: {status}"));
     }
@@ -133,7 +136,10 @@ async fn open_streams_do_not_hold_shutdown_past_the_grace_period() {
 
     let server = ChildServer::start(data_dir.path());
     let got = ArticleServiceClient::new(server.channel().await)
-        .get_article(pb::GetArticleRequest { id: acked.id })
+        .get_article(pb::GetArticleRequest {
+            id: acked.id,
+            ..Default::default()
+        })
         .await
         .expect("the article acknowledged on the stream survived");
     assert_eq!(got.into_inner().version, 1);

@@ -52,7 +52,10 @@ async fn get(server: &TestServer, id: &str) -> pb::Article {
     server
         .articles_client()
         .await
-        .get_article(pb::GetArticleRequest { id: id.into() })
+        .get_article(pb::GetArticleRequest {
+            id: id.into(),
+            ..Default::default()
+        })
         .await
         .expect("article found")
         .into_inner()
@@ -282,7 +285,10 @@ async fn acknowledged_writes_the_index_never_saw_are_replayed_after_sigkill() {
     let mut articles = pb::article_service_client::ArticleServiceClient::new(channel.clone());
     for ack in &acked {
         let article = articles
-            .get_article(pb::GetArticleRequest { id: ack.id.clone() })
+            .get_article(pb::GetArticleRequest {
+                id: ack.id.clone(),
+                ..Default::default()
+            })
             .await
             .expect("acknowledged article survives")
             .into_inner();
@@ -361,7 +367,7 @@ async fn a_torn_tail_is_dropped_wherever_the_last_record_is_cut() {
         let store = open_store(dir.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(*store.durable_head().borrow(), 2, "cut at {cut}");
         for id in &ids {
-            store.get(*id).await.unwrap();
+            store.get(*id, khabar::store::View::Released).await.unwrap();
         }
         let next = store.ingest(small_article(3)).await.unwrap();
         assert_eq!(next.cursor, 3, "cut at {cut}");

@@ -99,7 +99,10 @@ impl Clients {
 
     async fn get(&mut self, id: &str) -> pb::Article {
         self.articles
-            .get_article(pb::GetArticleRequest { id: id.into() })
+            .get_article(pb::GetArticleRequest {
+                id: id.into(),
+                ..Default::default()
+            })
             .await
             .expect("get")
             .into_inner()

@@ -163,6 +163,7 @@ async fn calls_are_traced_from_the_callers_span_through_validation_the_write_and
     let missing = pb::article_service_client::ArticleServiceClient::new(channel)
         .get_article(pb::GetArticleRequest {
             id: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            ..Default::default()
         })
         .await
         .expect_err("no such article");

@@ -290,6 +290,8 @@ fn content_from_record(record: ContentRecord) -> Result<ArticleContent, String> 
                 role: i.role,
             })
             .collect(),
+        // Layout 1 predates editorial metadata.
+        editorial: Default::default(),
     })
 }
 

@@ -40,6 +40,7 @@ use super::{
     PendingWrite, Result, StoreError,
     writer::{Command, Prepared},
 };
+use crate::domain::embargo::{Clock, SystemClock};
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp, ValidArticle},
     stories::StoryConfig,
@@ -62,6 +63,8 @@ pub struct PostgresConfig {
     pub poll_interval: Duration,
     /// How stories are linked; `None` turns story linking off.
     pub stories: Option<StoryConfig>,
+    /// When embargoes end; a manual clock in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("poll_interval", &self.poll_interval)
             .field("stories", &self.stories)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -121,6 +125,7 @@ impl PostgresConfig {
             pool_size: 16,
             poll_interval: Duration::from_millis(500),
             stories: Some(StoryConfig::default()),
+            clock: Arc::new(SystemClock),
         })
     }
 }
@@ -419,7 +424,7 @@ impl ArticleStore for PostgresStore {
             .await
     }
 
-    async fn get(&self, id: ArticleId) -> Result<Article> {
+    async fn get(&self, id: ArticleId, _view: crate::store::View) -> Result<Article> {
         let rows = self.query(GET, &[&id.to_bytes().to_vec()]).await?;
         let row = rows.first().ok_or(StoreError::NotFound(id))?;
         let view_count = rows::u64_at(row, 0, "article")?;
