@@ -110,6 +110,32 @@ struct EventRecordPb {
     /// entry to remove.
     #[prost(bytes = "vec", tag = "8")]
     previous_story_id: Vec<u8>,
+    /// Set when the event dropped a held version published at another time than the new head:
+    /// the held version's time-index entry to remove.
+    #[prost(message, optional, tag = "9")]
+    dropped_held_published_at: Option<TimeRecord>,
+}
+
+/// A version stored without an event: held back (embargoed or withheld), or the retraction of
+/// an article that was never released. In the index (under `p` id) without its article bytes,
+/// with the location of its log record in the head.
+#[derive(Clone, PartialEq, Message)]
+struct PendingRecordPb {
+    /// The version's head: status withheld (canceled for a retraction), cursor 0, no story.
+    #[prost(message, optional, tag = "1")]
+    head: Option<HeadRecord>,
+    /// 1 embargoed until `until`, 2 withheld, 3 retracted without an event.
+    #[prost(int32, tag = "2")]
+    state: i32,
+    #[prost(message, optional, tag = "3")]
+    until: Option<TimeRecord>,
+    /// The version as `khabar.v1.Article`; empty in the index.
+    #[prost(bytes = "bytes", tag = "4")]
+    article: Bytes,
+    /// The publication time of the held version this one replaces, when its time-index entry
+    /// is to be removed.
+    #[prost(message, optional, tag = "5")]
+    previous_published_at: Option<TimeRecord>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -136,13 +162,15 @@ enum Body {
     ConsumerPut(ConsumerRecord),
     #[prost(string, tag = "5")]
     ConsumerDeleted(String),
+    #[prost(message, tag = "6")]
+    Pending(PendingRecordPb),
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct LogRecord {
     #[prost(uint32, tag = "1")]
     format: u32,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6")]
     body: Option<Body>,
 }
 
@@ -237,6 +265,51 @@ pub struct EventRecord {
     pub fingerprint: Bytes,
     /// The story the article was filed under before an update that moved it.
     pub previous_story_id: Option<ArticleId>,
+    /// The publication time of a held version the event dropped, when it differs from the
+    /// head's: that version's time-index entry to remove.
+    pub dropped_held_published_at: Option<Timestamp>,
+}
+
+/// Why a version waits without an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldState {
+    /// Released at this time.
+    Embargoed(Timestamp),
+    /// Until a later version says usable.
+    Withheld,
+    /// Not waiting: the article was retracted before any version was released, so no event
+    /// was ever logged for it.
+    Retracted,
+}
+
+/// A version stored without an event (see [`HeldState`]).
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    /// The version's head: cursor 0, no story; its location is the pending record's own.
+    pub head: ArticleHead,
+    /// Why it waits.
+    pub state: HeldState,
+    /// The version as `khabar.v1.Article` (status withheld, or canceled); empty when read from
+    /// the index.
+    pub article: Bytes,
+    /// The publication time of the held version it replaces, when that version's time-index
+    /// entry is to be removed.
+    pub previous_published_at: Option<Timestamp>,
+}
+
+impl PendingRecord {
+    /// Whether the version waits for release (rather than recording a retraction).
+    pub fn is_held(&self) -> bool {
+        self.state != HeldState::Retracted
+    }
+
+    /// The embargo time, for a version held until one.
+    pub fn until(&self) -> Option<Timestamp> {
+        match self.state {
+            HeldState::Embargoed(until) => Some(until),
+            HeldState::Withheld | HeldState::Retracted => None,
+        }
+    }
 }
 
 /// One record of the log.
@@ -250,6 +323,8 @@ pub enum Record {
     ConsumerPut(Consumer),
     /// A durable consumer was deleted.
     ConsumerDeleted(String),
+    /// A version was stored without an event.
+    Pending(PendingRecord),
 }
 
 fn corrupt(key: &str, reason: impl Into<String>) -> StoreError {
@@ -477,6 +552,7 @@ pub fn log_record(record: &Record) -> impl Message {
             previous_published_at,
             fingerprint,
             previous_story_id,
+            dropped_held_published_at,
         }) => Body::Event(EventRecordPb {
             cursor: event.cursor,
             kind: kind_code(event.kind),
@@ -488,8 +564,10 @@ pub fn log_record(record: &Record) -> impl Message {
             previous_story_id: previous_story_id
                 .map(|id| id.to_bytes().to_vec())
                 .unwrap_or_default(),
+            dropped_held_published_at: dropped_held_published_at.map(time_record),
         }),
         Record::Counters(head) => Body::Counters(head_record(head, true)),
+        Record::Pending(pending) => Body::Pending(pending_record(pending, false)),
         Record::ConsumerPut(consumer) => Body::ConsumerPut(consumer_record(consumer)),
         Record::ConsumerDeleted(name) => Body::ConsumerDeleted(name.clone()),
     };
@@ -518,6 +596,9 @@ pub fn decode_record(payload: Bytes, location: Location) -> Result<Record, Store
         Body::Counters(head) => head_from_record(head, None).map(Record::Counters),
         Body::ConsumerPut(consumer) => consumer_from_record(consumer).map(Record::ConsumerPut),
         Body::ConsumerDeleted(name) => Ok(Record::ConsumerDeleted(name)),
+        Body::Pending(pending) => {
+            pending_from_record(pending, Some(location)).map(Record::Pending)
+        }
     };
     decoded.map_err(|reason| corrupt(&key(), reason))
 }
@@ -532,6 +613,7 @@ fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventR
         article,
         fingerprint,
         previous_story_id,
+        dropped_held_published_at,
     } = record;
     let kind = match kind {
         1 => EventKind::Created,
@@ -569,7 +651,67 @@ fn event_from_record(record: EventRecordPb, location: Location) -> Result<EventR
         previous_published_at: optional_timestamp(previous_published_at)?,
         fingerprint,
         previous_story_id: optional_id(previous_story_id, "previous story id")?,
+        dropped_held_published_at: optional_timestamp(dropped_held_published_at)?,
     })
+}
+
+/// The stored form of `pending`: in the index (`in_index`) with the location in its head and
+/// without the article bytes; in the log with the bytes and without the location (its own).
+fn pending_record(pending: &PendingRecord, in_index: bool) -> PendingRecordPb {
+    let (state, until) = match pending.state {
+        HeldState::Embargoed(until) => (1, Some(time_record(until))),
+        HeldState::Withheld => (2, None),
+        HeldState::Retracted => (3, None),
+    };
+    PendingRecordPb {
+        head: Some(head_record(&pending.head, in_index)),
+        state,
+        until,
+        article: if in_index {
+            Bytes::new()
+        } else {
+            pending.article.clone()
+        },
+        previous_published_at: pending.previous_published_at.map(time_record),
+    }
+}
+
+fn pending_from_record(
+    record: PendingRecordPb,
+    own_location: Option<Location>,
+) -> Result<PendingRecord, String> {
+    let PendingRecordPb {
+        head,
+        state,
+        until,
+        article,
+        previous_published_at,
+    } = record;
+    let head = head_from_record(head.ok_or("pending version without its head")?, own_location)?;
+    let state = match state {
+        1 => HeldState::Embargoed(timestamp(until)?),
+        2 => HeldState::Withheld,
+        3 => HeldState::Retracted,
+        other => return Err(format!("unknown pending state {other}")),
+    };
+    Ok(PendingRecord {
+        head,
+        state,
+        article,
+        previous_published_at: optional_timestamp(previous_published_at)?,
+    })
+}
+
+/// Encodes a pending version for the index.
+pub fn encode_pending(pending: &PendingRecord) -> Vec<u8> {
+    pending_record(pending, true).encode_to_vec()
+}
+
+/// Decodes the pending version stored under `key`.
+pub fn decode_pending(key: &[u8], bytes: &[u8]) -> Result<PendingRecord, StoreError> {
+    let record =
+        PendingRecordPb::decode(bytes).map_err(|e| corrupt(&printable(key), e.to_string()))?;
+    pending_from_record(record, None).map_err(|reason| corrupt(&printable(key), reason))
 }
 
 /// Encodes an article head for the index.
@@ -743,6 +885,7 @@ pub(super) mod tests {
             previous_published_at: Some(Timestamp::new(1, 0).unwrap()),
             fingerprint: Bytes::from_static(&[1, 2, 3]),
             previous_story_id: Some(ArticleId::from_bytes([5; 16])),
+            dropped_held_published_at: Some(Timestamp::new(2, 0).unwrap()),
         });
         let payload = framed(&record);
         let Record::Event(decoded) = decode_record(payload.clone(), AT).unwrap() else {
@@ -756,6 +899,7 @@ pub(super) mod tests {
             decoded.previous_story_id,
             Some(ArticleId::from_bytes([5; 16]))
         );
+        assert_eq!(decoded.dropped_held_published_at, Timestamp::new(2, 0));
         let inside = payload.as_ptr_range();
         assert!(
             inside.contains(&decoded.event.article.as_ptr()),
@@ -805,6 +949,41 @@ pub(super) mod tests {
         assert_eq!(decoded.canonical_uri, "https://alkhabar.example/1");
         assert_eq!(decoded.story, None);
         assert!(decoded.starts_story());
+    }
+
+    #[test]
+    fn pending_records_round_trip_in_the_log_and_in_the_index() {
+        let mut held = head(AT);
+        held.cursor = 0;
+        held.story = None;
+        held.status = ArticleStatus::Withheld;
+        let until = Timestamp::new(1_800_000_300, 0).unwrap();
+        for state in [
+            HeldState::Embargoed(until),
+            HeldState::Withheld,
+            HeldState::Retracted,
+        ] {
+            let pending = PendingRecord {
+                head: held.clone(),
+                state,
+                article: Bytes::from_static(b"held"),
+                previous_published_at: Some(Timestamp::new(3, 0).unwrap()),
+            };
+            let Record::Pending(decoded) =
+                decode_record(framed(&Record::Pending(pending.clone())), AT).unwrap()
+            else {
+                panic!("a pending record");
+            };
+            assert_eq!(decoded.head, held, "the location is the frame's own");
+            assert_eq!(decoded.state, state);
+            assert_eq!(decoded.article.as_ref(), b"held");
+            assert_eq!(decoded.previous_published_at, Timestamp::new(3, 0));
+            assert_eq!(decoded.until(), (state == HeldState::Embargoed(until)).then_some(until));
+            let indexed = decode_pending(b"p", &encode_pending(&pending)).unwrap();
+            assert_eq!(indexed.head, held);
+            assert_eq!(indexed.state, state);
+            assert!(indexed.article.is_empty(), "the index keeps no content");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::{
     Consumer, EventKind, Result, StoreError,
-    codec::{self, Applied, ArticleHead, EventRecord, Record},
+    codec::{self, Applied, ArticleHead, EventRecord, PendingRecord, Record},
     keys,
     log::Location,
 };
@@ -32,6 +32,7 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
             previous_published_at,
             fingerprint,
             previous_story_id,
+            dropped_held_published_at,
         }) => {
             // The head first: a listing that meets the new index entries finds the article.
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
@@ -70,6 +71,33 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
                 tree.remove(keys::time_index(*previous, head.id))?;
             }
             tree.insert(keys::time_index(head.published_at, head.id), &[][..])?;
+            // Every event ends whatever version of the article was held.
+            tree.remove(keys::pending(head.id))?;
+            if let Some(held) = dropped_held_published_at
+                && *held != head.published_at
+            {
+                tree.remove(keys::time_index(*held, head.id))?;
+            }
+        }
+        Record::Pending(pending) => {
+            let head = &pending.head;
+            tree.insert(keys::pending(head.id), codec::encode_pending(pending))?;
+            // A never-released article is found by its natural key, so that a re-ingest moves
+            // or lifts its embargo; the key names the first article stored under it, as above.
+            let _ = tree.compare_and_swap(
+                keys::natural_key(&head.source_id, &head.canonical_uri),
+                None as Option<&[u8]>,
+                Some(&head.id.to_bytes()[..]),
+            )?;
+            if let Some(previous) = pending.previous_published_at
+                && (previous != head.published_at || !pending.is_held())
+            {
+                tree.remove(keys::time_index(previous, head.id))?;
+            }
+            if pending.is_held() {
+                // Listed (to editors) at its own publication time.
+                tree.insert(keys::time_index(head.published_at, head.id), &[][..])?;
+            }
         }
         Record::Counters(head) => {
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
@@ -107,6 +135,28 @@ pub fn head(tree: &sled::Tree, id: ArticleId) -> Result<Option<ArticleHead>> {
     tree.get(key)?
         .map(|bytes| codec::decode_head(&key, &bytes))
         .transpose()
+}
+
+/// The version of an article stored without an event, if any.
+pub fn pending(tree: &sled::Tree, id: ArticleId) -> Result<Option<PendingRecord>> {
+    let key = keys::pending(id);
+    tree.get(key)?
+        .map(|bytes| codec::decode_pending(&key, &bytes))
+        .transpose()
+}
+
+/// Every version held for release at a time, in key order: what the release timer starts
+/// from.
+pub fn embargoed(tree: &sled::Tree) -> Result<Vec<PendingRecord>> {
+    let mut held = Vec::new();
+    for entry in tree.range(keys::pending_range()) {
+        let (key, value) = entry?;
+        let pending = codec::decode_pending(&key, &value)?;
+        if pending.until().is_some() {
+            held.push(pending);
+        }
+    }
+    Ok(held)
 }
 
 /// The article stored under a natural key.
@@ -214,6 +264,7 @@ mod tests {
             previous_published_at: previous,
             fingerprint: Bytes::new(),
             previous_story_id: None,
+            dropped_held_published_at: None,
         })
     }
 

@@ -10,6 +10,7 @@
 //! | `s` story_id(16) id(16)                   | empty (the members of each story)           |
 //! | `l` cursor(8, big-endian)                 | where the event is in the log, and its time |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |
+//! | `p` id(16)                                | a version stored without an event: held (embargoed or withheld), or the retraction of a never-released article; where its record is in the log |
 //! | `c` consumer name                         | consumer record                             |
 //! | `m` `layout`                              | layout version                              |
 //! | `m` `applied`                             | the last log record the index has applied   |
@@ -27,6 +28,7 @@ const META: u8 = b'm';
 const CONSUMER: u8 = b'c';
 const FINGERPRINT: u8 = b'f';
 const STORY: u8 = b's';
+const PENDING: u8 = b'p';
 
 /// Key of the layout-version metadata record.
 pub fn layout_version() -> Vec<u8> {
@@ -59,6 +61,18 @@ pub fn natural_key(source_id: &str, uri: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(uri.as_bytes());
     key
+}
+
+/// Key of an article's version stored without an event.
+pub fn pending(id: ArticleId) -> [u8; 17] {
+    let mut key = [PENDING; 17];
+    key[1..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Range covering every version stored without an event.
+pub fn pending_range() -> std::ops::Range<Vec<u8>> {
+    vec![PENDING]..vec![PENDING + 1]
 }
 
 /// Key of an article's story fingerprint.
@@ -199,6 +213,7 @@ mod tests {
             layout_version(),
             fingerprint(id).to_vec(),
             story(id, id).to_vec(),
+            pending(id).to_vec(),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {

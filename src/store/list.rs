@@ -2,7 +2,13 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Result, StoreError, codec::ArticleHead, index, keys, log::Log, writer::read_article};
+use super::{
+    Result, StoreError,
+    codec::{ArticleHead, PendingRecord},
+    index, keys,
+    log::Log,
+    writer::{read_article, read_pending_article},
+};
 use crate::domain::{Article, ArticleFilter, ArticleId, ArticleStatus, Timestamp};
 
 /// Index entries examined for one page at most. A very selective filter returns a short (even
@@ -187,10 +193,11 @@ pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPag
             })?;
         last_examined = Some((published_at, id));
         scanned += 1;
-        if let Some(head) = index::head(tree, id)? {
+        if let Some(listed) = Listed::of(tree, id, query.view)? {
+            let head = listed.head();
             // A concurrent update may have moved the article; it is listed at its new place.
-            if head.published_at == published_at && query.matches(&head) {
-                let article = read_article(log, &head)?;
+            if head.published_at == published_at && query.matches(head) {
+                let article = listed.read(log)?;
                 page_bytes += article.approximate_size();
                 articles.push(article);
             }
@@ -211,6 +218,40 @@ pub fn list(tree: &sled::Tree, log: &Log, query: &ListQuery) -> Result<ListedPag
                 fingerprint,
             }),
     })
+}
+
+/// The version of an article a listing shows.
+enum Listed {
+    /// The last released version.
+    Released(ArticleHead),
+    /// A held version (listed with held versions only).
+    Held(PendingRecord),
+}
+
+impl Listed {
+    /// What `view` shows of `id`: with held versions, the held one when there is one.
+    fn of(tree: &sled::Tree, id: ArticleId, view: super::View) -> Result<Option<Self>> {
+        if view == super::View::IncludingHeld
+            && let Some(held) = index::pending(tree, id)?.filter(PendingRecord::is_held)
+        {
+            return Ok(Some(Self::Held(held)));
+        }
+        Ok(index::head(tree, id)?.map(Self::Released))
+    }
+
+    fn head(&self) -> &ArticleHead {
+        match self {
+            Self::Released(head) => head,
+            Self::Held(held) => &held.head,
+        }
+    }
+
+    fn read(&self, log: &Log) -> Result<Article> {
+        match self {
+            Self::Released(head) => read_article(log, head),
+            Self::Held(held) => read_pending_article(log, held),
+        }
+    }
 }
 
 /// The heads of the articles of `story_id` (retracted ones included), through the story index.

@@ -143,6 +143,7 @@ fn write_new_log(root: &Path, cache_capacity_bytes: u64) -> Result<Migrated> {
                 .filter(|_| event.kind != EventKind::Created),
             fingerprint: Bytes::new(),
             previous_story_id: None,
+            dropped_held_published_at: None,
         });
         let location = writer.append(&codec::log_record(&record))?;
         migrated.events += 1;

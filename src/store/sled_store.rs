@@ -31,10 +31,10 @@ use super::{
     PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
-    writer::{self, Command, Failure, Prepared, WriterStart, read_article},
+    writer::{self, Command, Failure, Queued, Prepared, WriterStart, read_article, read_pending_article},
 };
 use super::{blocks::BlockCache, recent::RecentEvents};
-use crate::domain::embargo::{Clock, SystemClock};
+use crate::domain::embargo::{Clock, EmbargoSchedule, PendingRelease, SystemClock};
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, Timestamp, ValidArticle},
     stories::{Fingerprint, StoryConfig, StoryIndex},
@@ -109,7 +109,7 @@ struct Inner {
     log: Arc<Log>,
     recent: Arc<RecentEvents>,
     blocks: Arc<BlockCache>,
-    commands: Option<mpsc::Sender<Command>>,
+    commands: Option<mpsc::Sender<Queued>>,
     /// The byte budget of queued articles, in KiB, and its size.
     queued_bytes: Arc<tokio::sync::Semaphore>,
     queued_kib: usize,
@@ -158,6 +158,17 @@ impl SledStore {
             .stories
             .map(|story_config| rebuild_stories(&db, &log, story_config))
             .transpose()?;
+        let schedule = EmbargoSchedule::from_pending(index::embargoed(&db)?.iter().filter_map(
+            |pending| {
+                pending.until().map(|release_at| PendingRelease {
+                    release_at,
+                    id: pending.head.id,
+                    version: pending.head.version,
+                })
+            },
+        ));
+        let pending_embargoes = schedule.len();
+        let (next_due_tx, next_due_rx) = watch::channel(schedule.next_due());
         let recent = Arc::new(RecentEvents::default());
         let queued_kib = config.queued_bytes.div_ceil(1024).max(1);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -177,15 +188,25 @@ impl SledStore {
                 checkpoint_interval: config.checkpoint_interval,
                 faults: config.faults.clone(),
                 stories,
+                clock: config.clock.clone(),
+                schedule,
+                next_due: next_due_tx,
             },
             commands_rx,
             head_tx,
         )?;
+        let mut threads = write_path.threads;
+        threads.push(spawn_release_timer(
+            config.clock.clone(),
+            next_due_rx,
+            commands_tx.downgrade(),
+        )?);
         info!(
             path = %config.path.display(),
             head,
             replayed = opened.replayed,
             rebuilt_index = opened.rebuilt,
+            pending_embargoes,
             "store opened"
         );
         Ok(Self {
@@ -201,7 +222,7 @@ impl SledStore {
                 writes_stopped,
                 stories: config.stories.is_some(),
                 stop_checkpoints: Some(write_path.stop_checkpoints),
-                threads: write_path.threads,
+                threads,
             }),
         })
     }
@@ -218,7 +239,10 @@ impl SledStore {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Unavailable("the store is shutting down".into());
         let commands = self.inner.commands.as_ref().ok_or_else(closed)?;
-        commands.send(command(reply)).await.map_err(|_| closed())?;
+        commands
+            .send(Queued::Command(command(reply)))
+            .await
+            .map_err(|_| closed())?;
         Ok(Box::pin(async move { answer.await.map_err(|_| closed())? }))
     }
 
@@ -231,6 +255,66 @@ impl SledStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
+}
+
+/// Starts the thread that asks the writer to release held versions when their embargo passes:
+/// it sleeps until the next embargo time the writer published (on the system clock at most
+/// `MAX_TIMER_SLEEP` at a time, so that a release is logged within a second of its time even
+/// if the wall clock steps) and wakes early when the writer publishes an earlier one. It holds
+/// no strong handle on the queue, so the writer still stops when the store is dropped, and it
+/// stops once the writer has.
+fn spawn_release_timer(
+    clock: Arc<dyn Clock>,
+    mut next_due: watch::Receiver<Option<Timestamp>>,
+    commands: mpsc::WeakSender<Queued>,
+) -> Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("khabar-embargo".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    let Some(at) = *next_due.borrow_and_update() else {
+                        if next_due.changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    };
+                    tokio::select! {
+                        () = clock.sleep_until(at) => {}
+                        changed = next_due.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    if clock.now() < at {
+                        continue;
+                    }
+                    let Some(sender) = commands.upgrade() else {
+                        return;
+                    };
+                    let (reply, answer) = oneshot::channel();
+                    let sent = sender.send(Queued::Release { reply: Some(reply) }).await;
+                    drop(sender);
+                    if sent.is_err() {
+                        return;
+                    }
+                    let released = matches!(answer.await, Ok(Ok(())));
+                    // A failed store, or a release the writer found nothing to do for, leaves
+                    // the time where it was: wait for it to change rather than spin.
+                    if !released || *next_due.borrow() == Some(at) {
+                        if next_due.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        })?;
+    Ok(thread)
 }
 
 fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
@@ -386,8 +470,13 @@ impl ArticleStore for SledStore {
             .await
     }
 
-    async fn get(&self, id: ArticleId, _view: super::View) -> Result<Article> {
+    async fn get(&self, id: ArticleId, view: super::View) -> Result<Article> {
         self.read(move |db, log| {
+            if view == super::View::IncludingHeld
+                && let Some(held) = index::pending(db, id)?.filter(|p| p.is_held())
+            {
+                return read_pending_article(log, &held);
+            }
             let head = index::head(db, id)?.ok_or(StoreError::NotFound(id))?;
             read_article(log, &head)
         })

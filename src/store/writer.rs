@@ -42,15 +42,17 @@ use ulid::Generator;
 use super::{
     Consumer, DiskFaults, DiskOperation, Durable, EventHeader, EventKind, IngestOutcome,
     IngestReceipt, LogEvent, Result, StoreError,
-    codec::{self, Applied, ArticleHead, EventRecord, Record},
+    codec::{self, Applied, ArticleHead, EventRecord, HeldState, PendingRecord, Record},
     index,
     log::{Location, Log, LogWriter},
     recent::RecentEvents,
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
-        canonical_uri,
+        Article, ArticleContent, ArticleId, ArticleStatus, Retraction, StoryLink, Timestamp,
+        ValidArticle, canonical_uri,
+        editorial::{self, PreviousVersion, Transition},
+        embargo::{Clock, EmbargoSchedule, PendingRelease},
     },
     pb::khabar::v1 as pb,
     stories::{Fingerprint, StoryIndex},
@@ -134,6 +136,16 @@ pub enum Command {
     DeleteConsumer { name: String, reply: Reply<()> },
 }
 
+/// What the embedded store's writer takes from its queue: a caller's command, or the release
+/// timer's call.
+pub enum Queued {
+    /// A write of a caller.
+    Command(Command),
+    /// Release every held version whose embargo has passed; answered once they are durable
+    /// (the writer also does this unasked when it starts).
+    Release { reply: Option<Reply<()>> },
+}
+
 /// Delivers one command's result once its group is durable (with the number of writes made
 /// durable together), or why it is not.
 type Answer = Box<dyn FnOnce(std::result::Result<usize, &Stopped>) + Send>;
@@ -157,6 +169,11 @@ impl Completion {
     }
 
     /// Answers once durable, together with `group_size` writes in all.
+    /// A result nobody waits for.
+    fn unanswered() -> Self {
+        Self(Box::new(|_| {}))
+    }
+
     fn deliver(self, group_size: usize) {
         (self.0)(Ok(group_size))
     }
@@ -294,13 +311,19 @@ pub struct WriterStart {
     pub faults: Arc<DiskFaults>,
     /// The story index, rebuilt from the durable articles; `None` with stories off.
     pub stories: Option<StoryIndex>,
+    /// When embargoes end.
+    pub clock: Arc<dyn Clock>,
+    /// The held versions waiting for their embargo, rebuilt from the index.
+    pub schedule: EmbargoSchedule,
+    /// Where the writer publishes the next embargo time, for the release timer.
+    pub next_due: watch::Sender<Option<Timestamp>>,
 }
 
 /// Starts the writer, syncer and checkpointer threads. They stop when every command sender is
 /// dropped, after answering and syncing everything already sent.
 pub fn spawn(
     start: WriterStart,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Queued>,
     durable_head: watch::Sender<u64>,
 ) -> std::io::Result<WritePath> {
     let WriterStart {
@@ -315,6 +338,9 @@ pub fn spawn(
         checkpoint_interval,
         faults,
         stories,
+        clock,
+        schedule,
+        next_due,
     } = start;
     // Two groups in the pipe: one being synced, one ready; more would only add latency.
     let (groups_tx, groups_rx) = std_mpsc::sync_channel(2);
@@ -334,6 +360,9 @@ pub fn spawn(
         unapplied: Unapplied::default(),
         applied_seq: applied_seq.clone(),
         stories,
+        clock,
+        schedule,
+        next_due,
     };
     let writer = std::thread::Builder::new()
         .name("khabar-writer".into())
@@ -375,6 +404,102 @@ pub fn spawn(
     })
 }
 
+/// What is stored of an article: the version readers see and the one without an event.
+#[derive(Default)]
+struct Stored {
+    /// The released head, with the bytes of its current event when that is not applied yet;
+    /// `None` when no version was released.
+    released: Option<(ArticleHead, Option<Bytes>)>,
+    /// A version held back, or the retraction of a never-released article.
+    pending: Option<PendingRecord>,
+}
+
+impl Stored {
+    /// The held version, if one waits.
+    fn held(&self) -> Option<&PendingRecord> {
+        self.pending.as_ref().filter(|p| p.is_held())
+    }
+
+    /// What the editorial rules need of the previous version.
+    fn previous(&self) -> PreviousVersion {
+        PreviousVersion {
+            released: self.released.is_some(),
+            retracted: self.retracted(),
+        }
+    }
+
+    fn retracted(&self) -> bool {
+        self.released
+            .as_ref()
+            .is_some_and(|(head, _)| head.status == ArticleStatus::Canceled)
+            || self.pending.as_ref().is_some_and(|p| !p.is_held())
+    }
+
+    /// The number of the latest stored version, held or not (held versions use up numbers).
+    fn latest_version(&self) -> u64 {
+        let released = self.released.as_ref().map_or(0, |(head, _)| head.version);
+        let pending = self.pending.as_ref().map_or(0, |p| p.head.version);
+        released.max(pending)
+    }
+
+    fn first_ingested_at(&self) -> Option<Timestamp> {
+        match (&self.released, &self.pending) {
+            (Some((head, _)), _) => Some(head.first_ingested_at),
+            (None, Some(p)) => Some(p.head.first_ingested_at),
+            (None, None) => None,
+        }
+    }
+
+    fn canonical_uri(&self) -> Option<String> {
+        match (&self.released, &self.pending) {
+            (Some((head, _)), _) => Some(head.canonical_uri.clone()),
+            (None, Some(p)) => Some(p.head.canonical_uri.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// The time-index entry of the held version that `next` replaces, when it is to go: not
+    /// at `next`'s time, nor at the released head's.
+    fn replaced_held_published_at(&self, next: &Article) -> Option<Timestamp> {
+        let held = self.held()?.head.published_at;
+        let kept = held == next.content.published_at
+            || self
+                .released
+                .as_ref()
+                .is_some_and(|(head, _)| head.published_at == held);
+        (!kept).then_some(held)
+    }
+
+    /// The receipt of an ingest that leaves this state: the latest version, and the cursor
+    /// of the released head (0 when none was released).
+    fn receipt(&self, id: ArticleId, outcome: IngestOutcome) -> IngestReceipt {
+        let (version, content_hash) = match (&self.pending, &self.released) {
+            (Some(p), _) => (p.head.version, p.head.content_hash),
+            (None, Some((head, _))) => (head.version, head.content_hash),
+            (None, None) => (0, crate::domain::ContentHash([0; 32])),
+        };
+        IngestReceipt {
+            id,
+            version: version.max(self.latest_version()),
+            outcome,
+            content_hash,
+            cursor: self.released.as_ref().map_or(0, |(head, _)| head.cursor),
+            group_size: 0,
+        }
+    }
+}
+
+/// What an event replaces, for the index entries to remove.
+#[derive(Default)]
+struct Previous {
+    /// The head's publication time before an update.
+    published_at: Option<Timestamp>,
+    /// The head's story before an update.
+    story_id: Option<ArticleId>,
+    /// The publication time of a held version the event drops, when its entry is to go.
+    held_published_at: Option<Timestamp>,
+}
+
 /// Writes of groups the syncer has not applied to the index yet, so that decisions see them.
 /// Each entry remembers the group that wrote it last; entries of applied groups are dropped.
 #[derive(Default)]
@@ -383,10 +508,14 @@ struct Unapplied {
     /// Heads, with the article bytes of their current event when it is not applied yet.
     heads: HashMap<ArticleId, (ArticleHead, Option<Bytes>, u64)>,
     consumers: HashMap<String, (Option<Consumer>, u64)>,
+    /// Versions stored without an event, with their article bytes; `None` once an event
+    /// dropped the article's.
+    pending: HashMap<ArticleId, (Option<PendingRecord>, u64)>,
 }
 
 impl Unapplied {
     fn prune(&mut self, applied_seq: u64) {
+        self.pending.retain(|_, (_, seq)| *seq > applied_seq);
         self.natural_keys.retain(|_, (_, seq)| *seq > applied_seq);
         self.heads.retain(|_, (_, _, seq)| *seq > applied_seq);
         self.consumers.retain(|_, (_, seq)| *seq > applied_seq);
@@ -415,11 +544,17 @@ struct Writer {
     /// Owned by the writer, which decides every write in cursor order: assignments are made in
     /// that order, so they are deterministic and a rebuild reproduces the index.
     stories: Option<StoryIndex>,
+    clock: Arc<dyn Clock>,
+    /// Held versions by embargo time; changed only by the writer, as it decides.
+    schedule: EmbargoSchedule,
+    next_due: watch::Sender<Option<Timestamp>>,
 }
 
 impl Writer {
-    fn run(mut self, mut commands: mpsc::Receiver<Command>, groups: std_mpsc::SyncSender<Group>) {
-        while let Some(first) = commands.blocking_recv() {
+    fn run(mut self, mut commands: mpsc::Receiver<Queued>, groups: std_mpsc::SyncSender<Group>) {
+        // Embargoes that passed while the store was closed are released first of all.
+        let mut starting = Some(Queued::Release { reply: None });
+        while let Some(first) = starting.take().or_else(|| commands.blocking_recv()) {
             self.unapplied
                 .prune(self.applied_seq.load(Ordering::Acquire));
             let mut completions = vec![self.apply(first)];
@@ -433,6 +568,12 @@ impl Writer {
             if let Err(e) = self.log_writer.write_out() {
                 let _ = self.fail_store(&e);
             }
+            let next_due = self.schedule.next_due();
+            self.next_due.send_if_modified(|current| {
+                let changed = *current != next_due;
+                *current = next_due;
+                changed
+            });
             let records = std::mem::take(&mut self.records);
             if let Some(stopped) = self.failure.get() {
                 completions.into_iter().for_each(|c| c.fail(stopped));
@@ -459,7 +600,17 @@ impl Writer {
         debug!("writer stopped");
     }
 
-    fn apply(&mut self, command: Command) -> Completion {
+    fn apply(&mut self, queued: Queued) -> Completion {
+        let command = match queued {
+            Queued::Command(command) => command,
+            Queued::Release { reply } => {
+                let result = self.guarded(Self::release_due);
+                return match reply {
+                    Some(reply) => Completion::new(reply, result),
+                    None => Completion::unanswered(),
+                };
+            }
+        };
         match command {
             Command::Ingest {
                 article,
@@ -517,7 +668,7 @@ impl Writer {
     }
 
     fn now(&mut self) -> Timestamp {
-        self.last_recorded_at = self.last_recorded_at.max(Timestamp::now());
+        self.last_recorded_at = self.last_recorded_at.max(self.clock.now());
         self.last_recorded_at
     }
 
@@ -559,8 +710,18 @@ impl Writer {
         (Some(link), Bytes::from(fingerprint))
     }
 
+    /// The stored state of article `id`: its released head (with the bytes of its current
+    /// event when that is not applied yet) and its version stored without an event.
+    fn lookup_state(&self, id: ArticleId) -> Result<Stored> {
+        let released = self.lookup_head(id)?;
+        let pending = match self.unapplied.pending.get(&id) {
+            Some((pending, _)) => pending.clone(),
+            None => index::pending(&self.tree, id)?,
+        };
+        Ok(Stored { released, pending })
+    }
+
     fn ingest(&mut self, new: ValidArticle, prepared: Prepared) -> Result<IngestReceipt> {
-        let now = self.now();
         let content_hash = new.content_hash();
         let view_count = new.view_count();
         let source_id = new.content().source.id.clone();
@@ -568,40 +729,74 @@ impl Writer {
             canonical_uri: canonical,
             fingerprint,
         } = prepared;
-        let Some(id) = self.lookup_id(&source_id, &canonical)? else {
+        let existing = match self.lookup_id(&source_id, &canonical)? {
+            Some(id) => {
+                let stored = self.lookup_state(id)?;
+                if stored.released.is_none() && stored.pending.is_none() {
+                    return Err(StoreError::Corrupt {
+                        key: format!("natural key ({source_id}, {canonical})"),
+                        reason: format!("points to missing article {id}"),
+                    });
+                }
+                Some((id, stored))
+            }
+            None => None,
+        };
+        let transition = editorial::transition(
+            existing.as_ref().map(|(_, stored)| stored.previous()),
+            &new.content().editorial,
+            self.clock.now(),
+        );
+        let Some((id, stored)) = existing else {
             let id = self.new_id();
-            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
-            let article = Article {
-                id,
-                content: new.into_content(),
-                view_count,
-                version: 1,
-                status: ArticleStatus::Usable,
-                content_hash,
-                ingested_at: now,
-                first_ingested_at: now,
-                cursor: self.next_cursor,
-                retraction: None,
-                canonical_uri: canonical.clone(),
-                story,
+            return match transition {
+                Transition::Publish { .. } => {
+                    self.publish(id, Stored::default(), new, canonical, fingerprint)
+                }
+                Transition::Embargo { until, .. } => self.hold(
+                    id,
+                    &Stored::default(),
+                    new,
+                    canonical,
+                    HeldState::Embargoed(until),
+                ),
+                Transition::Withhold => {
+                    self.hold(id, &Stored::default(), new, canonical, HeldState::Withheld)
+                }
+                Transition::Retract { reason, .. } => {
+                    self.cancel_unreleased(id, &Stored::default(), new, canonical, reason)
+                }
+                Transition::Unchanged | Transition::Refused => Err(StoreError::Retracted(id)),
             };
-            let receipt = receipt(&article, IngestOutcome::Created);
-            self.log_event(EventKind::Created, article, now, None, fingerprint, None)?;
-            self.unapplied
-                .natural_keys
-                .insert((source_id, canonical), (id, self.seq));
-            return Ok(receipt);
         };
 
-        let (mut head, current_article) =
-            self.lookup_head(id)?.ok_or_else(|| StoreError::Corrupt {
-                key: format!("natural key ({source_id}, {canonical})"),
-                reason: format!("points to missing article {id}"),
-            })?;
-        if head.status == ArticleStatus::Canceled {
-            return Err(StoreError::Retracted(id));
+        if stored.retracted() {
+            return match transition {
+                Transition::Unchanged => Ok(stored.receipt(id, IngestOutcome::Unchanged)),
+                _ => Err(StoreError::Retracted(id)),
+            };
         }
-        if head.content_hash == content_hash {
+        if let Some(pending) = stored.pending.as_ref().filter(|p| p.is_held()) {
+            if pending.head.content_hash == content_hash {
+                if pending.head.view_count == view_count {
+                    return Ok(stored.receipt(id, IngestOutcome::Unchanged));
+                }
+                // Counted again while held: the same version, logged with its new count.
+                let mut counted = pending.clone();
+                counted.head.view_count = view_count;
+                counted.previous_published_at = None;
+                counted.article = pending_bytes(&self.log, pending)?;
+                self.log_pending(counted.clone())?;
+                let stored = Stored {
+                    released: stored.released,
+                    pending: Some(counted),
+                };
+                return Ok(stored.receipt(id, IngestOutcome::CountersUpdated));
+            }
+        } else if let Some((head, current_article)) = &stored.released
+            && head.content_hash == content_hash
+        {
+            let mut head = head.clone();
             let outcome = if head.view_count == view_count {
                 IngestOutcome::Unchanged
             } else {
@@ -611,7 +806,7 @@ impl Writer {
                 self.records.push(Record::Counters(head.clone()));
                 self.unapplied
                     .heads
-                    .insert(id, (head.clone(), current_article, self.seq));
+                    .insert(id, (head.clone(), current_article.clone(), self.seq));
                 IngestOutcome::CountersUpdated
             };
             return Ok(IngestReceipt {
@@ -624,14 +819,87 @@ impl Writer {
             });
         }
 
-        let previous_published_at = head.published_at;
-        let previous_story = head.story_id();
+        match transition {
+            Transition::Publish { .. } => self.publish(id, stored, new, canonical, fingerprint),
+            Transition::Embargo { until, .. } => {
+                self.hold(id, &stored, new, canonical, HeldState::Embargoed(until))
+            }
+            Transition::Withhold => self.hold(id, &stored, new, canonical, HeldState::Withheld),
+            Transition::Retract {
+                reason,
+                announce: true,
+            } if stored.released.is_some() => {
+                let article = self.retract_stored(id, stored, reason)?;
+                Ok(receipt(&article, IngestOutcome::Canceled))
+            }
+            Transition::Retract { reason, .. } => {
+                self.cancel_unreleased(id, &stored, new, canonical, reason)
+            }
+            Transition::Unchanged => Ok(stored.receipt(id, IngestOutcome::Unchanged)),
+            Transition::Refused => Err(StoreError::Retracted(id)),
+        }
+    }
+
+    /// Stores `new` as the next version of `id` and logs its event now: CREATED when no version
+    /// was released, else UPDATED. Any held version is dropped.
+    fn publish(
+        &mut self,
+        id: ArticleId,
+        stored: Stored,
+        new: ValidArticle,
+        canonical: String,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<IngestReceipt> {
+        let now = self.now();
+        let content_hash = new.content_hash();
+        let view_count = new.view_count();
+        let version = stored.latest_version() + 1;
+        let held_published_at = stored.held().map(|p| p.head.published_at);
+        self.schedule.lift(id);
+        let Some((head, _)) = stored.released else {
+            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
+            let first_ingested_at = stored
+                .pending
+                .as_ref()
+                .map_or(now, |p| p.head.first_ingested_at);
+            let canonical = stored
+                .pending
+                .as_ref()
+                .map_or(canonical, |p| p.head.canonical_uri.clone());
+            let article = Article {
+                id,
+                content: new.into_content(),
+                view_count,
+                version,
+                status: ArticleStatus::Usable,
+                content_hash,
+                ingested_at: now,
+                first_ingested_at,
+                cursor: self.next_cursor,
+                retraction: None,
+                canonical_uri: canonical.clone(),
+                story,
+            };
+            let receipt = receipt(&article, IngestOutcome::Created);
+            let source_id = article.content.source.id.clone();
+            let previous = Previous {
+                held_published_at: held_published_at
+                    .filter(|p| *p != article.content.published_at),
+                ..Previous::default()
+            };
+            self.log_event(EventKind::Created, article, now, fingerprint, previous)?;
+            self.unapplied
+                .natural_keys
+                .insert((source_id, canonical), (id, self.seq));
+            return Ok(receipt);
+        };
+
         let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),
             view_count,
-            version: head.version + 1,
+            version,
             status: head.status,
             content_hash,
             ingested_at: now,
@@ -644,27 +912,202 @@ impl Writer {
             story,
         };
         let receipt = receipt(&article, IngestOutcome::Updated);
-        self.log_event(
-            EventKind::Updated,
-            article,
-            now,
-            Some(previous_published_at),
-            fingerprint,
-            Some(previous_story),
-        )?;
+        let previous = Previous {
+            published_at: Some(head.published_at),
+            story_id: Some(head.story_id()),
+            held_published_at: held_published_at.filter(|p| *p != article.content.published_at),
+        };
+        self.log_event(EventKind::Updated, article, now, fingerprint, previous)?;
         Ok(receipt)
     }
 
+    /// Stores `new` as the next version of `id` without an event, held as `state` says,
+    /// replacing any earlier held version.
+    fn hold(
+        &mut self,
+        id: ArticleId,
+        stored: &Stored,
+        new: ValidArticle,
+        canonical: String,
+        state: HeldState,
+    ) -> Result<IngestReceipt> {
+        let now = self.now();
+        let version = stored.latest_version() + 1;
+        let article = Article {
+            id,
+            content_hash: new.content_hash(),
+            view_count: new.view_count(),
+            content: new.into_content(),
+            version,
+            status: ArticleStatus::Withheld,
+            ingested_at: now,
+            first_ingested_at: stored.first_ingested_at().unwrap_or(now),
+            cursor: 0,
+            retraction: None,
+            canonical_uri: stored.canonical_uri().unwrap_or(canonical),
+            story: None,
+        };
+        match state {
+            HeldState::Embargoed(until) => {
+                self.schedule.schedule(id, version, until);
+            }
+            HeldState::Withheld | HeldState::Retracted => {
+                self.schedule.lift(id);
+            }
+        }
+        let previous_published_at = stored.replaced_held_published_at(&article);
+        let pending = PendingRecord {
+            head: ArticleHead::of(&article, 0),
+            state,
+            article: Bytes::from(wire::article_pb(article).encode_to_vec()),
+            previous_published_at,
+        };
+        self.log_pending(pending.clone())?;
+        let stored = Stored {
+            released: stored.released.clone(),
+            pending: Some(pending),
+        };
+        Ok(stored.receipt(id, IngestOutcome::Held))
+    }
+
+    /// The sender canceled an article no reader has seen: it is recorded retracted, with the
+    /// canceled version, and no event (feeds never saw it, and an event would reveal it).
+    fn cancel_unreleased(
+        &mut self,
+        id: ArticleId,
+        stored: &Stored,
+        new: ValidArticle,
+        canonical: String,
+        reason: String,
+    ) -> Result<IngestReceipt> {
+        let now = self.now();
+        let article = Article {
+            id,
+            content_hash: new.content_hash(),
+            view_count: new.view_count(),
+            content: new.into_content(),
+            version: stored.latest_version() + 1,
+            status: ArticleStatus::Canceled,
+            ingested_at: now,
+            first_ingested_at: stored.first_ingested_at().unwrap_or(now),
+            cursor: 0,
+            retraction: Some(Retraction {
+                reason,
+                retracted_at: now,
+            }),
+            canonical_uri: stored.canonical_uri().unwrap_or(canonical),
+            story: None,
+        };
+        let receipt = receipt(&article, IngestOutcome::Canceled);
+        self.record_unreleased_retraction(stored, article)?;
+        Ok(receipt)
+    }
+
+    /// Logs that the never-released `article` (already turned into its retracted version) is
+    /// retracted, dropping any held version.
+    fn record_unreleased_retraction(&mut self, stored: &Stored, article: Article) -> Result<()> {
+        self.schedule.lift(article.id);
+        let pending = PendingRecord {
+            head: ArticleHead::of(&article, 0),
+            state: HeldState::Retracted,
+            previous_published_at: stored.held().map(|p| p.head.published_at),
+            article: Bytes::from(wire::article_pb(article).encode_to_vec()),
+        };
+        self.log_pending(pending)
+    }
+
+    /// Appends a version stored without an event.
+    fn log_pending(&mut self, mut pending: PendingRecord) -> Result<()> {
+        let location = self
+            .log_writer
+            .append(&codec::log_record(&Record::Pending(pending.clone())))?;
+        pending.head.location = location;
+        let id = pending.head.id;
+        self.unapplied
+            .natural_keys
+            .insert((pending.head.source_id.clone(), pending.head.canonical_uri.clone()), (id, self.seq));
+        self.records.push(Record::Pending(pending.clone()));
+        self.unapplied.pending.insert(id, (Some(pending), self.seq));
+        Ok(())
+    }
+
+    /// Releases every held version whose embargo has passed, by time and then article id.
+    fn release_due(&mut self) -> Result<()> {
+        for due in self.schedule.due(self.clock.now()) {
+            self.release(due)?;
+            self.schedule.released(&due);
+        }
+        Ok(())
+    }
+
+    /// Logs the event of a held version whose embargo passed: CREATED when no version was
+    /// released before, else UPDATED; it is placed in its story now, in cursor order.
+    fn release(&mut self, due: PendingRelease) -> Result<()> {
+        let stored = self.lookup_state(due.id)?;
+        let Some(pending) = stored
+            .held()
+            .filter(|p| p.head.version == due.version && p.until().is_some())
+        else {
+            // Replaced meanwhile; what replaced it changed the schedule itself.
+            return Ok(());
+        };
+        let mut article = read_pending_article(&self.log, pending)?;
+        let now = self.now();
+        article.status = ArticleStatus::Usable;
+        article.cursor = self.next_cursor;
+        let released = stored.released.as_ref().map(|(head, _)| head);
+        let (story, fingerprint) =
+            self.place(due.id, &article.content, None, released.is_some());
+        article.story = story;
+        let (kind, previous) = match released {
+            Some(head) => (
+                EventKind::Updated,
+                Previous {
+                    published_at: Some(head.published_at),
+                    story_id: Some(head.story_id()),
+                    held_published_at: None,
+                },
+            ),
+            None => (EventKind::Created, Previous::default()),
+        };
+        debug!(id = %due.id, version = due.version, cursor = article.cursor, "embargo released");
+        self.log_event(kind, article, now, fingerprint, previous)
+    }
+
     fn retract(&mut self, id: ArticleId, reason: String) -> Result<Article> {
-        let (head, current_article) = self.lookup_head(id)?.ok_or(StoreError::NotFound(id))?;
+        let stored = self.lookup_state(id)?;
+        if stored.released.is_some() {
+            return self.retract_stored(id, stored, reason);
+        }
+        let Some(pending) = &stored.pending else {
+            return Err(StoreError::NotFound(id));
+        };
+        let mut article = read_pending_article(&self.log, pending)?;
+        if !pending.is_held() {
+            return Ok(article);
+        }
+        let now = self.now();
+        article.retract(reason, now, 0);
+        self.record_unreleased_retraction(&stored, article.clone())?;
+        Ok(article)
+    }
+
+    /// Retracts an article some version of which was released: a RETRACTED event, which
+    /// drops any held version.
+    fn retract_stored(&mut self, id: ArticleId, stored: Stored, reason: String) -> Result<Article> {
+        let Some((head, current_article)) = &stored.released else {
+            return Err(StoreError::NotFound(id));
+        };
         let mut article = match current_article {
-            Some(bytes) => decode_article(head.cursor, bytes)?,
-            None => read_article(&self.log, &head)?,
+            Some(bytes) => decode_article(head.cursor, bytes.clone())?,
+            None => read_article(&self.log, head)?,
         };
         if article.status == ArticleStatus::Canceled {
             return Ok(article);
         }
         let now = self.now();
+        // Held versions used up their numbers.
+        article.version = stored.latest_version();
         article.retract(reason, now, self.next_cursor);
         if article.canonical_uri.is_empty() {
             article.canonical_uri = head.canonical_uri.clone();
@@ -672,13 +1115,20 @@ impl Writer {
         if let Some(stories) = self.stories.as_mut() {
             stories.remove(id);
         }
+        self.schedule.lift(id);
+        let previous = Previous {
+            held_published_at: stored
+                .held()
+                .map(|p| p.head.published_at)
+                .filter(|p| *p != article.content.published_at),
+            ..Previous::default()
+        };
         self.log_event(
             EventKind::Retracted,
             article.clone(),
             now,
-            None,
             Bytes::new(),
-            None,
+            previous,
         )?;
         Ok(article)
     }
@@ -689,9 +1139,8 @@ impl Writer {
         kind: EventKind,
         article: Article,
         recorded_at: Timestamp,
-        previous_published_at: Option<Timestamp>,
         fingerprint: Bytes,
-        previous_story_id: Option<ArticleId>,
+        previous: Previous,
     ) -> Result<()> {
         debug_assert_eq!(article.cursor, self.next_cursor);
         let cursor = self.next_cursor;
@@ -715,9 +1164,10 @@ impl Writer {
         let mut record = EventRecord {
             event: event.clone(),
             head,
-            previous_published_at,
+            previous_published_at: previous.published_at,
             fingerprint,
-            previous_story_id,
+            previous_story_id: previous.story_id,
+            dropped_held_published_at: previous.held_published_at,
         };
         let location = self
             .log_writer
@@ -725,6 +1175,8 @@ impl Writer {
         record.head.location = location;
         head = record.head.clone();
         self.records.push(Record::Event(record));
+        // Every event ends whatever version was held.
+        self.unapplied.pending.insert(head.id, (None, self.seq));
         self.unapplied
             .heads
             .insert(head.id, (head, Some(bytes), self.seq));
@@ -851,6 +1303,32 @@ pub fn read_article(log: &Log, head: &ArticleHead) -> Result<Article> {
         // Stored before canonical addresses: the head has it computed.
         article.canonical_uri = head.canonical_uri.clone();
     }
+    Ok(article)
+}
+
+/// The article bytes of a pending version: carried when it was read from the log, else read
+/// from its record.
+fn pending_bytes(log: &Log, pending: &PendingRecord) -> Result<Bytes> {
+    if !pending.article.is_empty() {
+        return Ok(pending.article.clone());
+    }
+    let location = pending.head.location;
+    let payload = log.read(location)?;
+    match codec::decode_record(payload, location)? {
+        Record::Pending(record) if record.head.id == pending.head.id => Ok(record.article),
+        _ => Err(StoreError::Corrupt {
+            key: format!("article {}", pending.head.id),
+            reason: "its held version's location holds another record".into(),
+        }),
+    }
+}
+
+/// Reads a version stored without an event (status withheld, or canceled for a retraction),
+/// with its latest view count.
+pub fn read_pending_article(log: &Log, pending: &PendingRecord) -> Result<Article> {
+    let bytes = pending_bytes(log, pending)?;
+    let mut article = decode_article(0, bytes)?;
+    article.view_count = pending.head.view_count;
     Ok(article)
 }
 
