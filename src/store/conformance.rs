@@ -3,7 +3,7 @@
 //! (SKIPPED without it, a failure with `KHABAR_REQUIRE_POSTGRES=1`). Then what only PostgreSQL
 //! has to show: migrations, notifications between servers, and commits whose outcome is lost.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::{
     AnyStore, ArticleStore, EventKind, IngestOutcome, ListQuery, ListedPage, PostgresConfig,
@@ -12,6 +12,8 @@ use super::{
 use crate::domain::{
     ArticleDraft, ArticleFilter, ArticleId, ArticleStatus, SourceDraft, Timestamp, TimestampDraft,
     ValidArticle,
+    editorial::{CANCELED_BY_SOURCE, Editorial, PubStatus},
+    embargo::{Clock, ManualClock, SystemClock},
 };
 
 /// Bound on every wait.
@@ -25,25 +27,41 @@ enum TestStore {
 
 impl TestStore {
     async fn open(&self) -> AnyStore {
+        self.open_with_clock(Arc::new(SystemClock)).await
+    }
+
+    /// Opens the store with embargoes timed by `clock`.
+    async fn open_with_clock(&self, clock: Arc<dyn Clock>) -> AnyStore {
         match self {
             Self::Embedded(dir) => AnyStore::Embedded(
                 SledStore::open(&SledStoreConfig {
                     cache_capacity_bytes: 16 << 20,
+                    clock,
                     ..SledStoreConfig::new(dir.path().to_owned())
                 })
                 .expect("open store"),
             ),
-            Self::Postgres(url) => {
-                AnyStore::Postgres(open_postgres(url).await.expect("open store"))
-            }
+            Self::Postgres(url) => AnyStore::Postgres(
+                open_postgres_with_clock(url, clock)
+                    .await
+                    .expect("open store"),
+            ),
         }
     }
 }
 
 async fn open_postgres(url: &str) -> super::Result<PostgresStore> {
+    open_postgres_with_clock(url, Arc::new(SystemClock)).await
+}
+
+async fn open_postgres_with_clock(
+    url: &str,
+    clock: Arc<dyn Clock>,
+) -> super::Result<PostgresStore> {
     let mut config = PostgresConfig::parse(url).expect("a valid URL");
     config.pool_size = 4;
     config.poll_interval = Duration::from_millis(200);
+    config.clock = clock;
     PostgresStore::open(&config).await
 }
 
@@ -140,6 +158,11 @@ on_both_backends!(
     lists_newest_first_with_filters_and_pages,
     retracted_articles_are_listed_only_on_request,
     moving_publication_time_moves_the_listing_entry,
+    // Embargo, withheld and canceled (issue 12): the same rules on every backend.
+    embargoed_first_version_is_hidden_until_its_time_then_created_once,
+    embargoed_new_version_keeps_the_old_one_until_released_and_can_move_or_lift,
+    withheld_until_usable_and_canceled_by_the_sender,
+    pending_embargoes_survive_reopening_and_passed_ones_are_released_at_open,
 );
 
 pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
@@ -739,4 +762,378 @@ async fn a_schema_1_database_is_migrated_with_canonical_keys_the_older_article_k
         (third.id, third.outcome),
         (receipts[2].id, IngestOutcome::Unchanged)
     );
+}
+
+// ---- Embargo, withheld and canceled (issue 12) ----
+//
+// Run on both backends with a manual clock: nothing sleeps, and every wait is bounded.
+
+/// The manual clock of an embargo test, standing at a whole second.
+fn embargo_clock() -> (ManualClock, Timestamp) {
+    let t0 = Timestamp::new(Timestamp::now().seconds(), 0).expect("a valid time");
+    (ManualClock::new(t0), t0)
+}
+
+/// `article` with its editorial metadata changed by `edit` (and hashed again).
+fn with_editorial(article: ValidArticle, edit: impl FnOnce(&mut Editorial)) -> ValidArticle {
+    article.edited(|c| edit(&mut c.editorial))
+}
+
+fn embargoed(article: ValidArticle, until: Timestamp) -> ValidArticle {
+    with_editorial(article, |e| e.embargoed = Some(until))
+}
+
+/// The (cursor, kind, article, version) of every event in the log.
+async fn events(store: &AnyStore) -> Vec<(u64, EventKind, ArticleId, u64)> {
+    store
+        .read_log(0, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.cursor, e.kind, e.header.id, e.header.version))
+        .collect()
+}
+
+fn listing(view: crate::store::View) -> ListQuery {
+    ListQuery {
+        view,
+        page_size: 100,
+        max_page_bytes: 1 << 20,
+        ..ListQuery::default()
+    }
+}
+
+async fn listed(store: &AnyStore, view: crate::store::View) -> Vec<(ArticleId, u64, ArticleStatus)> {
+    store
+        .list(listing(view))
+        .await
+        .unwrap()
+        .articles
+        .iter()
+        .map(|a| (a.id, a.version, a.status))
+        .collect()
+}
+
+async fn embargoed_first_version_is_hidden_until_its_time_then_created_once(backend: TestStore) {
+    use crate::store::View::{IncludingHeld, Released};
+    let (clock, t0) = embargo_clock();
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    let until = t0.saturating_add_seconds(60);
+
+    let held = store
+        .ingest(embargoed(article(1, "alkhabar", &[], 0), until))
+        .await
+        .unwrap();
+    assert_eq!(
+        (held.outcome, held.version, held.cursor),
+        (IngestOutcome::Held, 1, 0)
+    );
+    assert!(matches!(
+        store.get(held.id, Released).await,
+        Err(StoreError::NotFound(id)) if id == held.id
+    ));
+    let editors = store.get(held.id, IncludingHeld).await.unwrap();
+    assert_eq!(
+        (editors.status, editors.version, editors.content.editorial.embargoed),
+        (ArticleStatus::Withheld, 1, Some(until))
+    );
+    assert_eq!(*store.durable_head().borrow(), 0, "no event for a held version");
+    assert!(listed(&store, Released).await.is_empty());
+    assert_eq!(
+        listed(&store, IncludingHeld).await,
+        [(held.id, 1, ArticleStatus::Withheld)]
+    );
+
+    // The same content again changes nothing; other articles go on as usual.
+    let again = store
+        .ingest(embargoed(article(1, "alkhabar", &[], 0), until))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.outcome, again.id, again.version, again.cursor),
+        (IngestOutcome::Unchanged, held.id, 1, 0)
+    );
+    let other = store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!((other.outcome, other.cursor), (IngestOutcome::Created, 1));
+
+    // One second early: still held (the next write is decided after any release would be).
+    clock.advance_seconds(59);
+    let marker = store.ingest(article(3, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(marker.cursor, 2);
+    assert!(matches!(
+        store.get(held.id, Released).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    clock.advance_seconds(1);
+    head_reaches(&store, 3).await;
+    let log = store.read_log(0, 100).await.unwrap();
+    let release = &log[2];
+    assert_eq!(
+        (release.cursor, release.kind, release.header.id, release.header.version),
+        (3, EventKind::Created, held.id, 1)
+    );
+    assert!(release.recorded_at >= until, "recorded when released");
+    let sent = release.decode_article().unwrap();
+    assert_eq!((sent.status, sent.cursor), (ArticleStatus::Usable, 3));
+    let read = store.get(held.id, Released).await.unwrap();
+    assert_eq!(
+        (read.status, read.version, read.cursor),
+        (ArticleStatus::Usable, 1, 3)
+    );
+    assert_eq!(read.ingested_at, editors.ingested_at, "ingested when it was stored");
+    assert_eq!(store.get(held.id, IncludingHeld).await.unwrap(), read);
+    assert_eq!(listed(&store, Released).await.len(), 3);
+
+    // Exactly once: later writes and clock moves add no second event.
+    clock.advance_seconds(3_600);
+    let last = store.ingest(article(4, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(last.cursor, 4);
+    let cursors: Vec<u64> = events(&store).await.iter().map(|e| e.0).collect();
+    assert_eq!(cursors, [1, 2, 3, 4], "gap-free");
+    let releases = events(&store)
+        .await
+        .iter()
+        .filter(|e| e.2 == held.id)
+        .count();
+    assert_eq!(releases, 1);
+}
+
+async fn embargoed_new_version_keeps_the_old_one_until_released_and_can_move_or_lift(
+    backend: TestStore,
+) {
+    use crate::store::View::{IncludingHeld, Released};
+    let (clock, t0) = embargo_clock();
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    let at = |seconds| t0.saturating_add_seconds(seconds);
+    let version = |n: u32| article(1, "alkhabar", &[], 0).edited(|c| c.body = format!("نص {n}"));
+
+    let first = store.ingest(version(1)).await.unwrap();
+    assert_eq!((first.outcome, first.cursor), (IngestOutcome::Created, 1));
+    let second = store
+        .ingest(embargoed(version(2), at(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.outcome, second.version, second.cursor),
+        (IngestOutcome::Held, 2, 1)
+    );
+    assert_eq!(store.get(first.id, Released).await.unwrap().content.body, "نص 1");
+    let editors = store.get(first.id, IncludingHeld).await.unwrap();
+    assert_eq!(
+        (editors.status, editors.version, editors.content.body.as_str()),
+        (ArticleStatus::Withheld, 2, "نص 2")
+    );
+    assert_eq!(listed(&store, Released).await, [(first.id, 1, ArticleStatus::Usable)]);
+    assert_eq!(
+        listed(&store, IncludingHeld).await,
+        [(first.id, 2, ArticleStatus::Withheld)]
+    );
+
+    // Moved later: nothing at the old time.
+    let later = store
+        .ingest(embargoed(version(3), at(120)))
+        .await
+        .unwrap();
+    assert_eq!((later.outcome, later.version), (IngestOutcome::Held, 3));
+    clock.set(at(60));
+    let marker = store.ingest(article(50, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(marker.cursor, 2, "the moved embargo released nothing at its old time");
+
+    // Moved earlier: released then, as an update, with its own version number.
+    let earlier = store
+        .ingest(embargoed(version(4), at(90)))
+        .await
+        .unwrap();
+    assert_eq!((earlier.outcome, earlier.version), (IngestOutcome::Held, 4));
+    clock.set(at(90));
+    head_reaches(&store, 3).await;
+    assert_eq!(events(&store).await[2], (3, EventKind::Updated, first.id, 4));
+    let read = store.get(first.id, Released).await.unwrap();
+    assert_eq!(
+        (read.version, read.cursor, read.status, read.content.body.as_str()),
+        (4, 3, ArticleStatus::Usable, "نص 4")
+    );
+
+    // Lifted: a version without an embargo is published now and the pending one dropped.
+    let pending = store
+        .ingest(embargoed(version(5), at(1_000)))
+        .await
+        .unwrap();
+    assert_eq!(pending.outcome, IngestOutcome::Held);
+    let lifted = store.ingest(version(6)).await.unwrap();
+    assert_eq!(
+        (lifted.outcome, lifted.version, lifted.cursor),
+        (IngestOutcome::Updated, 6, 4)
+    );
+    assert_eq!(store.get(first.id, IncludingHeld).await.unwrap().version, 6);
+    clock.set(at(2_000));
+    let marker = store.ingest(article(51, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(marker.cursor, 5, "the dropped embargo is never released");
+    assert_eq!(
+        events(&store).await,
+        [
+            (1, EventKind::Created, first.id, 1),
+            (2, EventKind::Created, events(&store).await[1].2, 1),
+            (3, EventKind::Updated, first.id, 4),
+            (4, EventKind::Updated, first.id, 6),
+            (5, EventKind::Created, marker.id, 1),
+        ]
+    );
+    assert_eq!(listed(&store, IncludingHeld).await.len(), 3, "one entry per article");
+}
+
+async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
+    use crate::store::View::{IncludingHeld, Released};
+    let (clock, t0) = embargo_clock();
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    let withheld = |a| with_editorial(a, |e| e.pubstatus = PubStatus::Withheld);
+    let canceled = |a, note: &str| {
+        with_editorial(a, |e| {
+            e.pubstatus = PubStatus::Canceled;
+            e.ed_note = note.to_owned();
+        })
+    };
+
+    // Withheld without a time, until a later version says usable.
+    let held = store.ingest(withheld(article(1, "alkhabar", &[], 0))).await.unwrap();
+    assert_eq!((held.outcome, held.cursor), (IngestOutcome::Held, 0));
+    clock.advance_seconds(86_400);
+    assert!(matches!(store.get(held.id, Released).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        store.get(held.id, IncludingHeld).await.unwrap().status,
+        ArticleStatus::Withheld
+    );
+    let usable = store.ingest(article(1, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(
+        (usable.outcome, usable.id, usable.version, usable.cursor),
+        (IngestOutcome::Created, held.id, 2, 1)
+    );
+
+    // Canceled after release: retracted as RetractArticle does, with the note as reason.
+    let answer = store
+        .ingest(canceled(article(1, "alkhabar", &[], 0), "خبر غير دقيق"))
+        .await
+        .unwrap();
+    assert_eq!((answer.outcome, answer.cursor), (IngestOutcome::Canceled, 2));
+    let retracted = store.get(held.id, Released).await.unwrap();
+    assert_eq!(retracted.status, ArticleStatus::Canceled);
+    assert_eq!(
+        retracted.retraction.map(|r| r.reason).as_deref(),
+        Some("خبر غير دقيق")
+    );
+    let canceled_again = store
+        .ingest(canceled(article(1, "alkhabar", &[], 0), "خبر غير دقيق"))
+        .await
+        .unwrap();
+    assert_eq!(canceled_again.outcome, IngestOutcome::Unchanged);
+    let other = store.ingest(article(2, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(other.cursor, 3);
+    let answer = store
+        .ingest(canceled(article(2, "alkhabar", &[], 0), ""))
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, IngestOutcome::Canceled);
+    let log = store.read_log(0, 100).await.unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!((log[3].kind, log[3].header.id), (EventKind::Retracted, other.id));
+    assert_eq!(
+        log[3].decode_article().unwrap().retraction.map(|r| r.reason).as_deref(),
+        Some(CANCELED_BY_SOURCE)
+    );
+
+    // Canceled before any release: retracted without an event, never to come back.
+    let until = clock.now().saturating_add_seconds(60);
+    let secret = store
+        .ingest(embargoed(article(3, "alkhabar", &[], 0), until))
+        .await
+        .unwrap();
+    let answer = store
+        .ingest(canceled(embargoed(article(3, "alkhabar", &[], 0), until), ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.outcome, answer.id, answer.cursor),
+        (IngestOutcome::Canceled, secret.id, 0)
+    );
+    for view in [Released, IncludingHeld] {
+        assert!(matches!(store.get(secret.id, view).await, Err(StoreError::NotFound(_))));
+    }
+    assert!(matches!(
+        store.ingest(article(3, "alkhabar", &[], 0)).await,
+        Err(StoreError::Retracted(id)) if id == secret.id
+    ));
+    let retract = store.retract(secret.id, "x".into()).await.unwrap();
+    assert_eq!((retract.status, retract.cursor), (ArticleStatus::Canceled, 0));
+
+    // RetractArticle of a held, never-released article: no event, and no release later.
+    let pending = store
+        .ingest(embargoed(article(4, "alkhabar", &[], 0), until))
+        .await
+        .unwrap();
+    let retract = store.retract(pending.id, "سحب".into()).await.unwrap();
+    assert_eq!((retract.status, retract.cursor), (ArticleStatus::Canceled, 0));
+    clock.advance_seconds(120);
+    let marker = store.ingest(article(5, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(marker.cursor, 5, "no event for never-released retractions");
+    assert!(matches!(store.get(pending.id, Released).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.ingest(article(4, "alkhabar", &[], 0)).await,
+        Err(StoreError::Retracted(_))
+    ));
+    let _ = t0;
+}
+
+async fn pending_embargoes_survive_reopening_and_passed_ones_are_released_at_open(
+    backend: TestStore,
+) {
+    use crate::store::View::{IncludingHeld, Released};
+    let (clock, t0) = embargo_clock();
+    let at = |seconds| t0.saturating_add_seconds(seconds);
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    let late = store
+        .ingest(embargoed(article(1, "alkhabar", &[], 0), at(60)))
+        .await
+        .unwrap();
+    let early = store
+        .ingest(embargoed(article(2, "alkhabar", &[], 0), at(30)))
+        .await
+        .unwrap();
+    let far = store
+        .ingest(embargoed(article(3, "alkhabar", &[], 0), at(86_400)))
+        .await
+        .unwrap();
+    drop(store);
+
+    // Not due yet: still held after a restart.
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    assert!(matches!(store.get(late.id, Released).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        store.get(late.id, IncludingHeld).await.unwrap().status,
+        ArticleStatus::Withheld
+    );
+    assert_eq!(*store.durable_head().borrow(), 0);
+    drop(store);
+
+    // Both passed while the store was closed: released at open, in embargo order, once.
+    clock.set(at(100));
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    head_reaches(&store, 2).await;
+    assert_eq!(
+        events(&store).await,
+        [
+            (1, EventKind::Created, early.id, 1),
+            (2, EventKind::Created, late.id, 1),
+        ]
+    );
+    store.get(late.id, Released).await.unwrap();
+    drop(store);
+
+    let store = backend.open_with_clock(Arc::new(clock.clone())).await;
+    let marker = store.ingest(article(9, "alkhabar", &[], 0)).await.unwrap();
+    assert_eq!(marker.cursor, 3, "released once, not again at the next open");
+    assert!(matches!(store.get(far.id, Released).await, Err(StoreError::NotFound(_))));
+    clock.set(at(86_400));
+    head_reaches(&store, 4).await;
+    assert_eq!(events(&store).await[3], (4, EventKind::Created, far.id, 1));
 }
