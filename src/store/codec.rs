@@ -596,9 +596,7 @@ pub fn decode_record(payload: Bytes, location: Location) -> Result<Record, Store
         Body::Counters(head) => head_from_record(head, None).map(Record::Counters),
         Body::ConsumerPut(consumer) => consumer_from_record(consumer).map(Record::ConsumerPut),
         Body::ConsumerDeleted(name) => Ok(Record::ConsumerDeleted(name)),
-        Body::Pending(pending) => {
-            pending_from_record(pending, Some(location)).map(Record::Pending)
-        }
+        Body::Pending(pending) => pending_from_record(pending, Some(location)).map(Record::Pending),
     };
     decoded.map_err(|reason| corrupt(&key(), reason))
 }
@@ -687,7 +685,10 @@ fn pending_from_record(
         article,
         previous_published_at,
     } = record;
-    let head = head_from_record(head.ok_or("pending version without its head")?, own_location)?;
+    let head = head_from_record(
+        head.ok_or("pending version without its head")?,
+        own_location,
+    )?;
     let state = match state {
         1 => HeldState::Embargoed(timestamp(until)?),
         2 => HeldState::Withheld,
@@ -978,7 +979,10 @@ pub(super) mod tests {
             assert_eq!(decoded.state, state);
             assert_eq!(decoded.article.as_ref(), b"held");
             assert_eq!(decoded.previous_published_at, Timestamp::new(3, 0));
-            assert_eq!(decoded.until(), (state == HeldState::Embargoed(until)).then_some(until));
+            assert_eq!(
+                decoded.until(),
+                (state == HeldState::Embargoed(until)).then_some(until)
+            );
             let indexed = decode_pending(b"p", &encode_pending(&pending)).unwrap();
             assert_eq!(indexed.head, held);
             assert_eq!(indexed.state, state);

@@ -803,7 +803,10 @@ fn listing(view: crate::store::View) -> ListQuery {
     }
 }
 
-async fn listed(store: &AnyStore, view: crate::store::View) -> Vec<(ArticleId, u64, ArticleStatus)> {
+async fn listed(
+    store: &AnyStore,
+    view: crate::store::View,
+) -> Vec<(ArticleId, u64, ArticleStatus)> {
     store
         .list(listing(view))
         .await
@@ -834,10 +837,18 @@ async fn embargoed_first_version_is_hidden_until_its_time_then_created_once(back
     ));
     let editors = store.get(held.id, IncludingHeld).await.unwrap();
     assert_eq!(
-        (editors.status, editors.version, editors.content.editorial.embargoed),
+        (
+            editors.status,
+            editors.version,
+            editors.content.editorial.embargoed
+        ),
         (ArticleStatus::Withheld, 1, Some(until))
     );
-    assert_eq!(*store.durable_head().borrow(), 0, "no event for a held version");
+    assert_eq!(
+        *store.durable_head().borrow(),
+        0,
+        "no event for a held version"
+    );
     assert!(listed(&store, Released).await.is_empty());
     assert_eq!(
         listed(&store, IncludingHeld).await,
@@ -870,7 +881,12 @@ async fn embargoed_first_version_is_hidden_until_its_time_then_created_once(back
     let log = store.read_log(0, 100).await.unwrap();
     let release = &log[2];
     assert_eq!(
-        (release.cursor, release.kind, release.header.id, release.header.version),
+        (
+            release.cursor,
+            release.kind,
+            release.header.id,
+            release.header.version
+        ),
         (3, EventKind::Created, held.id, 1)
     );
     assert!(release.recorded_at >= until, "recorded when released");
@@ -881,7 +897,10 @@ async fn embargoed_first_version_is_hidden_until_its_time_then_created_once(back
         (read.status, read.version, read.cursor),
         (ArticleStatus::Usable, 1, 3)
     );
-    assert_eq!(read.ingested_at, editors.ingested_at, "ingested when it was stored");
+    assert_eq!(
+        read.ingested_at, editors.ingested_at,
+        "ingested when it was stored"
+    );
     assert_eq!(store.get(held.id, IncludingHeld).await.unwrap(), read);
     assert_eq!(listed(&store, Released).await.len(), 3);
 
@@ -910,48 +929,60 @@ async fn embargoed_new_version_keeps_the_old_one_until_released_and_can_move_or_
 
     let first = store.ingest(version(1)).await.unwrap();
     assert_eq!((first.outcome, first.cursor), (IngestOutcome::Created, 1));
-    let second = store
-        .ingest(embargoed(version(2), at(60)))
-        .await
-        .unwrap();
+    let second = store.ingest(embargoed(version(2), at(60))).await.unwrap();
     assert_eq!(
         (second.outcome, second.version, second.cursor),
         (IngestOutcome::Held, 2, 1)
     );
-    assert_eq!(store.get(first.id, Released).await.unwrap().content.body, "نص 1");
+    assert_eq!(
+        store.get(first.id, Released).await.unwrap().content.body,
+        "نص 1"
+    );
     let editors = store.get(first.id, IncludingHeld).await.unwrap();
     assert_eq!(
-        (editors.status, editors.version, editors.content.body.as_str()),
+        (
+            editors.status,
+            editors.version,
+            editors.content.body.as_str()
+        ),
         (ArticleStatus::Withheld, 2, "نص 2")
     );
-    assert_eq!(listed(&store, Released).await, [(first.id, 1, ArticleStatus::Usable)]);
+    assert_eq!(
+        listed(&store, Released).await,
+        [(first.id, 1, ArticleStatus::Usable)]
+    );
     assert_eq!(
         listed(&store, IncludingHeld).await,
         [(first.id, 2, ArticleStatus::Withheld)]
     );
 
     // Moved later: nothing at the old time.
-    let later = store
-        .ingest(embargoed(version(3), at(120)))
-        .await
-        .unwrap();
+    let later = store.ingest(embargoed(version(3), at(120))).await.unwrap();
     assert_eq!((later.outcome, later.version), (IngestOutcome::Held, 3));
     clock.set(at(60));
     let marker = store.ingest(article(50, "alkhabar", &[], 0)).await.unwrap();
-    assert_eq!(marker.cursor, 2, "the moved embargo released nothing at its old time");
+    assert_eq!(
+        marker.cursor, 2,
+        "the moved embargo released nothing at its old time"
+    );
 
     // Moved earlier: released then, as an update, with its own version number.
-    let earlier = store
-        .ingest(embargoed(version(4), at(90)))
-        .await
-        .unwrap();
+    let earlier = store.ingest(embargoed(version(4), at(90))).await.unwrap();
     assert_eq!((earlier.outcome, earlier.version), (IngestOutcome::Held, 4));
     clock.set(at(90));
     head_reaches(&store, 3).await;
-    assert_eq!(events(&store).await[2], (3, EventKind::Updated, first.id, 4));
+    assert_eq!(
+        events(&store).await[2],
+        (3, EventKind::Updated, first.id, 4)
+    );
     let read = store.get(first.id, Released).await.unwrap();
     assert_eq!(
-        (read.version, read.cursor, read.status, read.content.body.as_str()),
+        (
+            read.version,
+            read.cursor,
+            read.status,
+            read.content.body.as_str()
+        ),
         (4, 3, ArticleStatus::Usable, "نص 4")
     );
 
@@ -980,7 +1011,11 @@ async fn embargoed_new_version_keeps_the_old_one_until_released_and_can_move_or_
             (5, EventKind::Created, marker.id, 1),
         ]
     );
-    assert_eq!(listed(&store, IncludingHeld).await.len(), 3, "one entry per article");
+    assert_eq!(
+        listed(&store, IncludingHeld).await.len(),
+        3,
+        "one entry per article"
+    );
 }
 
 async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
@@ -996,10 +1031,16 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
     };
 
     // Withheld without a time, until a later version says usable.
-    let held = store.ingest(withheld(article(1, "alkhabar", &[], 0))).await.unwrap();
+    let held = store
+        .ingest(withheld(article(1, "alkhabar", &[], 0)))
+        .await
+        .unwrap();
     assert_eq!((held.outcome, held.cursor), (IngestOutcome::Held, 0));
     clock.advance_seconds(86_400);
-    assert!(matches!(store.get(held.id, Released).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(held.id, Released).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(
         store.get(held.id, IncludingHeld).await.unwrap().status,
         ArticleStatus::Withheld
@@ -1015,7 +1056,10 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
         .ingest(canceled(article(1, "alkhabar", &[], 0), "خبر غير دقيق"))
         .await
         .unwrap();
-    assert_eq!((answer.outcome, answer.cursor), (IngestOutcome::Canceled, 2));
+    assert_eq!(
+        (answer.outcome, answer.cursor),
+        (IngestOutcome::Canceled, 2)
+    );
     let retracted = store.get(held.id, Released).await.unwrap();
     assert_eq!(retracted.status, ArticleStatus::Canceled);
     assert_eq!(
@@ -1036,9 +1080,17 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
     assert_eq!(answer.outcome, IngestOutcome::Canceled);
     let log = store.read_log(0, 100).await.unwrap();
     assert_eq!(log.len(), 4);
-    assert_eq!((log[3].kind, log[3].header.id), (EventKind::Retracted, other.id));
     assert_eq!(
-        log[3].decode_article().unwrap().retraction.map(|r| r.reason).as_deref(),
+        (log[3].kind, log[3].header.id),
+        (EventKind::Retracted, other.id)
+    );
+    assert_eq!(
+        log[3]
+            .decode_article()
+            .unwrap()
+            .retraction
+            .map(|r| r.reason)
+            .as_deref(),
         Some(CANCELED_BY_SOURCE)
     );
 
@@ -1049,7 +1101,10 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
         .await
         .unwrap();
     let answer = store
-        .ingest(canceled(embargoed(article(3, "alkhabar", &[], 0), until), ""))
+        .ingest(canceled(
+            embargoed(article(3, "alkhabar", &[], 0), until),
+            "",
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -1057,14 +1112,20 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
         (IngestOutcome::Canceled, secret.id, 0)
     );
     for view in [Released, IncludingHeld] {
-        assert!(matches!(store.get(secret.id, view).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(secret.id, view).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
     assert!(matches!(
         store.ingest(article(3, "alkhabar", &[], 0)).await,
         Err(StoreError::Retracted(id)) if id == secret.id
     ));
     let retract = store.retract(secret.id, "x".into()).await.unwrap();
-    assert_eq!((retract.status, retract.cursor), (ArticleStatus::Canceled, 0));
+    assert_eq!(
+        (retract.status, retract.cursor),
+        (ArticleStatus::Canceled, 0)
+    );
 
     // RetractArticle of a held, never-released article: no event, and no release later.
     let pending = store
@@ -1072,11 +1133,17 @@ async fn withheld_until_usable_and_canceled_by_the_sender(backend: TestStore) {
         .await
         .unwrap();
     let retract = store.retract(pending.id, "سحب".into()).await.unwrap();
-    assert_eq!((retract.status, retract.cursor), (ArticleStatus::Canceled, 0));
+    assert_eq!(
+        (retract.status, retract.cursor),
+        (ArticleStatus::Canceled, 0)
+    );
     clock.advance_seconds(120);
     let marker = store.ingest(article(5, "alkhabar", &[], 0)).await.unwrap();
     assert_eq!(marker.cursor, 5, "no event for never-released retractions");
-    assert!(matches!(store.get(pending.id, Released).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(pending.id, Released).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         store.ingest(article(4, "alkhabar", &[], 0)).await,
         Err(StoreError::Retracted(_))
@@ -1107,7 +1174,10 @@ async fn pending_embargoes_survive_reopening_and_passed_ones_are_released_at_ope
 
     // Not due yet: still held after a restart.
     let store = backend.open_with_clock(Arc::new(clock.clone())).await;
-    assert!(matches!(store.get(late.id, Released).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(late.id, Released).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(
         store.get(late.id, IncludingHeld).await.unwrap().status,
         ArticleStatus::Withheld
@@ -1131,8 +1201,14 @@ async fn pending_embargoes_survive_reopening_and_passed_ones_are_released_at_ope
 
     let store = backend.open_with_clock(Arc::new(clock.clone())).await;
     let marker = store.ingest(article(9, "alkhabar", &[], 0)).await.unwrap();
-    assert_eq!(marker.cursor, 3, "released once, not again at the next open");
-    assert!(matches!(store.get(far.id, Released).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        marker.cursor, 3,
+        "released once, not again at the next open"
+    );
+    assert!(matches!(
+        store.get(far.id, Released).await,
+        Err(StoreError::NotFound(_))
+    ));
     clock.set(at(86_400));
     head_reaches(&store, 4).await;
     assert_eq!(events(&store).await[3], (4, EventKind::Created, far.id, 1));

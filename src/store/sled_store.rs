@@ -31,7 +31,9 @@ use super::{
     PendingWrite, Result, StoreError, codec, index, keys, list,
     log::{Log, Position},
     migrate,
-    writer::{self, Command, Failure, Queued, Prepared, WriterStart, read_article, read_pending_article},
+    writer::{
+        self, Command, Failure, Prepared, Queued, WriterStart, read_article, read_pending_article,
+    },
 };
 use super::{blocks::BlockCache, recent::RecentEvents};
 use crate::domain::embargo::{Clock, EmbargoSchedule, PendingRelease, SystemClock};
@@ -158,15 +160,14 @@ impl SledStore {
             .stories
             .map(|story_config| rebuild_stories(&db, &log, story_config))
             .transpose()?;
-        let schedule = EmbargoSchedule::from_pending(index::embargoed(&db)?.iter().filter_map(
-            |pending| {
+        let schedule =
+            EmbargoSchedule::from_pending(index::embargoed(&db)?.iter().filter_map(|pending| {
                 pending.until().map(|release_at| PendingRelease {
                     release_at,
                     id: pending.head.id,
                     version: pending.head.version,
                 })
-            },
-        ));
+            }));
         let pending_embargoes = schedule.len();
         let (next_due_tx, next_due_rx) = watch::channel(schedule.next_due());
         let recent = Arc::new(RecentEvents::default());

@@ -883,8 +883,7 @@ impl Writer {
             let receipt = receipt(&article, IngestOutcome::Created);
             let source_id = article.content.source.id.clone();
             let previous = Previous {
-                held_published_at: held_published_at
-                    .filter(|p| *p != article.content.published_at),
+                held_published_at: held_published_at.filter(|p| *p != article.content.published_at),
                 ..Previous::default()
             };
             self.log_event(EventKind::Created, article, now, fingerprint, previous)?;
@@ -1023,9 +1022,13 @@ impl Writer {
             .append(&codec::log_record(&Record::Pending(pending.clone())))?;
         pending.head.location = location;
         let id = pending.head.id;
-        self.unapplied
-            .natural_keys
-            .insert((pending.head.source_id.clone(), pending.head.canonical_uri.clone()), (id, self.seq));
+        self.unapplied.natural_keys.insert(
+            (
+                pending.head.source_id.clone(),
+                pending.head.canonical_uri.clone(),
+            ),
+            (id, self.seq),
+        );
         self.records.push(Record::Pending(pending.clone()));
         self.unapplied.pending.insert(id, (Some(pending), self.seq));
         Ok(())
@@ -1056,8 +1059,7 @@ impl Writer {
         article.status = ArticleStatus::Usable;
         article.cursor = self.next_cursor;
         let released = stored.released.as_ref().map(|(head, _)| head);
-        let (story, fingerprint) =
-            self.place(due.id, &article.content, None, released.is_some());
+        let (story, fingerprint) = self.place(due.id, &article.content, None, released.is_some());
         article.story = story;
         let (kind, previous) = match released {
             Some(head) => (

@@ -332,9 +332,15 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same store, with default settings.
     pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the server and starts a new one on the same store, with settings changed by
+    /// `configure` (a test's manual clock, its tokens).
+    pub async fn restart_with(self, configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let backend = self.backend.clone();
         let data_dir = self.stop().await;
-        Self::start_in_backend(data_dir, backend, None, |_| {}).await
+        Self::start_in_backend(data_dir, backend, None, configure).await
     }
 
     /// Starts a server on `data_dir` with settings changed by `configure`; clients connect with
