@@ -7,7 +7,12 @@
 //!   as they are) and the header feeds filter on.
 //! - `articles`: each article's head (natural key (source id, canonical address) unique,
 //!   publication time indexed for listings, story id indexed for stories), naming the event
-//!   that holds its current content, with the story fingerprint of that version.
+//!   that holds its current content, with the story fingerprint of that version. An article
+//!   never released names no event: only its natural key is there, for its next version.
+//! - `held`: at most one version per article held back (an embargo in the future, or withheld
+//!   by the sender), with its embargo time. Every write group first releases the held versions
+//!   whose time has come, under the head lock; each server runs a timer (see `release`) that
+//!   asks its writer for such a group when the earliest embargo time in the table has passed.
 //! - `consumers`: durable consumers and their acknowledged cursors.
 //!
 //! # Writes, reads, feeds

@@ -701,10 +701,8 @@ impl Names {
                     if keys.insert(key.clone()) {
                         names.keys.push(key);
                         names.wants_content.push(cancels);
-                    } else if cancels {
-                        if let Some(i) = names.keys.iter().position(|k| *k == key) {
-                            names.wants_content[i] = true;
-                        }
+                    } else if cancels && let Some(i) = names.keys.iter().position(|k| *k == key) {
+                        names.wants_content[i] = true;
                     }
                 }
                 Command::Retract { id, .. } => {
@@ -849,10 +847,9 @@ impl Group {
 
     /// Sets (or drops, with `None`) the held version of `id`.
     fn set_held(&mut self, id: ArticleId, held: Option<Held>) {
-        if held.is_some() || self.held.get(&id).is_some_and(Option::is_some) {
-            if !self.dirty_held.contains(&id) {
-                self.dirty_held.push(id);
-            }
+        let was_held = self.held.get(&id).is_some_and(Option::is_some);
+        if (held.is_some() || was_held) && !self.dirty_held.contains(&id) {
+            self.dirty_held.push(id);
         }
         if held.as_ref().is_some_and(|h| h.release_at.is_some()) {
             self.embargo_stored = true;
