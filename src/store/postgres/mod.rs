@@ -7,7 +7,12 @@
 //!   as they are) and the header feeds filter on.
 //! - `articles`: each article's head (natural key (source id, canonical address) unique,
 //!   publication time indexed for listings, story id indexed for stories), naming the event
-//!   that holds its current content, with the story fingerprint of that version.
+//!   that holds its current content, with the story fingerprint of that version. An article
+//!   never released names no event: only its natural key is there, for its next version.
+//! - `held`: at most one version per article held back (an embargo in the future, or withheld
+//!   by the sender), with its embargo time. Every write group first releases the held versions
+//!   whose time has come, under the head lock; each server runs a timer (see `release`) that
+//!   asks its writer for such a group when the earliest embargo time in the table has passed.
 //! - `consumers`: durable consumers and their acknowledged cursors.
 //!
 //! # Writes, reads, feeds
@@ -19,8 +24,11 @@
 //! failover only delays a feed. Events are read by cursor up to the head, in order and with no
 //! gaps: a head is only ever seen once every event up to it has committed.
 
+#[cfg(test)]
+mod embargo_tests;
 mod errors;
 mod follower;
+mod release;
 mod rows;
 mod schema;
 mod writer;
@@ -30,7 +38,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{NoTls, types::ToSql};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -222,6 +230,7 @@ struct Inner {
     head_sender: Arc<watch::Sender<u64>>,
     writer: Option<tokio::task::JoinHandle<()>>,
     stop_follower: Option<oneshot::Sender<()>>,
+    stop_timer: Option<oneshot::Sender<()>>,
     /// The byte budget of queued articles, in KiB.
     queued_bytes: Arc<tokio::sync::Semaphore>,
     /// Whether stories are linked (articles are fingerprinted before they are queued).
@@ -233,6 +242,7 @@ impl Drop for Inner {
         // The writer answers what is queued and stops; the follower stops at once.
         self.commands = None;
         self.stop_follower = None;
+        self.stop_timer = None;
     }
 }
 
@@ -280,11 +290,39 @@ impl PostgresStore {
         let (head_tx, head_rx) = watch::channel(head);
         let head_tx = Arc::new(head_tx);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (releases_tx, releases_rx) = mpsc::channel(1);
+        let embargo_stored = Arc::new(tokio::sync::Notify::new());
         let writer = tokio::spawn(writer::run(
             connector.clone(),
             commands_rx,
             head_tx.clone(),
             config.stories.map(writer::Stories::new),
+            writer::Embargoes {
+                clock: config.clock.clone(),
+                releases: releases_rx,
+                stored: embargo_stored.clone(),
+            },
+        ));
+        // Embargoes that passed while no server ran are released before the store is used;
+        // a failure here is retried by the timer.
+        let mut released = 0;
+        loop {
+            match release::release_now(&releases_tx).await {
+                Some(Ok(0)) | None => break,
+                Some(Ok(n)) => released += n,
+                Some(Err(e)) => {
+                    warn!(error = %e, "cannot release the held versions due at start");
+                    break;
+                }
+            }
+        }
+        let (stop_timer, timer_stopping) = oneshot::channel();
+        tokio::spawn(release::run(
+            pool.clone(),
+            config.clock.clone(),
+            releases_tx,
+            embargo_stored,
+            timer_stopping,
         ));
         let (stop_follower, follower_stopping) = oneshot::channel();
         tokio::spawn(follower::run(
@@ -297,6 +335,7 @@ impl PostgresStore {
             hosts = config.connection.get_hosts().len(),
             schema_version = SCHEMA_VERSION,
             head,
+            released_at_start = released,
             "PostgreSQL store opened"
         );
         Ok(Self {
@@ -307,6 +346,7 @@ impl PostgresStore {
                 head_sender: head_tx,
                 writer: Some(writer),
                 stop_follower: Some(stop_follower),
+                stop_timer: Some(stop_timer),
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES / 1024)),
                 stories: config.stories.is_some(),
             }),
@@ -321,6 +361,7 @@ impl PostgresStore {
         };
         inner.commands = None;
         inner.stop_follower = None;
+        inner.stop_timer = None;
         if let Some(writer) = inner.writer.take() {
             let _ = tokio::time::timeout(limit, writer).await;
         }
@@ -370,9 +411,21 @@ impl PostgresStore {
 
 const GET: &str = "SELECT a.view_count, a.cursor, e.article FROM khabar.articles a \
      JOIN khabar.events e ON e.cursor = a.cursor WHERE a.id = $1";
-const LIST: &str = "SELECT a.id, a.published_s, a.published_ns, a.view_count, a.cursor, \
-     e.article FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor \
-     WHERE ($1 OR a.status <> 3) \
+/// An article's held version if it has one, else its released head.
+const GET_INCLUDING_HELD: &str = "SELECT COALESCE(h.view_count, a.view_count), \
+     COALESCE(a.cursor, 0), COALESCE(h.article, e.article) FROM khabar.articles a \
+     LEFT JOIN khabar.events e ON e.cursor = a.cursor \
+     LEFT JOIN khabar.held h ON h.article_id = a.id \
+     WHERE a.id = $1 AND (e.cursor IS NOT NULL OR h.article_id IS NOT NULL)";
+/// With $12 (the view including held versions) an article is listed as its held version if it
+/// has one, and one never released is listed too.
+const LIST: &str = "SELECT a.id, a.published_s, a.published_ns, \
+     COALESCE(h.view_count, a.view_count), COALESCE(a.cursor, 0), \
+     COALESCE(h.article, e.article) FROM khabar.articles a \
+     LEFT JOIN khabar.events e ON e.cursor = a.cursor \
+     LEFT JOIN khabar.held h ON $12 AND h.article_id = a.id \
+     WHERE (e.cursor IS NOT NULL OR h.article_id IS NOT NULL) \
+     AND ($1 OR a.status <> 3) \
      AND (cardinality($2::text[]) = 0 OR a.source_id = ANY($2)) \
      AND (cardinality($3::text[]) = 0 OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS r(range) \
           WHERE lower(a.language) = r.range OR starts_with(lower(a.language), r.range || '-'))) \
@@ -424,8 +477,12 @@ impl ArticleStore for PostgresStore {
             .await
     }
 
-    async fn get(&self, id: ArticleId, _view: crate::store::View) -> Result<Article> {
-        let rows = self.query(GET, &[&id.to_bytes().to_vec()]).await?;
+    async fn get(&self, id: ArticleId, view: crate::store::View) -> Result<Article> {
+        let sql = match view {
+            crate::store::View::Released => GET,
+            crate::store::View::IncludingHeld => GET_INCLUDING_HELD,
+        };
+        let rows = self.query(sql, &[&id.to_bytes().to_vec()]).await?;
         let row = rows.first().ok_or(StoreError::NotFound(id))?;
         let view_count = rows::u64_at(row, 0, "article")?;
         let cursor = rows::u64_at(row, 1, "article")?;
@@ -479,6 +536,7 @@ impl ArticleStore for PostgresStore {
                     &upper.2,
                     &limit,
                     &story_ids,
+                    &(query.view == crate::store::View::IncludingHeld),
                 ],
             )
             .await?;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use prost::Message;
 use tokio_postgres::{Row, types::FromSqlOwned};
 
-use super::Head;
+use super::{Head, writer::Held};
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, ContentHash, Timestamp},
     pb::khabar::v1 as pb,
@@ -171,4 +171,34 @@ pub fn decode_article(cursor: u64, bytes: Bytes) -> Result<Article> {
     let what = format!("event {cursor}");
     let article = pb::Article::decode(bytes).map_err(|e| corrupt(&what, e.to_string()))?;
     wire::article_from_pb(article).map_err(|e| corrupt(&what, e))
+}
+
+/// The held version read with a head (columns 20 to 26), if the article has one.
+pub fn held(row: &Row) -> Result<Option<Held>> {
+    let what = "held version";
+    let Some(version) = get::<Option<i64>>(row, 20, what)? else {
+        return Ok(None);
+    };
+    let hash: Vec<u8> = get(row, 21, what)?;
+    let content_hash = ContentHash(
+        hash.try_into()
+            .map_err(|_| corrupt(what, "a content hash is not 32 bytes"))?,
+    );
+    let release_s: Option<i64> = get(row, 23, what)?;
+    let release_ns: Option<i32> = get(row, 24, what)?;
+    let release_at = match (release_s, release_ns) {
+        (Some(s), Some(ns)) => Some(
+            Timestamp::new(s, ns)
+                .ok_or_else(|| corrupt(what, format!("time ({s}, {ns}) is out of range")))?,
+        ),
+        _ => None,
+    };
+    Ok(Some(Held {
+        version: version as u64,
+        content_hash,
+        view_count: u64_at(row, 22, what)?,
+        release_at,
+        fingerprint: get(row, 25, what)?,
+        article: Bytes::from(get::<Vec<u8>>(row, 26, what)?),
+    }))
 }

@@ -28,9 +28,9 @@ use std::{
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, Client, Statement, types::ToSql};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 use ulid::Generator;
 
 use super::{
@@ -40,7 +40,10 @@ use super::{
 };
 use crate::{
     domain::{
-        Article, ArticleContent, ArticleId, ArticleStatus, StoryLink, Timestamp, ValidArticle,
+        Article, ArticleContent, ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp,
+        ValidArticle,
+        editorial::{PreviousVersion, PubStatus, ReleaseEvent, Transition, transition},
+        embargo::Clock,
     },
     store::{
         Consumer, Durable, EventKind, IngestOutcome, IngestReceipt, Result, StoreError,
@@ -73,21 +76,47 @@ struct Statements {
     upsert_consumers: Statement,
     advance_head: Statement,
     stories_since: Statement,
+    due: Statement,
+    delete_held: Statement,
+    insert_held: Statement,
 }
 
 const LOCK_HEAD: &str =
     "SELECT head, recorded_s, recorded_ns FROM khabar.log_head WHERE only_row FOR UPDATE";
+/// Heads by natural key, with their held version; the released content only where $3 says the
+/// ingest may need it (a canceled version retracts the released one).
 const BY_NATURAL_KEY: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
-     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, NULL::bytea, \
-     a.canonical_uri, a.story_id, a.fingerprint \
-     FROM khabar.articles a JOIN unnest($1::text[], $2::text[]) AS k(source_id, uri) \
-     ON a.source_id = k.source_id AND a.canonical_uri = k.uri";
+     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, \
+     COALESCE(a.cursor, 0), \
+     CASE WHEN k.wants THEN (SELECT e.article FROM khabar.events e WHERE e.cursor = a.cursor) END, \
+     a.canonical_uri, a.story_id, a.fingerprint, \
+     h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
+     FROM khabar.articles a \
+     JOIN unnest($1::text[], $2::text[], $3::bool[]) AS k(source_id, uri, wants) \
+     ON a.source_id = k.source_id AND a.canonical_uri = k.uri \
+     LEFT JOIN khabar.held h ON h.article_id = a.id";
 const BY_ID: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
-     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, a.cursor, e.article, \
-     a.canonical_uri, a.story_id, a.fingerprint \
-     FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor WHERE a.id = ANY($1)";
+     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, \
+     COALESCE(a.cursor, 0), e.article, a.canonical_uri, a.story_id, a.fingerprint, \
+     h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
+     FROM khabar.articles a LEFT JOIN khabar.events e ON e.cursor = a.cursor \
+     LEFT JOIN khabar.held h ON h.article_id = a.id WHERE a.id = ANY($1)";
+/// Held versions whose embargo time is at or before ($1, $2), in release order, at most $3.
+const DUE: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
+     a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
+     a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, \
+     COALESCE(a.cursor, 0), NULL::bytea, a.canonical_uri, a.story_id, a.fingerprint, \
+     h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
+     FROM khabar.held h JOIN khabar.articles a ON a.id = h.article_id \
+     WHERE h.release_s IS NOT NULL AND (h.release_s, h.release_ns) <= ($1, $2) \
+     ORDER BY h.release_s, h.release_ns, h.article_id LIMIT $3";
+const DELETE_HELD: &str = "DELETE FROM khabar.held WHERE article_id = ANY($1)";
+const INSERT_HELD: &str = "INSERT INTO khabar.held (article_id, version, content_hash, \
+     view_count, release_s, release_ns, fingerprint, article) \
+     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[], \
+     $6::int[], $7::bytea[], $8::bytea[])";
 /// The articles changed after cursor $1 (through other servers), in cursor order of their
 /// current version, with the content of live ones that have no fingerprint.
 const STORIES_SINCE: &str = "SELECT a.id, a.cursor, a.published_s, a.published_ns, a.status, \
@@ -95,7 +124,8 @@ const STORIES_SINCE: &str = "SELECT a.id, a.cursor, a.published_s, a.published_n
      CASE WHEN a.fingerprint IS NULL AND a.status <> 3 THEN e.article END \
      FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor \
      WHERE a.cursor > $1 AND a.published_s >= $2 ORDER BY a.cursor";
-const NEWEST_PUBLISHED: &str = "SELECT max(published_s) FROM khabar.articles";
+const NEWEST_PUBLISHED: &str =
+    "SELECT max(published_s) FROM khabar.articles WHERE cursor IS NOT NULL";
 const CONSUMERS: &str = "SELECT name, acked, created_s, created_ns, acked_s, acked_ns \
      FROM khabar.consumers WHERE name = ANY($1)";
 const INSERT_EVENTS: &str = "INSERT INTO khabar.events (cursor, kind, recorded_s, recorded_ns, \
@@ -112,7 +142,8 @@ const UPSERT_ARTICLES: &str = "INSERT INTO khabar.articles (id, source_id, uri, 
      fingerprint) \
      SELECT id, source_id, uri, language, string_to_array(tags, E'\\x1f'), published_s, \
      published_ns, version, status, content_hash, view_count, ingested_s, ingested_ns, \
-     first_ingested_s, first_ingested_ns, cursor, canonical_uri, story_id, fingerprint \
+     first_ingested_s, first_ingested_ns, NULLIF(cursor, 0), canonical_uri, story_id, \
+     fingerprint \
      FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
      $7::int[], $8::bigint[], $9::smallint[], $10::bytea[], $11::bigint[], $12::bigint[], \
      $13::int[], $14::bigint[], $15::int[], $16::bigint[], $17::text[], $18::bytea[], \
@@ -180,6 +211,9 @@ impl Connection {
             upsert_consumers: prepare(UPSERT_CONSUMERS).await?,
             advance_head: prepare(ADVANCE_HEAD).await?,
             stories_since: prepare(STORIES_SINCE).await?,
+            due: prepare(DUE).await?,
+            delete_held: prepare(DELETE_HELD).await?,
+            insert_held: prepare(INSERT_HELD).await?,
         };
         Ok(Self {
             client,
@@ -277,17 +311,41 @@ fn restore_row(index: &mut StoryIndex, row: &tokio_postgres::Row) -> Result<()> 
     Ok(())
 }
 
+/// A request to release the held versions that are due; answered with how many were released.
+pub type ReleaseRequest = oneshot::Sender<Result<usize>>;
+
+/// What the writer shares with the release timer and the store.
+pub struct Embargoes {
+    /// Decides transitions and release times.
+    pub clock: Arc<dyn Clock>,
+    /// Requests from the timer (or the store's start) to release what is due.
+    pub releases: mpsc::Receiver<ReleaseRequest>,
+    /// Told after a commit that stored a held version with an embargo time, so that the timer
+    /// looks at the next release time again.
+    pub stored: Arc<Notify>,
+}
+
 /// Runs the write path until every command sender is gone, answering everything sent.
 pub async fn run(
     connector: Connector,
     mut commands: mpsc::Receiver<Command>,
     durable_head: Arc<watch::Sender<u64>>,
     mut stories: Option<Stories>,
+    mut embargoes: Embargoes,
 ) {
     let mut connection: Option<Connection> = None;
     let mut ids = Generator::new();
-    while let Some(first) = commands.recv().await {
-        let mut group = vec![first];
+    loop {
+        // Every group releases what is due before it decides its commands; a release request
+        // runs a group without commands.
+        let (mut group, release) = tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(command) => (vec![command], None),
+                None => break,
+            },
+            Some(request) = embargoes.releases.recv() => (Vec::new(), Some(request)),
+        };
         while group.len() < MAX_GROUP {
             match commands.try_recv() {
                 Ok(command) => group.push(command),
@@ -299,6 +357,9 @@ pub async fn run(
                 Ok(opened) => Some(opened),
                 Err(e) => {
                     warn!(error = %e, "cannot open the write connection to PostgreSQL");
+                    if let Some(release) = release {
+                        let _ = release.send(Err(same_error(&e)));
+                    }
                     fail_all(group, &e);
                     continue;
                 }
@@ -308,8 +369,15 @@ pub async fn run(
             continue;
         };
         let count = group.len();
-        match commit_group(open, &mut ids, stories.as_mut(), group).await {
-            Ok((head, answers)) => {
+        let now = embargoes.clock.now();
+        match commit_group(open, &mut ids, stories.as_mut(), now, group).await {
+            Ok((head, answers, done)) => {
+                if let Some(release) = release {
+                    let _ = release.send(Ok(done.released));
+                }
+                if done.embargo_stored {
+                    embargoes.stored.notify_one();
+                }
                 durable_head.send_if_modified(|current| {
                     let advanced = head > *current;
                     *current = (*current).max(head);
@@ -319,6 +387,9 @@ pub async fn run(
                 answers.into_iter().for_each(|answer| answer.deliver(count));
             }
             Err((error, answers)) => {
+                if let Some(release) = release {
+                    let _ = release.send(Err(same_error(&error)));
+                }
                 if let StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_) = error {
                     // The connection may be broken; the next group opens a new one.
                     connection = None;
@@ -397,13 +468,24 @@ fn same_error(error: &StoreError) -> StoreError {
 
 type Failed = (StoreError, Vec<Answer>);
 
-/// Commits one group; returns the head after it and the answers to deliver.
+/// What a committed group did besides answering its commands.
+struct Done {
+    /// Held versions it released.
+    released: usize,
+    /// Whether it stored a held version with an embargo time.
+    embargo_stored: bool,
+}
+
+/// Commits one group, decided at `now` (the store's clock): first the releases due by then, in
+/// (embargo time, article id) order, then the commands. Returns the head after it, the answers
+/// to deliver and what else it did.
 async fn commit_group(
     connection: &mut Connection,
     ids: &mut Generator,
     mut stories: Option<&mut Stories>,
+    now: Timestamp,
     group: Vec<Command>,
-) -> std::result::Result<(u64, Vec<Answer>), Failed> {
+) -> std::result::Result<(u64, Vec<Answer>, Done), Failed> {
     while connection.notices.try_recv().is_ok() {}
     let statements = &connection.statements;
     let transaction = match connection.client.transaction().await {
@@ -416,9 +498,13 @@ async fn commit_group(
     let names = Names::of(&group);
     let key_sources: Vec<&str> = names.keys.iter().map(|(s, _)| s.as_str()).collect();
     let key_uris: Vec<&str> = names.keys.iter().map(|(_, u)| u.as_str()).collect();
+    let key_wants: &Vec<bool> = &names.wants_content;
     let id_bytes: Vec<Vec<u8>> = names.ids.iter().map(|id| id.to_bytes().to_vec()).collect();
     let consumer_names: Vec<&str> = names.consumers.iter().map(String::as_str).collect();
-    let key_params: [&(dyn ToSql + Sync); 2] = [&key_sources, &key_uris];
+    let key_params: [&(dyn ToSql + Sync); 3] = [&key_sources, &key_uris, key_wants];
+    let (now_s, now_ns) = rows::time_columns(now);
+    let most_due = MAX_GROUP as i64;
+    let due_params: [&(dyn ToSql + Sync); 3] = [&now_s, &now_ns, &most_due];
     let id_params: [&(dyn ToSql + Sync); 1] = [&id_bytes];
     let consumer_params: [&(dyn ToSql + Sync); 1] = [&consumer_names];
     // Pipelined: the server runs them in order, the reads only once the head is locked.
@@ -427,8 +513,9 @@ async fn commit_group(
         transaction.query(&statements.by_natural_key, &key_params),
         transaction.query(&statements.by_id, &id_params),
         transaction.query(&statements.consumers, &consumer_params),
+        transaction.query(&statements.due, &due_params),
     );
-    let (head_row, by_key, by_id, consumer_rows) = match read {
+    let (head_row, by_key, by_id, consumer_rows, due_rows) = match read {
         Ok(rows) => rows,
         Err(e) => {
             let answers = group.into_iter().map(Answer::pending).collect();
@@ -438,9 +525,12 @@ async fn commit_group(
     let loaded = (|| -> Result<Group> {
         let head = rows::u64_at(&head_row, 0, "log head")?;
         let recorded_at = rows::time_at(&head_row, 1, "log head")?;
-        let mut state = Group::new(head, recorded_at);
-        for row in by_key.iter().chain(&by_id) {
-            state.load_article(rows::head(row)?, rows::content(row)?);
+        let mut state = Group::new(head, recorded_at, now);
+        for row in by_key.iter().chain(&by_id).chain(&due_rows) {
+            state.load_article(rows::head(row)?, rows::content(row)?, rows::held(row)?);
+        }
+        for row in &due_rows {
+            state.due.push(rows::id_at(row, 0, "held version")?);
         }
         for row in &consumer_rows {
             let consumer = rows::consumer(row)?;
@@ -472,6 +562,7 @@ async fn commit_group(
             }
         }
     }
+    let released = state.release_due();
     let answers: Vec<Answer> = group
         .into_iter()
         .map(|command| state.decide(command, ids))
@@ -497,7 +588,11 @@ async fn commit_group(
         ));
         return Err((error, answers));
     }
-    Ok((state.head, answers))
+    let done = Done {
+        released,
+        embargo_stored: state.embargo_stored,
+    };
+    Ok((state.head, answers, done))
 }
 
 /// Writes the group's changes and advances the head.
@@ -516,6 +611,7 @@ async fn write(
             .iter()
             .filter_map(|name| state.consumers.get(name).and_then(Option::as_ref)),
     );
+    let held = HeldColumns::of(&state.held, &state.dirty_held);
     let added = (state.head - state.first_head) as i64;
     let (recorded_s, recorded_ns) = rows::time_columns(state.recorded_at);
     // Events first: each article row names the event that holds its content.
@@ -528,6 +624,19 @@ async fn write(
     if !articles.ids.is_empty() {
         transaction
             .execute(&statements.upsert_articles, &articles.params())
+            .await
+            .map_err(e)?;
+    }
+    // Every held row the group touched is replaced: deleted, then inserted if still held.
+    if !held.touched.is_empty() {
+        transaction
+            .execute(&statements.delete_held, &[&held.touched])
+            .await
+            .map_err(e)?;
+    }
+    if !held.ids.is_empty() {
+        transaction
+            .execute(&statements.insert_held, &held.params())
             .await
             .map_err(e)?;
     }
@@ -569,6 +678,8 @@ async fn write(
 #[derive(Default)]
 struct Names {
     keys: Vec<(String, String)>,
+    /// For each key, whether an ingest of it may need the released content (it cancels).
+    wants_content: Vec<bool>,
     ids: Vec<ArticleId>,
     consumers: Vec<String>,
 }
@@ -586,8 +697,12 @@ impl Names {
                         article.content().source.id.clone(),
                         prepared.canonical_uri.clone(),
                     );
+                    let cancels = article.content().editorial.pubstatus == PubStatus::Canceled;
                     if keys.insert(key.clone()) {
                         names.keys.push(key);
+                        names.wants_content.push(cancels);
+                    } else if cancels && let Some(i) = names.keys.iter().position(|k| *k == key) {
+                        names.wants_content[i] = true;
                     }
                 }
                 Command::Retract { id, .. } => {
@@ -636,10 +751,37 @@ struct Group {
     deleted_consumers: Vec<String>,
     /// The story index while the group is decided; `None` with stories off.
     stories: Option<StoryIndex>,
+    /// The store's clock when the group was taken: what is due, and what an ingest holds.
+    clock_now: Timestamp,
+    /// Held versions as read and as decided; `None`: known to have none.
+    held: HashMap<ArticleId, Option<Held>>,
+    /// Articles whose held row the group replaces or deletes.
+    dirty_held: Vec<ArticleId>,
+    /// The articles whose held version is due, in release order.
+    due: Vec<ArticleId>,
+    /// Whether a held version with an embargo time was stored.
+    embargo_stored: bool,
+}
+
+/// A version held back, as stored in `khabar.held`.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Its version number.
+    pub version: u64,
+    /// Its content hash.
+    pub content_hash: ContentHash,
+    /// The view count last sent for it.
+    pub view_count: u64,
+    /// Its embargo time; `None` when withheld without a time.
+    pub release_at: Option<Timestamp>,
+    /// Its story fingerprint, when stories are on.
+    pub fingerprint: Option<Vec<u8>>,
+    /// The version as stored: `khabar.v1.Article`, status withheld, no cursor, no story.
+    pub article: Bytes,
 }
 
 impl Group {
-    fn new(head: u64, recorded_at: Timestamp) -> Self {
+    fn new(head: u64, recorded_at: Timestamp, clock_now: Timestamp) -> Self {
         Self {
             first_head: head,
             head,
@@ -652,6 +794,11 @@ impl Group {
             dirty_consumers: Vec::new(),
             deleted_consumers: Vec::new(),
             stories: None,
+            clock_now,
+            held: HashMap::new(),
+            dirty_held: Vec::new(),
+            due: Vec::new(),
+            embargo_stored: false,
         }
     }
 
@@ -671,7 +818,8 @@ impl Group {
         (Some(link), Some(fingerprint))
     }
 
-    fn load_article(&mut self, head: Head, content: Option<Bytes>) {
+    fn load_article(&mut self, head: Head, content: Option<Bytes>, held: Option<Held>) {
+        self.held.entry(head.id).or_insert(held);
         if let Some(canonical) = &head.canonical_uri {
             self.natural_keys
                 .insert((head.source_id.clone(), canonical.clone()), head.id);
@@ -697,6 +845,18 @@ impl Group {
         }
     }
 
+    /// Sets (or drops, with `None`) the held version of `id`.
+    fn set_held(&mut self, id: ArticleId, held: Option<Held>) {
+        let was_held = self.held.get(&id).is_some_and(Option::is_some);
+        if (held.is_some() || was_held) && !self.dirty_held.contains(&id) {
+            self.dirty_held.push(id);
+        }
+        if held.as_ref().is_some_and(|h| h.release_at.is_some()) {
+            self.embargo_stored = true;
+        }
+        self.held.insert(id, held);
+    }
+
     fn mark_consumer(&mut self, name: &str) {
         if !self.dirty_consumers.iter().any(|n| n == name) {
             self.dirty_consumers.push(name.to_owned());
@@ -705,8 +865,60 @@ impl Group {
 
     /// Event times never go backwards, even if the clock does or another server's runs ahead.
     fn now(&mut self) -> Timestamp {
-        self.recorded_at = self.recorded_at.max(Timestamp::now());
+        self.recorded_at = self.recorded_at.max(self.clock_now);
         self.recorded_at
+    }
+
+    /// Releases the held versions found due, in release order; returns how many.
+    fn release_due(&mut self) -> usize {
+        let due = std::mem::take(&mut self.due);
+        let mut released = 0;
+        for id in due {
+            match self.release(id) {
+                Ok(true) => released += 1,
+                Ok(false) => {}
+                // Left held: the other releases and the writes go on, and the timer retries.
+                Err(e) => error!(article = %id, error = %e, "cannot release a held version"),
+            }
+        }
+        released
+    }
+
+    /// Appends the event of `id`'s held version (CREATED if the article was never released,
+    /// else UPDATED), files it in its story and makes it the released head.
+    fn release(&mut self, id: ArticleId) -> Result<bool> {
+        let Some(Some(held)) = self.held.get(&id).cloned() else {
+            return Ok(false);
+        };
+        if held.release_at.is_none_or(|at| at > self.clock_now) {
+            return Ok(false);
+        }
+        let (head, _) = self.heads.get(&id).ok_or_else(|| StoreError::Corrupt {
+            key: format!("held version of {id}"),
+            reason: "its article was not read".into(),
+        })?;
+        let released_before = head.cursor != 0;
+        let mut article = rows::decode_article(0, held.article.clone())?;
+        article.status = ArticleStatus::Usable;
+        article.view_count = held.view_count;
+        article.retraction = None;
+        article.cursor = self.head + 1;
+        let fingerprint = held
+            .fingerprint
+            .as_deref()
+            .and_then(|bytes| Fingerprint::from_bytes(bytes).ok());
+        let (story, fingerprint) =
+            self.place(id, &article.content, fingerprint.as_ref(), released_before);
+        article.story = story;
+        let kind = if released_before {
+            EventKind::Updated
+        } else {
+            EventKind::Created
+        };
+        let now = self.now();
+        self.set_held(id, None);
+        self.log_event(kind, article, now, fingerprint);
+        Ok(true)
     }
 
     fn decide(&mut self, command: Command, ids: &mut Generator) -> Answer {
@@ -753,82 +965,256 @@ impl Group {
         } = prepared;
         let key = (new.content().source.id.clone(), canonical_uri);
         let Some(&id) = self.natural_keys.get(&key) else {
-            let now = self.now();
-            // The generator keeps ids increasing within a millisecond; it fails only after 2^80
-            // ids in one, where a random id is still unique in practice.
-            let id = ArticleId::from_ulid(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()));
-            let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), false);
-            let article = Article {
-                id,
-                content: new.into_content(),
-                view_count,
-                version: 1,
-                status: ArticleStatus::Usable,
-                content_hash,
-                ingested_at: now,
-                first_ingested_at: now,
-                cursor: self.head + 1,
-                retraction: None,
-                canonical_uri: key.1.clone(),
-                story,
-            };
-            let receipt = receipt(&article, IngestOutcome::Created);
-            self.natural_keys.insert(key, id);
-            self.log_event(EventKind::Created, article, now, fingerprint);
-            return Ok(receipt);
+            return self.ingest_new(new, key, fingerprint, ids);
         };
-        let (head, _) = self.heads.get_mut(&id).ok_or_else(|| StoreError::Corrupt {
+        let (head, _) = self.heads.get(&id).ok_or_else(|| StoreError::Corrupt {
             key: format!("natural key ({}, {})", key.0, key.1),
             reason: format!("points to missing article {id}"),
         })?;
+        let released = head.cursor != 0;
+        let head_cursor = head.cursor;
+        let first_ingested_at = head.first_ingested_at;
+        let canonical = head.canonical_uri.clone().unwrap_or(key.1);
         if head.status == ArticleStatus::Canceled {
-            return Err(StoreError::Retracted(id));
+            let previous = PreviousVersion {
+                released,
+                retracted: true,
+            };
+            return match transition(Some(previous), &new.content().editorial, self.clock_now) {
+                Transition::Unchanged => Ok(IngestReceipt {
+                    id,
+                    version: head.version,
+                    outcome: IngestOutcome::Unchanged,
+                    content_hash: head.content_hash,
+                    cursor: head.cursor,
+                    group_size: 0,
+                }),
+                _ => Err(StoreError::Retracted(id)),
+            };
         }
-        if head.content_hash == content_hash {
-            let outcome = if head.view_count == view_count {
+        // The latest stored version: the held one if any, else the released one.
+        let held = self.held.get(&id).cloned().flatten();
+        let (latest_version, latest_hash, latest_views) = match &held {
+            Some(held) => (held.version, held.content_hash, held.view_count),
+            None => (head.version, head.content_hash, head.view_count),
+        };
+        if latest_hash == content_hash {
+            let outcome = if latest_views == view_count {
                 IngestOutcome::Unchanged
             } else {
-                head.view_count = view_count;
                 IngestOutcome::CountersUpdated
             };
-            let receipt = IngestReceipt {
-                id,
-                version: head.version,
-                outcome,
-                content_hash: head.content_hash,
-                cursor: head.cursor,
-                group_size: 0,
-            };
             if outcome == IngestOutcome::CountersUpdated {
-                self.mark_dirty(id);
+                match held {
+                    Some(mut held) => {
+                        held.view_count = view_count;
+                        self.set_held(id, Some(held));
+                    }
+                    None => {
+                        if let Some((head, _)) = self.heads.get_mut(&id) {
+                            head.view_count = view_count;
+                        }
+                        self.mark_dirty(id);
+                    }
+                }
             }
-            return Ok(receipt);
+            return Ok(IngestReceipt {
+                id,
+                version: latest_version,
+                outcome,
+                content_hash,
+                cursor: head_cursor,
+                group_size: 0,
+            });
         }
-        let (version, first_ingested_at, status) =
-            (head.version + 1, head.first_ingested_at, head.status);
-        let canonical = head.canonical_uri.clone().unwrap_or(key.1);
+        let version = latest_version + 1;
+        let previous = PreviousVersion {
+            released,
+            retracted: false,
+        };
         let now = self.now();
-        let (story, fingerprint) = self.place(id, new.content(), fingerprint.as_ref(), true);
         let article = Article {
             id,
             content: new.into_content(),
             view_count,
             version,
-            status,
+            status: ArticleStatus::Usable,
             content_hash,
             ingested_at: now,
             first_ingested_at,
-            cursor: self.head + 1,
+            cursor: 0,
             retraction: None,
             canonical_uri: canonical,
-            story,
+            story: None,
         };
-        let receipt = receipt(&article, IngestOutcome::Updated);
-        self.log_event(EventKind::Updated, article, now, fingerprint);
-        Ok(receipt)
+        let decided = transition(Some(previous), &article.content.editorial, self.clock_now);
+        match decided {
+            Transition::Publish { event } => {
+                self.set_held(id, None);
+                Ok(self.publish(article, event, fingerprint, released))
+            }
+            Transition::Embargo { until, .. } => {
+                Ok(self.hold(article, Some(until), fingerprint, head_cursor))
+            }
+            Transition::Withhold => Ok(self.hold(article, None, fingerprint, head_cursor)),
+            Transition::Retract { reason, announce } => {
+                self.set_held(id, None);
+                let cursor = if announce {
+                    let mut retracted = self.released_article(id)?;
+                    retracted.retract(reason, now, self.head + 1);
+                    retracted.version = version;
+                    if let Some(stories) = self.stories.as_mut() {
+                        stories.remove(id);
+                    }
+                    let cursor = retracted.cursor;
+                    self.log_event(EventKind::Retracted, retracted, now, None);
+                    cursor
+                } else {
+                    if let Some((head, _)) = self.heads.get_mut(&id) {
+                        head.status = ArticleStatus::Canceled;
+                    }
+                    self.mark_dirty(id);
+                    head_cursor
+                };
+                Ok(IngestReceipt {
+                    id,
+                    version,
+                    outcome: IngestOutcome::Canceled,
+                    content_hash,
+                    cursor,
+                    group_size: 0,
+                })
+            }
+            // Only a retracted article, handled above, gets these.
+            Transition::Unchanged | Transition::Refused => Err(StoreError::Retracted(id)),
+        }
     }
 
-    fn retract(&mut self, id: ArticleId, reason: String) -> Result<Article> {
+    /// The first version of an article the store has not seen.
+    fn ingest_new(
+        &mut self,
+        new: ValidArticle,
+        key: (String, String),
+        fingerprint: Option<Fingerprint>,
+        ids: &mut Generator,
+    ) -> Result<IngestReceipt> {
+        let content_hash = new.content_hash();
+        let view_count = new.view_count();
+        let now = self.now();
+        // The generator keeps ids increasing within a millisecond; it fails only after 2^80
+        // ids in one, where a random id is still unique in practice.
+        let id = ArticleId::from_ulid(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()));
+        let article = Article {
+            id,
+            content: new.into_content(),
+            view_count,
+            version: 1,
+            status: ArticleStatus::Usable,
+            content_hash,
+            ingested_at: now,
+            first_ingested_at: now,
+            cursor: 0,
+            retraction: None,
+            canonical_uri: key.1.clone(),
+            story: None,
+        };
+        self.natural_keys.insert(key, id);
+        match transition(None, &article.content.editorial, self.clock_now) {
+            Transition::Publish { event } => Ok(self.publish(article, event, fingerprint, false)),
+            Transition::Embargo { until, .. } => {
+                self.insert_unreleased(&article);
+                Ok(self.hold(article, Some(until), fingerprint, 0))
+            }
+            Transition::Withhold => {
+                self.insert_unreleased(&article);
+                Ok(self.hold(article, None, fingerprint, 0))
+            }
+            Transition::Retract { .. } | Transition::Unchanged | Transition::Refused => {
+                // Never released: recorded as retracted without an event, so that the key
+                // refuses later versions.
+                let receipt = receipt(&article, IngestOutcome::Canceled);
+                let mut head = Head::of(&article);
+                head.version = 0;
+                head.status = ArticleStatus::Canceled;
+                self.heads.insert(id, (head, None));
+                self.held.insert(id, None);
+                self.mark_dirty(id);
+                Ok(receipt)
+            }
+        }
+    }
+
+    /// Stores the row of an article that has no released version yet: its natural key, with
+    /// the listing columns of its held version.
+    fn insert_unreleased(&mut self, article: &Article) {
+        let mut head = Head::of(article);
+        head.version = 0;
+        head.cursor = 0;
+        self.heads.insert(article.id, (head, None));
+        self.held.insert(article.id, None);
+        self.mark_dirty(article.id);
+    }
+
+    /// Logs `article` (a new version decided now) as `event`, filed in its story.
+    fn publish(
+        &mut self,
+        mut article: Article,
+        event: ReleaseEvent,
+        fingerprint: Option<Fingerprint>,
+        released_before: bool,
+    ) -> IngestReceipt {
+        let (story, fingerprint) = self.place(
+            article.id,
+            &article.content,
+            fingerprint.as_ref(),
+            released_before,
+        );
+        article.story = story;
+        article.cursor = self.head + 1;
+        let (kind, outcome) = match event {
+            ReleaseEvent::Created => (EventKind::Created, IngestOutcome::Created),
+            ReleaseEvent::Updated => (EventKind::Updated, IngestOutcome::Updated),
+        };
+        let receipt = receipt(&article, outcome);
+        let recorded_at = article.ingested_at;
+        self.log_event(kind, article, recorded_at, fingerprint);
+        receipt
+    }
+
+    /// Stores `article` as its article's held version (replacing any), released at
+    /// `release_at` or, without one, only replaced by a later version.
+    fn hold(
+        &mut self,
+        mut article: Article,
+        release_at: Option<Timestamp>,
+        fingerprint: Option<Fingerprint>,
+        released_cursor: u64,
+    ) -> IngestReceipt {
+        article.status = ArticleStatus::Withheld;
+        let id = article.id;
+        let mut receipt = receipt(&article, IngestOutcome::Held);
+        receipt.cursor = released_cursor;
+        // An article never released lists with its held version's columns.
+        if let Some((head, _)) = self.heads.get_mut(&id).filter(|(h, _)| h.cursor == 0) {
+            head.language = article.content.language.clone();
+            head.tags = article.content.tags.clone();
+            head.published_at = article.content.published_at;
+            self.mark_dirty(id);
+        }
+        let held = Held {
+            version: article.version,
+            content_hash: article.content_hash,
+            view_count: article.view_count,
+            release_at,
+            fingerprint: fingerprint.map(|f| f.to_bytes()),
+            article: Bytes::from(wire::article_pb(article).encode_to_vec()),
+        };
+        self.set_held(id, Some(held));
+        receipt
+    }
+
+    /// The released head of `id` as an article.
+    fn released_article(&self, id: ArticleId) -> Result<Article> {
         let (head, content) = self.heads.get(&id).ok_or(StoreError::NotFound(id))?;
         let bytes = content.clone().ok_or_else(|| StoreError::Corrupt {
             key: format!("article {id}"),
@@ -836,11 +1222,39 @@ impl Group {
         })?;
         let mut article = rows::decode_article(head.cursor, bytes)?;
         article.view_count = head.view_count;
+        Ok(article)
+    }
+
+    fn retract(&mut self, id: ArticleId, reason: String) -> Result<Article> {
+        let (head, _) = self.heads.get(&id).ok_or(StoreError::NotFound(id))?;
+        let released = head.cursor != 0;
+        let held = self.held.get(&id).cloned().flatten();
+        if !released {
+            // Never released: retracted without an event (feeds never saw it); a version
+            // retracted so before is not found, as reads by id do not find it.
+            let held = held.ok_or(StoreError::NotFound(id))?;
+            let mut article = rows::decode_article(0, held.article)?;
+            article.view_count = held.view_count;
+            let now = self.now();
+            article.retract(reason, now, 0);
+            self.set_held(id, None);
+            if let Some((head, _)) = self.heads.get_mut(&id) {
+                head.status = ArticleStatus::Canceled;
+            }
+            self.mark_dirty(id);
+            return Ok(article);
+        }
+        let mut article = self.released_article(id)?;
         if article.status == ArticleStatus::Canceled {
             return Ok(article);
         }
         let now = self.now();
         article.retract(reason, now, self.head + 1);
+        if let Some(held) = held {
+            // Version numbers go on from the dropped held version.
+            article.version = article.version.max(held.version + 1);
+            self.set_held(id, None);
+        }
         if let Some(stories) = self.stories.as_mut() {
             stories.remove(id);
         }
@@ -1081,6 +1495,56 @@ impl ArticleColumns {
             &self.canonical_uris,
             &self.story_ids,
             &self.fingerprints,
+        ]
+    }
+}
+
+/// The held rows a group replaces (`touched`), and the ones it inserts.
+#[derive(Default)]
+struct HeldColumns {
+    touched: Vec<Vec<u8>>,
+    ids: Vec<Vec<u8>>,
+    versions: Vec<i64>,
+    hashes: Vec<Vec<u8>>,
+    view_counts: Vec<i64>,
+    release_s: Vec<Option<i64>>,
+    release_ns: Vec<Option<i32>>,
+    fingerprints: Vec<Option<Vec<u8>>>,
+    articles: Vec<Vec<u8>>,
+}
+
+impl HeldColumns {
+    fn of(held: &HashMap<ArticleId, Option<Held>>, dirty: &[ArticleId]) -> Self {
+        let mut c = Self::default();
+        for id in dirty {
+            let bytes = id.to_bytes().to_vec();
+            c.touched.push(bytes.clone());
+            let Some(Some(held)) = held.get(id) else {
+                continue;
+            };
+            let release = held.release_at.map(rows::time_columns);
+            c.ids.push(bytes);
+            c.versions.push(bits(held.version));
+            c.hashes.push(held.content_hash.0.to_vec());
+            c.view_counts.push(bits(held.view_count));
+            c.release_s.push(release.map(|(s, _)| s));
+            c.release_ns.push(release.map(|(_, ns)| ns));
+            c.fingerprints.push(held.fingerprint.clone());
+            c.articles.push(held.article.to_vec());
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.ids,
+            &self.versions,
+            &self.hashes,
+            &self.view_counts,
+            &self.release_s,
+            &self.release_ns,
+            &self.fingerprints,
+            &self.articles,
         ]
     }
 }
