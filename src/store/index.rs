@@ -33,8 +33,19 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
             fingerprint,
             previous_story_id,
         }) => {
+            // The urgency entry of the head this event replaces; reading it keeps a replay
+            // correct too, since every later record removes the entry its predecessor made.
+            if let Some(before) = self::head(tree, head.id)?
+                && let Some(key) = urgency_key(&before)
+                && urgency_key(head) != Some(key)
+            {
+                tree.remove(key)?;
+            }
             // The head first: a listing that meets the new index entries finds the article.
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
+            if let Some(key) = urgency_key(head) {
+                tree.insert(key, &[][..])?;
+            }
             if indexed(event.cursor) {
                 tree.insert(
                     keys::log(event.cursor),
@@ -85,6 +96,12 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The urgency-index entry of an article head; none when its urgency is unset.
+pub fn urgency_key(head: &ArticleHead) -> Option<[u8; 30]> {
+    head.urgency
+        .map(|u| keys::urgency_index(10 - u.get(), head.published_at, head.id))
 }
 
 /// Records that the index holds every record up to `applied.last`.

@@ -117,6 +117,14 @@ pub fn head(row: &Row) -> Result<Head> {
         canonical_uri: get(row, 17, what)?,
         story_id: id_at(row, 18, what)?,
         fingerprint: get(row, 19, what)?,
+        urgency_rank: get(row, 20, what)?,
+        genres: get(row, 21, what)?,
+        expires: match (get(row, 22, what)?, get(row, 23, what)?) {
+            (Some(s), Some(ns)) => {
+                Some(Timestamp::new(s, ns).ok_or_else(|| corrupt(what, "expiry out of range"))?)
+            }
+            _ => None,
+        },
     })
 }
 

@@ -12,9 +12,10 @@ use crate::{
 };
 
 /// The migrations, in order; the schema version is the number applied.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_stories.sql"),
+    include_str!("migrations/0003_editorial_listing.sql"),
 ];
 
 /// The schema version this binary writes.
