@@ -206,7 +206,7 @@ impl PageToken {
         const MALFORMED: StoreError = StoreError::InvalidPageToken(
             "not a token this server issued; pass next_page_token unchanged",
         );
-        if !token.is_ascii() || token.len() % 2 != 0 {
+        if !token.is_ascii() || !token.len().is_multiple_of(2) {
             return Err(MALFORMED);
         }
         let bytes = (0..token.len() / 2)
