@@ -235,10 +235,13 @@ mod tests {
     }
 
     fn time_index(tree: &sled::Tree) -> Vec<(Timestamp, ArticleId)> {
-        tree.range(keys::time_index(Timestamp::MIN, ArticleId::from_bytes([0; 16]))..)
-            .keys()
-            .map(|k| keys::parse_time_index(&k.unwrap()).unwrap())
-            .collect()
+        tree.range(
+            keys::time_index(Timestamp::MIN, ArticleId::from_bytes([0; 16])).to_vec()
+                ..keys::time_index_end(),
+        )
+        .keys()
+        .map(|k| keys::parse_time_index(&k.unwrap()).unwrap())
+        .collect()
     }
 
     #[test]
@@ -284,6 +287,16 @@ mod tests {
             time_index(&db),
             [(updated.published_at, created.id)],
             "the moved entry replaced the old one"
+        );
+        let urgency_entries: Vec<_> = db
+            .scan_prefix(keys::urgency_index_from(1)[..1].to_vec())
+            .keys()
+            .map(|k| keys::parse_urgency_index(&k.unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            urgency_entries,
+            [(7, updated.published_at, created.id)],
+            "urgency 3 is filed once, at the article's latest time"
         );
         assert_eq!(
             event_at_or_before(&db, 2).unwrap().map(|(c, l, _)| (c, l)),
