@@ -289,7 +289,7 @@ mod tests {
             "the moved entry replaced the old one"
         );
         let urgency_entries: Vec<_> = db
-            .scan_prefix(keys::urgency_index_from(1)[..1].to_vec())
+            .scan_prefix(&keys::urgency_index_from(1)[..1])
             .keys()
             .map(|k| keys::parse_urgency_index(&k.unwrap()).unwrap())
             .collect();
