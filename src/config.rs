@@ -62,9 +62,16 @@ pub enum Command {
 pub struct IngestArgs {
     /// File to read, or `-` for standard input. It holds NDJSON (one item per line), one JSON
     /// document, or a JSON array of items; an item is an article or an ingest request
-    /// `{"article": {...}}` in proto3 JSON, as grpcurl takes them.
+    /// `{"article": {...}}` in proto3 JSON, as grpcurl takes them, or an IPTC ninjs 2.x object.
     #[arg(value_name = "FILE|-")]
     pub input: String,
+
+    /// Format of the items: `auto` decides per item, reading an object as IPTC ninjs 2.x when
+    /// it has `uri` and a property only ninjs has (`headlines`, `bodies`, `descriptions`,
+    /// `firstcreated`, `versioncreated`, `standard` or `infosources`), else as khabar's JSON.
+    /// A ninjs item that is not valid ninjs is rejected on its own, naming the ninjs path.
+    #[arg(long, value_enum, default_value_t = crate::cli::InputFormat::Auto)]
+    pub input_format: crate::cli::InputFormat,
 
     /// Articles sent ahead of their acknowledgements.
     #[arg(long, env = "KHABAR_INGEST_WINDOW", default_value_t = 64,
@@ -86,6 +93,15 @@ pub struct IngestArgs {
 pub struct GetArgs {
     /// Article identifier.
     pub id: String,
+
+    /// Print the article as one IPTC ninjs 2.1 JSON object instead of khabar's proto3 JSON.
+    #[arg(long)]
+    pub ninjs: bool,
+
+    /// Show a version held back by an embargo (or withheld) if there is one (needs an admin
+    /// token).
+    #[arg(long)]
+    pub include_embargoed: bool,
 
     /// Connection options.
     #[command(flatten)]
@@ -119,6 +135,22 @@ pub struct TailArgs {
     #[arg(long)]
     pub first_of_story: bool,
 
+    /// Only events of articles with an urgency from 1 (most urgent) to N; articles without an
+    /// urgency are left out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub max_urgency: Option<u32>,
+
+    /// Only events of articles with this genre code, e.g. `genre:Analysis` (repeatable; any
+    /// of them).
+    #[arg(long = "genre", value_name = "CODE")]
+    pub genres: Vec<String>,
+
+    /// Print each event's article as one IPTC ninjs 2.1 JSON object per line instead of the
+    /// event in proto3 JSON; a retraction prints the article with `pubstatus` `canceled` and
+    /// the reason in `ednote`.
+    #[arg(long, conflicts_with = "checkpoints")]
+    pub ninjs: bool,
+
     /// Durable consumer to resume and acknowledge as events are printed; a new consumer starts
     /// where --from-beginning or --after say.
     #[arg(long, env = "KHABAR_CONSUMER", value_name = "NAME")]
@@ -135,6 +167,15 @@ pub struct TailArgs {
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// Order of `khabar list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListOrderArg {
+    /// Newest publication time first.
+    Newest,
+    /// Most urgent first, then newest.
+    Urgency,
 }
 
 /// How a listing is printed.
@@ -178,6 +219,29 @@ pub struct ListArgs {
     /// Also list retracted articles.
     #[arg(long)]
     pub include_retracted: bool,
+
+    /// Also list articles past their `expires` time.
+    #[arg(long)]
+    pub include_expired: bool,
+
+    /// List an article held back by an embargo (or withheld) as its held version (needs an
+    /// admin token).
+    #[arg(long)]
+    pub include_embargoed: bool,
+
+    /// Only articles with an urgency from 1 (most urgent) to N; articles without an urgency
+    /// are left out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub max_urgency: Option<u32>,
+
+    /// Only articles with this genre code, e.g. `genre:Analysis` (repeatable; any of them).
+    #[arg(long = "genre", value_name = "CODE")]
+    pub genres: Vec<String>,
+
+    /// Order of the listing: newest first, or most urgent first (urgency 1 to 9, then articles
+    /// without one), newest first within an urgency.
+    #[arg(long, value_enum, default_value_t = ListOrderArg::Newest)]
+    pub order_by: ListOrderArg,
 
     /// Articles asked for per call; the server serves at most 1000.
     #[arg(long, value_name = "N", default_value_t = 100,

@@ -58,8 +58,8 @@ use crate::domain::{
     Article, ArticleContent, ArticleDraft, ArticleStatus, InfoSourceDraft, SourceDraft, Timestamp,
     TimestampDraft, Violation,
     editorial::{
-        AltIdDraft, AssociationDraft, AssociationTarget, Editorial, EditorialDraft, GenreDraft,
-        PubStatus, RESERVED_ROLE_PREFIX,
+        AltIdDraft, AssociationDraft, AssociationTarget, GenreDraft, PubStatus,
+        RESERVED_ROLE_PREFIX,
     },
 };
 
@@ -122,8 +122,9 @@ pub const NINJS_2_1_PROPERTIES: [&str; 38] = [
 
 /// A stored article as a ninjs 2.1 object, with its server-set fields (id, version, a
 /// retraction).
-pub fn to_ninjs(article: &Article, editorial: &Editorial) -> Value {
-    let mut out = content_object(&article.content, editorial);
+pub fn to_ninjs(article: &Article) -> Value {
+    let editorial = &article.content.editorial;
+    let mut out = content_object(&article.content);
     out.insert("version".into(), json!(article.version.to_string()));
     let retracted = article.retraction.is_some() || article.status == ArticleStatus::Canceled;
     if retracted {
@@ -143,8 +144,8 @@ pub fn to_ninjs(article: &Article, editorial: &Editorial) -> Value {
 }
 
 /// The client-set part of an article (what ingest takes) as a ninjs 2.1 object.
-pub fn content_to_ninjs(content: &ArticleContent, editorial: &Editorial) -> Value {
-    Value::Object(sorted(content_object(content, editorial)))
+pub fn content_to_ninjs(content: &ArticleContent) -> Value {
+    Value::Object(sorted(content_object(content)))
 }
 
 /// Properties in the order of [`NINJS_2_1_PROPERTIES`] after `uri` and `type`, so output is
@@ -163,7 +164,8 @@ fn sorted(mut map: Map<String, Value>) -> Map<String, Value> {
     out
 }
 
-fn content_object(c: &ArticleContent, e: &Editorial) -> Map<String, Value> {
+fn content_object(c: &ArticleContent) -> Map<String, Value> {
+    let e = &c.editorial;
     let mut out = Map::new();
     let mut put = |key: &str, value: Value| {
         out.insert(key.to_owned(), value);
@@ -314,10 +316,8 @@ pub fn rfc3339(t: Timestamp) -> String {
 /// A ninjs object read into khabar's drafts.
 #[derive(Debug, Clone, Default)]
 pub struct NinjsImport {
-    /// The article, to validate as any other ingest.
+    /// The article with its editorial metadata, to validate as any other ingest.
     pub article: ArticleDraft,
-    /// Its editorial metadata.
-    pub editorial: EditorialDraft,
     /// Paths of ninjs properties that were present but are not kept, e.g. `renditions` or
     /// `subjects[2].uri`.
     pub not_carried: Vec<String>,
@@ -512,12 +512,12 @@ impl Reader {
             }
             "firstcreated" => self.import.article.published_at = self.time(key, v),
             "versioncreated" => self.import.article.updated_at = self.time(key, v),
-            "embargoed" => self.import.editorial.embargoed = self.time(key, v),
-            "expires" => self.import.editorial.expires = self.time(key, v),
+            "embargoed" => self.import.article.editorial.embargoed = self.time(key, v),
+            "expires" => self.import.article.editorial.expires = self.time(key, v),
             "pubstatus" => {
                 let s = self.string(key, v);
                 match s.parse::<PubStatus>() {
-                    Ok(status) => self.import.editorial.pubstatus = status.number(),
+                    Ok(status) => self.import.article.editorial.pubstatus = status.number(),
                     Err(()) => self.fail(
                         key,
                         format!("must be \"usable\", \"withheld\" or \"canceled\", got {s:?}"),
@@ -526,18 +526,22 @@ impl Reader {
             }
             "urgency" => match v.as_u64().filter(|n| (1..=9).contains(n)) {
                 // Within 1..=9, so it fits.
-                Some(n) => self.import.editorial.urgency = n as u32,
+                Some(n) => self.import.article.editorial.urgency = n as u32,
                 None => self.fail(
                     key,
                     format!("must be a whole number from 1 (most urgent) to 9, got {v}"),
                 ),
             },
             "language" => self.import.article.language = self.string(key, v),
-            "copyrightholder" => self.import.editorial.copyright_holder = self.string(key, v),
-            "copyrightnotice" => self.import.editorial.copyright_notice = self.string(key, v),
-            "usageterms" => self.import.editorial.usage_terms = self.string(key, v),
-            "ednote" => self.import.editorial.ed_note = self.string(key, v),
-            "located" => self.import.editorial.located = self.string(key, v),
+            "copyrightholder" => {
+                self.import.article.editorial.copyright_holder = self.string(key, v)
+            }
+            "copyrightnotice" => {
+                self.import.article.editorial.copyright_notice = self.string(key, v)
+            }
+            "usageterms" => self.import.article.editorial.usage_terms = self.string(key, v),
+            "ednote" => self.import.article.editorial.ed_note = self.string(key, v),
+            "located" => self.import.article.editorial.located = self.string(key, v),
             "by" => {
                 let by = self.string(key, v);
                 self.import.article.authors = by
@@ -726,7 +730,11 @@ impl Reader {
                 (false, true) => uri,
                 (true, _) => literal,
             };
-            self.import.editorial.genres.push(GenreDraft { code, name });
+            self.import
+                .article
+                .editorial
+                .genres
+                .push(GenreDraft { code, name });
         }
     }
 
@@ -744,6 +752,7 @@ impl Reader {
                 continue;
             }
             self.import
+                .article
                 .editorial
                 .alt_ids
                 .push(AltIdDraft { role, value });
@@ -780,7 +789,7 @@ impl Reader {
                     article_id: String::new(),
                 },
             };
-            self.import.editorial.associations.push(draft);
+            self.import.article.editorial.associations.push(draft);
         }
     }
 }
@@ -805,7 +814,7 @@ mod tests {
     use super::*;
     use crate::domain::{
         ArticleId, InfoSource, Retraction, Source,
-        editorial::{AltId, Association, Genre, Urgency, rel},
+        editorial::{AltId, Association, Editorial, Genre, Urgency, rel},
     };
 
     const NOW: i64 = 1_800_000_000;
@@ -890,8 +899,12 @@ mod tests {
         }
     }
 
-    fn article() -> Article {
-        let content = content();
+    /// The article with `editorial`.
+    fn article_with(editorial: Editorial) -> Article {
+        let content = ArticleContent {
+            editorial,
+            ..content()
+        };
         Article {
             id: "01BX5ZZKBKACTAV9WEVGEMMVRZ".parse().unwrap(),
             content_hash: content.content_hash(),
@@ -908,9 +921,13 @@ mod tests {
         }
     }
 
+    fn article() -> Article {
+        article_with(editorial())
+    }
+
     #[test]
     fn every_field_maps_to_its_ninjs_property() {
-        let out = to_ninjs(&article(), &editorial());
+        let out = to_ninjs(&article());
         let expected = json!({
             "uri": "https://alkhabar.example/news/1",
             "type": "text",
@@ -975,13 +992,12 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_carried_field() {
         let now = at(NOW, 0);
-        let (content, editorial) = (content(), editorial());
-        let back = from_ninjs(&to_ninjs(&article(), &editorial)).expect("readable");
+        let article = article();
+        let back = from_ninjs(&to_ninjs(&article)).expect("readable");
         assert!(back.not_carried.is_empty(), "{:?}", back.not_carried);
         assert_eq!(back.article.view_count, 0, "the counter is not carried");
         let valid = back.article.validate(now).expect("valid article");
-        assert_eq!(valid.content(), &content);
-        assert_eq!(back.editorial.validate(now), Ok(editorial));
+        assert_eq!(valid.content(), &article.content);
     }
 
     #[test]
@@ -998,27 +1014,29 @@ mod tests {
         content.organisations.clear();
         content.info_sources.clear();
         content.source.url.clear();
-        let out = content_to_ninjs(&content, &Editorial::default());
+        let out = content_to_ninjs(&content);
         for absent in ["versioncreated", "descriptions", "by", "subjects", "genres"] {
             assert!(out.get(absent).is_none(), "{absent}");
         }
         let back = from_ninjs(&out).unwrap();
-        assert_eq!(back.article.validate(now).unwrap().content(), &content);
-        assert!(back.editorial.validate(now).unwrap().is_empty());
+        let valid = back.article.validate(now).unwrap();
+        assert_eq!(valid.content(), &content);
+        assert!(valid.content().editorial.is_empty());
     }
 
     #[test]
     fn a_retracted_article_is_canceled_with_its_reason() {
-        let mut a = article();
+        let mut a = article_with(Editorial::default());
         a.status = ArticleStatus::Canceled;
         a.retraction = Some(Retraction {
             reason: "خطأ في المصدر".into(),
             retracted_at: at(NOW, 0),
         });
-        let out = to_ninjs(&a, &Editorial::default());
+        let out = to_ninjs(&a);
         assert_eq!(out["pubstatus"], "canceled");
         assert_eq!(out["ednote"], "خطأ في المصدر");
-        let out = to_ninjs(&a, &editorial());
+        a.content.editorial = editorial();
+        let out = to_ninjs(&a);
         assert_eq!(out["ednote"], "ملاحظة للمحررين");
     }
 
@@ -1068,13 +1086,16 @@ mod tests {
         assert_eq!(got.article.tags, ["Teknologi", "Innenriks", "Økonomi"]);
         assert_eq!(got.article.places, ["Telemark"]);
         assert_eq!(got.article.authors, ["NTB"]);
-        assert_eq!(got.editorial.pubstatus, PubStatus::Withheld.number());
-        assert_eq!(got.editorial.urgency, 5);
         assert_eq!(
-            got.editorial.genres[0].code,
+            got.article.editorial.pubstatus,
+            PubStatus::Withheld.number()
+        );
+        assert_eq!(got.article.editorial.urgency, 5);
+        assert_eq!(
+            got.article.editorial.genres[0].code,
             "http://cv.iptc.org/newscodes/genre/Current"
         );
-        assert_eq!(got.editorial.associations[0].uri, "urn:img:1");
+        assert_eq!(got.article.editorial.associations[0].uri, "urn:img:1");
         assert_eq!(
             got.not_carried,
             [
@@ -1092,8 +1113,9 @@ mod tests {
             ]
         );
         let now = at(NOW, 0);
-        got.article.validate(now).expect("valid article");
-        got.editorial.validate(now).expect("valid editorial");
+        got.article
+            .validate(now)
+            .expect("valid article and editorial");
     }
 
     #[test]
@@ -1142,9 +1164,9 @@ mod tests {
 
     #[test]
     fn reading_back_khabar_output_ignores_server_set_fields() {
-        let out = to_ninjs(&article(), &Editorial::default());
+        let out = to_ninjs(&article_with(Editorial::default()));
         let back = from_ninjs(&out).unwrap();
-        assert!(back.editorial.alt_ids.is_empty());
+        assert!(back.article.editorial.alt_ids.is_empty());
         assert!(back.not_carried.is_empty());
         let id: ArticleId = "01BX5ZZKBKACTAV9WEVGEMMVRZ".parse().unwrap();
         assert_eq!(out["altids"][0]["value"], id.to_string());

@@ -5,16 +5,12 @@
 use std::{fs, path::PathBuf};
 
 use khabar::{
-    domain::{
-        ArticleContent, ArticleDraft, InfoSourceDraft, SourceDraft, Timestamp, TimestampDraft,
-        editorial::{
-            AltIdDraft, AssociationDraft, Editorial, EditorialDraft, GenreDraft, PubStatus,
-            validate_with_editorial,
-        },
-    },
+    api::validate_ingest_request,
+    domain::{ArticleContent, Timestamp},
     ninjs::{NINJS_2_1_PROPERTIES, content_to_ninjs, from_ninjs},
+    pb::khabar::v1 as pb,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,173 +29,14 @@ fn now() -> Timestamp {
     Timestamp::new(1_467_400_000, 0).unwrap()
 }
 
-fn text(map: &Map<String, Value>, key: &str) -> String {
-    map.get(key)
-        .map(|v| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("{key} is text"))
-                .to_owned()
-        })
-        .unwrap_or_default()
-}
-
-fn texts(map: &Map<String, Value>, key: &str) -> Vec<String> {
-    map.get(key)
-        .map(|v| {
-            v.as_array()
-                .unwrap_or_else(|| panic!("{key} is a list"))
-                .iter()
-                .map(|s| s.as_str().expect("text item").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn objects<'a>(map: &'a Map<String, Value>, key: &str) -> Vec<&'a Map<String, Value>> {
-    map.get(key)
-        .map(|v| {
-            v.as_array()
-                .unwrap_or_else(|| panic!("{key} is a list"))
-                .iter()
-                .map(|o| o.as_object().expect("object item"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn time(map: &Map<String, Value>, key: &str) -> Option<TimestampDraft> {
-    map.get(key).map(|v| {
-        let t = chrono::DateTime::parse_from_rfc3339(v.as_str().expect("time is text"))
-            .expect("RFC 3339");
-        TimestampDraft {
-            seconds: t.timestamp(),
-            nanos: t.timestamp_subsec_nanos() as i32,
-        }
-    })
-}
-
-/// The proto3 JSON names of the article fields today plus those proposed for editorial metadata.
-const FIXTURE_KEYS: [&str; 28] = [
-    "source",
-    "uri",
-    "headline",
-    "summary",
-    "body",
-    "language",
-    "publishedAt",
-    "updatedAt",
-    "authors",
-    "section",
-    "tags",
-    "places",
-    "organisations",
-    "people",
-    "infoSources",
-    "viewCount",
-    "embargoed",
-    "pubstatus",
-    "urgency",
-    "genres",
-    "located",
-    "copyrightHolder",
-    "copyrightNotice",
-    "usageTerms",
-    "altIds",
-    "associations",
-    "expires",
-    "edNote",
-];
-
-/// Reads an ingest fixture (`{"article": {...}}` in proto3 JSON, with the proposed editorial
-/// fields) the way the protobuf conversion will once those fields are in the proto.
-fn read_ingest_fixture(name: &str) -> (ArticleDraft, EditorialDraft) {
-    let root = read_json(name);
-    let a = root["article"].as_object().expect("article object");
-    for key in a.keys() {
-        assert!(
-            FIXTURE_KEYS.contains(&key.as_str()),
-            "{name}: unknown field {key}"
-        );
-    }
-    let source = a["source"].as_object().expect("source");
-    let article = ArticleDraft {
-        source: SourceDraft {
-            id: text(source, "id"),
-            name: text(source, "name"),
-            url: text(source, "url"),
-        },
-        uri: text(a, "uri"),
-        headline: text(a, "headline"),
-        summary: text(a, "summary"),
-        body: text(a, "body"),
-        language: text(a, "language"),
-        published_at: time(a, "publishedAt"),
-        updated_at: time(a, "updatedAt"),
-        authors: texts(a, "authors"),
-        section: text(a, "section"),
-        tags: texts(a, "tags"),
-        places: texts(a, "places"),
-        organisations: texts(a, "organisations"),
-        people: texts(a, "people"),
-        info_sources: objects(a, "infoSources")
-            .into_iter()
-            .map(|i| InfoSourceDraft {
-                name: text(i, "name"),
-                uri: text(i, "uri"),
-                role: text(i, "role"),
-            })
-            .collect(),
-        view_count: text(a, "viewCount").parse().unwrap_or(0),
-        editorial: EditorialDraft::default(),
-    };
-    let pubstatus = match text(a, "pubstatus").as_str() {
-        "" | "PUB_STATUS_UNSPECIFIED" => 0,
-        "PUB_STATUS_USABLE" => PubStatus::Usable.number(),
-        "PUB_STATUS_WITHHELD" => PubStatus::Withheld.number(),
-        "PUB_STATUS_CANCELED" => PubStatus::Canceled.number(),
-        other => panic!("pubstatus {other}"),
-    };
-    let editorial = EditorialDraft {
-        embargoed: time(a, "embargoed"),
-        pubstatus,
-        urgency: a.get("urgency").and_then(Value::as_u64).unwrap_or(0) as u32,
-        genres: objects(a, "genres")
-            .into_iter()
-            .map(|g| GenreDraft {
-                code: text(g, "code"),
-                name: text(g, "name"),
-            })
-            .collect(),
-        located: text(a, "located"),
-        copyright_holder: text(a, "copyrightHolder"),
-        copyright_notice: text(a, "copyrightNotice"),
-        usage_terms: text(a, "usageTerms"),
-        alt_ids: objects(a, "altIds")
-            .into_iter()
-            .map(|x| AltIdDraft {
-                role: text(x, "role"),
-                value: text(x, "value"),
-            })
-            .collect(),
-        associations: objects(a, "associations")
-            .into_iter()
-            .map(|x| AssociationDraft {
-                rel: text(x, "rel"),
-                uri: text(x, "uri"),
-                article_id: text(x, "articleId"),
-            })
-            .collect(),
-        expires: time(a, "expires"),
-        ed_note: text(a, "edNote"),
-    };
-    (article, editorial)
-}
-
-fn validated(name: &str) -> (ArticleContent, Editorial) {
-    let (article, editorial) = read_ingest_fixture(name);
-    let (article, editorial) =
-        validate_with_editorial(article, editorial, now()).expect("the fixture is valid");
-    (article.into_content(), editorial)
+/// Reads an ingest fixture (`{"article": {...}}` in proto3 JSON) through the generated serde of
+/// `khabar.v1` and validates it as `Ingest` does.
+fn validated(name: &str) -> ArticleContent {
+    let text = fs::read_to_string(fixture_path(name)).expect("fixture");
+    let request: pb::IngestRequest = serde_json::from_str(&text).expect("an ingest request");
+    validate_ingest_request(request)
+        .expect("the fixture is valid")
+        .into_content()
 }
 
 /// Stands in for the GeoJSON schema that ninjs refers to for `places[].geojson` (which khabar
@@ -277,8 +114,7 @@ fn the_schema_rejects_what_it_should() {
 fn seed_articles_render_as_valid_ninjs_2_1() {
     let validator = schema_validator();
     for name in ["seed-article.ingest.json", "seed-article-v2.ingest.json"] {
-        let (content, editorial) = validated(name);
-        let item = content_to_ninjs(&content, &editorial);
+        let item = content_to_ninjs(&validated(name));
         assert_eq!(
             schema_errors(&validator, &item),
             Vec::<String>::new(),
@@ -291,8 +127,7 @@ fn seed_articles_render_as_valid_ninjs_2_1() {
 
 #[test]
 fn seed_v2_renders_as_the_kept_ninjs_fixture() {
-    let (content, editorial) = validated("seed-article-v2.ingest.json");
-    let item = content_to_ninjs(&content, &editorial);
+    let item = content_to_ninjs(&validated("seed-article-v2.ingest.json"));
     let rendered = serde_json::to_string_pretty(&item).unwrap();
     if std::env::var_os("KHABAR_WRITE_NINJS_FIXTURE").is_some() {
         fs::write(fixture_path("seed-article-v2.ninjs.json"), &rendered).unwrap();
@@ -312,28 +147,23 @@ fn seed_v2_renders_as_the_kept_ninjs_fixture() {
 #[test]
 fn seed_articles_round_trip_through_ninjs() {
     for name in ["seed-article.ingest.json", "seed-article-v2.ingest.json"] {
-        let (content, editorial) = validated(name);
-        let back = from_ninjs(&content_to_ninjs(&content, &editorial)).expect("readable");
+        let content = validated(name);
+        let back = from_ninjs(&content_to_ninjs(&content)).expect("readable");
         assert!(
             back.not_carried.is_empty(),
             "{name}: {:?}",
             back.not_carried
         );
-        let (article, editorial_back) =
-            validate_with_editorial(back.article, back.editorial, now()).expect("valid");
+        let article = back.article.validate(now()).expect("valid");
         assert_eq!(article.content(), &content, "{name}");
         assert_eq!(article.content_hash(), content.content_hash(), "{name}");
-        assert_eq!(editorial_back, editorial, "{name}");
     }
 }
 
 #[test]
 fn the_kept_ninjs_fixture_reads_as_the_v2_ingest_fixture() {
     let back = from_ninjs(&read_json("seed-article-v2.ninjs.json")).expect("readable");
-    let (article, editorial) =
-        validate_with_editorial(back.article, back.editorial, now()).expect("valid");
-    let (content, expected) = validated("seed-article-v2.ingest.json");
-    assert_eq!(article.content(), &content);
-    assert_eq!(editorial, expected);
-    assert!(!editorial.is_empty());
+    let article = back.article.validate(now()).expect("valid");
+    assert_eq!(article.content(), &validated("seed-article-v2.ingest.json"));
+    assert!(!article.content().editorial.is_empty());
 }

@@ -134,10 +134,12 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
     };
 
     let window = usize::from(args.window);
+    let format = args.input_format;
     // The reader runs on its own thread: file and stdin reads block.
     let (items_tx, mut items_rx) = mpsc::channel::<Item>(window);
-    let reader =
-        std::thread::spawn(move || read_items(input, |item| items_tx.blocking_send(item).is_ok()));
+    let reader = std::thread::spawn(move || {
+        read_items(input, format, |item| items_tx.blocking_send(item).is_ok())
+    });
 
     let (requests_tx, requests_rx) = mpsc::channel::<pb::IngestRequest>(window);
     let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(window * 4);

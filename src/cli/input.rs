@@ -1,12 +1,15 @@
 //! Input of `khabar ingest`: NDJSON (one item per line, read as it comes), one JSON document,
 //! or a JSON array of items. An item is an article or an ingest request `{"article": {...}}`
-//! in proto3 JSON (camelCase or the proto's own field names).
+//! in proto3 JSON (camelCase or the proto's own field names), or an IPTC ninjs 2.x object.
 
 use std::{fmt, io::BufRead};
 
 use serde_json::Value;
 
-use crate::pb::khabar::v1 as pb;
+use crate::{
+    domain::{ArticleDraft, TimestampDraft},
+    pb::khabar::v1 as pb,
+};
 
 /// Where an item was in the input, for reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +44,46 @@ pub struct Item {
     pub offset: u64,
 }
 
+/// Which JSON an item is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Per item: ninjs when the object looks like ninjs (see [`looks_like_ninjs`]), else khabar.
+    #[default]
+    Auto,
+    /// khabar's proto3 JSON: an article or `{"article": {...}}`.
+    Khabar,
+    /// An IPTC ninjs 2.x object.
+    Ninjs,
+}
+
+/// Properties only a ninjs object has (khabar's JSON names these `headline`, `body`,
+/// `summary`, `publishedAt`, `updatedAt`).
+const NINJS_ONLY: [&str; 7] = [
+    "headlines",
+    "bodies",
+    "descriptions",
+    "firstcreated",
+    "versioncreated",
+    "standard",
+    "infosources",
+];
+
+/// Whether an object is ninjs rather than khabar's JSON: it has `uri` and a property that only
+/// ninjs has.
+pub fn looks_like_ninjs(fields: &serde_json::Map<String, Value>) -> bool {
+    fields.contains_key("uri") && NINJS_ONLY.iter().any(|key| fields.contains_key(*key))
+}
+
 /// Turns one JSON value into an ingest request.
-pub fn parse_item(value: Value) -> Result<pb::IngestRequest, String> {
+pub fn parse_item(value: Value, format: InputFormat) -> Result<pb::IngestRequest, String> {
+    let ninjs = match (&value, format) {
+        (_, InputFormat::Ninjs) => true,
+        (Value::Object(fields), InputFormat::Auto) => looks_like_ninjs(fields),
+        _ => false,
+    };
+    if ninjs {
+        return from_ninjs(&value);
+    }
     match &value {
         Value::Object(fields) if fields.contains_key("article") => {
             serde_json::from_value::<pb::IngestRequest>(value)
@@ -57,15 +98,128 @@ pub fn parse_item(value: Value) -> Result<pb::IngestRequest, String> {
     }
 }
 
-fn parse_line(line: &str) -> Result<pb::IngestRequest, String> {
+/// A ninjs object as an ingest request; its shape violations, on ninjs paths, are the reason
+/// it cannot be sent. khabar's own field rules are left to the server, as for any item.
+fn from_ninjs(value: &Value) -> Result<pb::IngestRequest, String> {
+    let import = crate::ninjs::from_ninjs(value).map_err(|violations| {
+        let listed: Vec<String> = violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        format!("not valid ninjs: {}", listed.join("; "))
+    })?;
+    Ok(pb::IngestRequest {
+        article: Some(draft_pb(import.article)),
+    })
+}
+
+fn timestamp_pb(t: TimestampDraft) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    }
+}
+
+/// An unvalidated article as the API's message (the inverse of the server's conversion).
+fn draft_pb(draft: ArticleDraft) -> pb::Article {
+    let ArticleDraft {
+        source,
+        uri,
+        headline,
+        summary,
+        body,
+        language,
+        published_at,
+        updated_at,
+        authors,
+        section,
+        tags,
+        places,
+        organisations,
+        people,
+        info_sources,
+        view_count,
+        editorial: e,
+    } = draft;
+    pb::Article {
+        source: Some(pb::Source {
+            id: source.id,
+            name: source.name,
+            url: source.url,
+        }),
+        uri,
+        headline,
+        summary,
+        body,
+        language,
+        published_at: published_at.map(timestamp_pb),
+        updated_at: updated_at.map(timestamp_pb),
+        authors,
+        section,
+        tags,
+        places,
+        organisations,
+        people,
+        info_sources: info_sources
+            .into_iter()
+            .map(|i| pb::InfoSource {
+                name: i.name,
+                uri: i.uri,
+                role: i.role,
+            })
+            .collect(),
+        view_count,
+        embargoed: e.embargoed.map(timestamp_pb),
+        pubstatus: e.pubstatus,
+        urgency: e.urgency,
+        genres: e
+            .genres
+            .into_iter()
+            .map(|g| pb::Genre {
+                code: g.code,
+                name: g.name,
+            })
+            .collect(),
+        located: e.located,
+        copyright_holder: e.copyright_holder,
+        copyright_notice: e.copyright_notice,
+        usage_terms: e.usage_terms,
+        alt_ids: e
+            .alt_ids
+            .into_iter()
+            .map(|a| pb::AltId {
+                role: a.role,
+                value: a.value,
+            })
+            .collect(),
+        associations: e
+            .associations
+            .into_iter()
+            .map(|a| pb::Association {
+                rel: a.rel,
+                target: Some(if a.article_id.is_empty() {
+                    pb::association::Target::Uri(a.uri)
+                } else {
+                    pb::association::Target::ArticleId(a.article_id)
+                }),
+            })
+            .collect(),
+        expires: e.expires.map(timestamp_pb),
+        ed_note: e.ed_note,
+        ..pb::Article::default()
+    }
+}
+
+fn parse_line(line: &str, format: InputFormat) -> Result<pb::IngestRequest, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    parse_item(value)
+    parse_item(value, format)
 }
 
 /// Reads every item of `input` in order, handing each to `sink`; stops early when `sink`
 /// returns false. NDJSON is read line by line; a document or an array is read whole.
 pub fn read_items(
     mut input: impl BufRead,
+    format: InputFormat,
     mut sink: impl FnMut(Item) -> bool,
 ) -> std::io::Result<()> {
     let mut line = String::new();
@@ -91,7 +245,7 @@ pub fn read_items(
     if serde_json::from_str::<Value>(&first).is_ok() {
         if !sink(Item {
             position: Position::Line(line_number),
-            request: parse_line(&first),
+            request: parse_line(&first, format),
             offset: first_end,
         }) {
             return Ok(());
@@ -107,7 +261,7 @@ pub fn read_items(
             }
             if !sink(Item {
                 position: Position::Line(line_number),
-                request: parse_line(&line),
+                request: parse_line(&line, format),
                 offset: end,
             }) {
                 return Ok(());
@@ -126,7 +280,7 @@ pub fn read_items(
             for (index, value) in (1..).zip(items) {
                 if !sink(Item {
                     position: Position::Index(index),
-                    request: parse_item(value),
+                    request: parse_item(value, format),
                     offset: document_start + (document_end - document_start) * index as u64 / count,
                 }) {
                     break;
@@ -136,7 +290,7 @@ pub fn read_items(
         Ok(value) => {
             sink(Item {
                 position: Position::Document,
-                request: parse_item(value),
+                request: parse_item(value, format),
                 offset: document_end,
             });
         }
@@ -150,7 +304,7 @@ pub fn read_items(
                 }
                 if !sink(Item {
                     position: Position::Line(number),
-                    request: parse_line(text),
+                    request: parse_line(text, format),
                     offset: end,
                 }) {
                     break;
@@ -180,7 +334,7 @@ mod tests {
 
     fn items(input: &str) -> Vec<(Position, Result<String, String>)> {
         let mut out = Vec::new();
-        read_items(input.as_bytes(), |item| {
+        read_items(input.as_bytes(), InputFormat::Auto, |item| {
             let request = item
                 .request
                 .map(|r| r.article.map(|a| a.headline).unwrap_or_default());
@@ -208,6 +362,7 @@ mod tests {
     fn snake_case_names_and_timestamps_are_read() {
         let request = parse_line(
             r#"{"article":{"headline":"h","published_at":"2016-07-01T10:00:00+02:00","view_count":3}}"#,
+            InputFormat::Auto,
         )
         .unwrap();
         let article = request.article.unwrap();
@@ -261,7 +416,7 @@ mod tests {
 
     fn offsets(input: &str) -> Vec<u64> {
         let mut out = Vec::new();
-        read_items(input.as_bytes(), |item| {
+        read_items(input.as_bytes(), InputFormat::Auto, |item| {
             out.push(item.offset);
             true
         })
@@ -291,7 +446,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors_not_silently_dropped() {
-        let err = parse_line(r#"{"headlin":"typo"}"#).unwrap_err();
+        let err = parse_line(r#"{"headlin":"typo"}"#, InputFormat::Auto).unwrap_err();
         assert!(err.contains("headlin"), "{err}");
     }
 
@@ -299,11 +454,38 @@ mod tests {
     fn empty_input_has_no_items_and_the_sink_can_stop_early() {
         assert!(items("\n  \n").is_empty());
         let mut seen = 0;
-        read_items(format!("{ARTICLE}\n{ARTICLE}\n").as_bytes(), |_| {
-            seen += 1;
-            false
-        })
+        read_items(
+            format!("{ARTICLE}\n{ARTICLE}\n").as_bytes(),
+            InputFormat::Auto,
+            |_| {
+                seen += 1;
+                false
+            },
+        )
         .unwrap();
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn ninjs_items_are_told_apart_and_converted() {
+        let ninjs = r#"{"uri":"https://a.example/1","headlines":[{"value":"عنوان"}],"urgency":2,"genres":[{"literal":"genre:Current"}]}"#;
+        let article = parse_line(ninjs, InputFormat::Auto)
+            .unwrap()
+            .article
+            .unwrap();
+        assert_eq!((article.headline.as_str(), article.urgency), ("عنوان", 2));
+        assert_eq!(article.genres[0].code, "genre:Current");
+        // The same object read as khabar's JSON is refused for its ninjs names.
+        assert!(parse_line(ninjs, InputFormat::Khabar).is_err());
+        // khabar's own JSON is not taken for ninjs, and a bad ninjs item names its path.
+        assert!(parse_line(ARTICLE, InputFormat::Auto).is_ok());
+        let err = parse_line(
+            r#"{"uri":"u","headlines":[{"value":1}]}"#,
+            InputFormat::Auto,
+        )
+        .unwrap_err();
+        assert!(err.contains("headlines[0].value"), "{err}");
+        let err = parse_line(r#"{"headline":"h"}"#, InputFormat::Ninjs).unwrap_err();
+        assert!(err.contains("not valid ninjs"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! `khabar list`: every article matching the filters, newest first, page after page until
+//! `khabar list`: every article matching the filters, newest (or most urgent) first, page after
+//! page until
 //! `--limit` or the end; a table on a terminal, one proto3 JSON line per article otherwise.
 
 use std::process::ExitCode;
@@ -8,7 +9,10 @@ use super::{
     table::{Column, Table, terminal_width},
     usage_error,
 };
-use crate::{config::ListArgs, pb::khabar::v1 as pb};
+use crate::{
+    config::{ListArgs, ListOrderArg},
+    pb::khabar::v1 as pb,
+};
 
 /// Prints articles as they come, as a table or as JSON lines.
 enum Printer {
@@ -129,11 +133,15 @@ pub async fn list(args: ListArgs) -> ExitCode {
         page_token: String::new(),
         include_retracted: args.include_retracted,
         story_ids: args.stories,
-        include_embargoed: false,
-        include_expired: false,
-        max_urgency: 0,
-        genres: Vec::new(),
-        order_by: pb::ListOrder::Unspecified.into(),
+        include_embargoed: args.include_embargoed,
+        include_expired: args.include_expired,
+        max_urgency: args.max_urgency.unwrap_or(0),
+        genres: args.genres,
+        order_by: match args.order_by {
+            ListOrderArg::Newest => pb::ListOrder::Unspecified,
+            ListOrderArg::Urgency => pb::ListOrder::Urgency,
+        }
+        .into(),
     };
     let mut printer = Printer::new(as_table(args.format), args.include_retracted);
     let mut out = Output::new();

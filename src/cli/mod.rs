@@ -27,6 +27,7 @@ pub use consumers::consumers;
 pub use docs::{completions, man};
 pub use get::{get, retract};
 pub use ingest::ingest;
+pub use input::InputFormat;
 pub use list::list;
 pub use story::story;
 pub use tail::tail;
@@ -164,7 +165,7 @@ pub fn hash_token() -> ExitCode {
 /// (a fuzz target).
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_ingest_input(bytes: &[u8]) {
-    let _ = input::read_items(bytes, |item| {
+    let _ = input::read_items(bytes, input::InputFormat::Auto, |item| {
         if let Ok(request) = item.request {
             let _ = crate::api::validate_ingest_request(request);
         }

@@ -1,5 +1,6 @@
-//! `khabar tail`: follows the feed and prints one compact JSON line per event, acknowledging a
-//! durable consumer's progress only for events already written out.
+//! `khabar tail`: follows the feed and prints one compact JSON line per event (proto3 JSON, or
+//! the article in ninjs with `--ninjs`), acknowledging a durable consumer's progress only for
+//! events already written out.
 
 use std::{
     io::{ErrorKind, Write},
@@ -35,11 +36,22 @@ fn request(args: &TailArgs) -> pb::SubscribeRequest {
             tags: args.tags.clone(),
             kinds: Vec::new(),
             first_of_story: args.first_of_story,
-            max_urgency: 0,
-            genres: Vec::new(),
+            max_urgency: args.max_urgency.unwrap_or(0),
+            genres: args.genres.clone(),
         }),
         consumer: args.consumer.clone().unwrap_or_default(),
     }
+}
+
+/// An event's article as one line of ninjs; a retraction's article is canceled, as ninjs
+/// carries it.
+fn event_ninjs(event: &pb::FeedEvent) -> Result<String, String> {
+    let article = event
+        .article
+        .clone()
+        .ok_or("the event carries no article")?;
+    let article = crate::wire::article_from_pb(article)?;
+    serde_json::to_string(&crate::ninjs::to_ninjs(&article)).map_err(|e| e.to_string())
 }
 
 /// A durable consumer's acknowledged progress, sent lazily.
@@ -134,7 +146,12 @@ pub async fn tail(args: TailArgs) -> ExitCode {
         };
         let checkpoint = event.kind() == EventKind::Checkpoint;
         if !checkpoint || args.checkpoints {
-            let line = match json::to_line(&event) {
+            let line = if args.ninjs {
+                event_ninjs(&event)
+            } else {
+                json::to_line(&event).map_err(|e| e.to_string())
+            };
+            let line = match line {
                 Ok(line) => line,
                 Err(e) => break Err(format!("cannot print event {} as JSON: {e}", event.cursor)),
             };

@@ -28,8 +28,10 @@ use tokio::{
 };
 use tracing::{Instrument, Span, field::Empty};
 
+use prost::Message as _;
+
 use crate::{
-    domain::{ArticleFilter, Timestamp},
+    domain::{ArticleFilter, Timestamp, editorial::Urgency},
     store::{ArticleStore, EventKind, LogEvent, StoreError},
 };
 
@@ -58,7 +60,39 @@ impl FeedFilter {
             && self
                 .articles
                 .matches_fields(&header.source_id, &header.language, &header.tags)
+            && (!self.articles.needs_editorial() || self.matches_editorial(event))
     }
+
+    /// The urgency and genre filters, on the two fields read out of the event's article bytes
+    /// (the header has neither: events logged before editorial metadata never had them). The
+    /// partial decode skips every other field without copying it, so a filtered feed costs
+    /// about a pass over each event's bytes.
+    fn matches_editorial(&self, event: &LogEvent) -> bool {
+        let Ok(fields) = EditorialFields::decode(event.article.as_ref()) else {
+            // Stored bytes are written by khabar; ones it cannot read match no filter.
+            return false;
+        };
+        self.articles.matches_urgency_and_genres(
+            Urgency::new(fields.urgency),
+            fields.genres.iter().map(|g| g.code.as_str()),
+        )
+    }
+}
+
+/// The fields of `khabar.v1.Article` a feed filters on; the others are skipped when decoding.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EditorialFields {
+    #[prost(uint32, tag = "42")]
+    urgency: u32,
+    #[prost(message, repeated, tag = "43")]
+    genres: Vec<GenreCode>,
+}
+
+/// The code of a `khabar.v1.Genre`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GenreCode {
+    #[prost(string, tag = "1")]
+    code: String,
 }
 
 /// What a subscription sends.

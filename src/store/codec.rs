@@ -14,7 +14,9 @@ use prost::Message;
 use super::{
     Consumer, EventHeader, EventKind, LogEvent, StoreError, keys::printable, log::Location,
 };
-use crate::domain::{Article, ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp};
+use crate::domain::{
+    Article, ArticleId, ArticleStatus, ContentHash, StoryLink, Timestamp, editorial::Urgency,
+};
 
 /// Format of every record this version writes.
 const FORMAT: u32 = 1;
@@ -83,6 +85,16 @@ struct HeadRecord {
     duplicate_of: Vec<u8>,
     #[prost(float, tag = "19")]
     similarity: f32,
+    /// Editorial urgency 1..=9; 0 when unset and in records written before listings filtered
+    /// on it (articles stored before editorial metadata have none).
+    #[prost(uint32, tag = "20")]
+    urgency: u32,
+    /// Genre codes.
+    #[prost(string, repeated, tag = "21")]
+    genre_codes: Vec<String>,
+    /// When the article leaves listings; absent when it never does.
+    #[prost(message, optional, tag = "22")]
+    expires: Option<TimeRecord>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -210,6 +222,12 @@ pub struct ArticleHead {
     pub canonical_uri: String,
     /// The article's story; `None` for an article stored before stories or with them off.
     pub story: Option<StoryLink>,
+    /// Editorial urgency (a listing filter and order); `None` when unset.
+    pub urgency: Option<Urgency>,
+    /// Genre codes (a listing filter).
+    pub genre_codes: Vec<String>,
+    /// When the article leaves listings.
+    pub expires: Option<Timestamp>,
 }
 
 impl ArticleHead {
@@ -238,6 +256,14 @@ impl ArticleHead {
             },
             canonical_uri: article.canonical_uri.clone(),
             story: article.story,
+            urgency: content.editorial.urgency,
+            genre_codes: content
+                .editorial
+                .genres
+                .iter()
+                .map(|g| g.code.clone())
+                .collect(),
+            expires: content.editorial.expires,
         }
     }
 
@@ -404,6 +430,9 @@ fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
         location,
         canonical_uri,
         story,
+        urgency,
+        genre_codes,
+        expires,
     } = head;
     HeadRecord {
         format: FORMAT,
@@ -430,6 +459,9 @@ fn head_record(head: &ArticleHead, with_location: bool) -> HeadRecord {
             .map(|d| d.to_bytes().to_vec())
             .unwrap_or_default(),
         similarity: story.map_or(0.0, |s| s.similarity),
+        urgency: urgency.map_or(0, |u| u32::from(u.get())),
+        genre_codes: genre_codes.clone(),
+        expires: expires.map(time_record),
     }
 }
 
@@ -468,6 +500,9 @@ fn head_from_record(
         story_id,
         duplicate_of,
         similarity,
+        urgency,
+        genre_codes,
+        expires,
     } = record;
     check_format(format)?;
     let story = optional_id(story_id, "story id")?
@@ -520,6 +555,12 @@ fn head_from_record(
         location,
         canonical_uri,
         story,
+        urgency: match urgency {
+            0 => None,
+            other => Some(Urgency::new(other).ok_or_else(|| format!("urgency {other}"))?),
+        },
+        genre_codes,
+        expires: optional_timestamp(expires)?,
     })
 }
 
@@ -849,6 +890,9 @@ pub(super) mod tests {
                 duplicate_of: Some(ArticleId::from_bytes([1; 16])),
                 similarity: 0.8,
             }),
+            urgency: Urgency::new(3),
+            genre_codes: vec!["genre:Analysis".into()],
+            expires: Timestamp::new(1_900_000_000, 0),
         }
     }
 
@@ -945,11 +989,19 @@ pub(super) mod tests {
         old.canonical_uri.clear();
         old.story_id.clear();
         old.duplicate_of.clear();
+        old.urgency = 0;
+        old.genre_codes.clear();
+        old.expires = None;
         old.uri = "https://www.alkhabar.example/1/?utm_source=x".into();
         let decoded = decode_head(key, &old.encode_to_vec()).unwrap();
         assert_eq!(decoded.canonical_uri, "https://alkhabar.example/1");
         assert_eq!(decoded.story, None);
         assert!(decoded.starts_story());
+        // ... and, written before listings filtered on editorial metadata, none of it.
+        assert_eq!(
+            (decoded.urgency, decoded.genre_codes, decoded.expires),
+            (None, vec![], None)
+        );
     }
 
     #[test]

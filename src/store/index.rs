@@ -34,8 +34,19 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
             previous_story_id,
             dropped_held_published_at,
         }) => {
+            // The urgency entry of the head this event replaces; reading it keeps a replay
+            // correct too, since every later record removes the entry its predecessor made.
+            if let Some(before) = self::head(tree, head.id)?
+                && let Some(key) = urgency_key(&before)
+                && urgency_key(head) != Some(key)
+            {
+                tree.remove(key)?;
+            }
             // The head first: a listing that meets the new index entries finds the article.
             tree.insert(keys::article(head.id), codec::encode_head(head))?;
+            if let Some(key) = urgency_key(head) {
+                tree.insert(key, &[][..])?;
+            }
             if indexed(event.cursor) {
                 tree.insert(
                     keys::log(event.cursor),
@@ -113,6 +124,12 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The urgency-index entry of an article head; none when its urgency is unset.
+pub fn urgency_key(head: &ArticleHead) -> Option<[u8; 30]> {
+    head.urgency
+        .map(|u| keys::urgency_index(10 - u.get(), head.published_at, head.id))
 }
 
 /// Records that the index holds every record up to `applied.last`.
@@ -269,10 +286,13 @@ mod tests {
     }
 
     fn time_index(tree: &sled::Tree) -> Vec<(Timestamp, ArticleId)> {
-        tree.range(keys::time_index(Timestamp::MIN, ArticleId::from_bytes([0; 16]))..)
-            .keys()
-            .map(|k| keys::parse_time_index(&k.unwrap()).unwrap())
-            .collect()
+        tree.range(
+            keys::time_index(Timestamp::MIN, ArticleId::from_bytes([0; 16])).to_vec()
+                ..keys::time_index_end(),
+        )
+        .keys()
+        .map(|k| keys::parse_time_index(&k.unwrap()).unwrap())
+        .collect()
     }
 
     #[test]
@@ -318,6 +338,16 @@ mod tests {
             time_index(&db),
             [(updated.published_at, created.id)],
             "the moved entry replaced the old one"
+        );
+        let urgency_entries: Vec<_> = db
+            .scan_prefix(&keys::urgency_index_from(1)[..1])
+            .keys()
+            .map(|k| keys::parse_urgency_index(&k.unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            urgency_entries,
+            [(7, updated.published_at, created.id)],
+            "urgency 3 is filed once, at the article's latest time"
         );
         assert_eq!(
             event_at_or_before(&db, 2).unwrap().map(|(c, l, _)| (c, l)),

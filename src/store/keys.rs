@@ -11,12 +11,14 @@
 //! | `l` cursor(8, big-endian)                 | where the event is in the log, and its time |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |
 //! | `p` id(16)                                | a version stored without an event: held (embargoed or withheld), or the retraction of a never-released article; where its record is in the log |
+//! | `u` 10-urgency(1) published_at(12) id(16) | empty (urgency listing index; urgency set only) |
 //! | `c` consumer name                         | consumer record                             |
 //! | `m` `layout`                              | layout version                              |
 //! | `m` `applied`                             | the last log record the index has applied   |
 //!
 //! Big-endian cursors make the log index a contiguous range in cursor order; the time index does
-//! the same for listings, newest first by reverse scan.
+//! the same for listings, newest first by reverse scan, and the urgency index most urgent first
+//! (then newest) by reverse scan: urgency 1 is stored as 9, urgency 9 as 1.
 
 use crate::domain::{ArticleId, Timestamp};
 
@@ -29,6 +31,7 @@ const CONSUMER: u8 = b'c';
 const FINGERPRINT: u8 = b'f';
 const STORY: u8 = b's';
 const PENDING: u8 = b'p';
+const URGENCY_INDEX: u8 = b'u';
 
 /// Key of the layout-version metadata record.
 pub fn layout_version() -> Vec<u8> {
@@ -170,6 +173,33 @@ pub fn parse_time_index(key: &[u8]) -> Option<(Timestamp, ArticleId)> {
     }
 }
 
+/// Key of an urgency-index entry; `rank` is 10 - urgency (9 for the most urgent), so that a
+/// reverse scan lists the most urgent first.
+pub fn urgency_index(rank: u8, published_at: Timestamp, id: ArticleId) -> [u8; 30] {
+    let mut key = [URGENCY_INDEX; 30];
+    key[1] = rank;
+    key[2..14].copy_from_slice(&published_at.to_sortable_bytes());
+    key[14..].copy_from_slice(&id.to_bytes());
+    key
+}
+
+/// Start of the urgency-index entries of rank `rank` and above.
+pub fn urgency_index_from(rank: u8) -> Vec<u8> {
+    vec![URGENCY_INDEX, rank]
+}
+
+/// Splits an urgency-index key into rank, publication time and id.
+pub fn parse_urgency_index(key: &[u8]) -> Option<(u8, Timestamp, ArticleId)> {
+    match key {
+        [URGENCY_INDEX, rank, rest @ ..] if rest.len() == 28 => {
+            let published_at = Timestamp::from_sortable_bytes(&rest[..12])?;
+            let id = ArticleId::from_bytes(rest[12..].try_into().ok()?);
+            Some((*rank, published_at, id))
+        }
+        _ => None,
+    }
+}
+
 /// Printable form of a key for error messages.
 pub fn printable(key: &[u8]) -> String {
     key.iter()
@@ -198,6 +228,12 @@ mod tests {
         let id = ArticleId::from_bytes([9; 16]);
         assert_eq!(parse_time_index(&time_index(t, id)), Some((t, id)));
         assert_eq!(parse_time_index(&log(1)), None);
+        assert_eq!(
+            parse_urgency_index(&urgency_index(9, t, id)),
+            Some((9, t, id))
+        );
+        assert_eq!(parse_urgency_index(&time_index(t, id)), None);
+        assert!(urgency_index(2, Timestamp::MAX, id) < urgency_index(3, Timestamp::MIN, id));
     }
 
     #[test]
@@ -214,6 +250,7 @@ mod tests {
             fingerprint(id).to_vec(),
             story(id, id).to_vec(),
             pending(id).to_vec(),
+            urgency_index(9, t, id).to_vec(),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {

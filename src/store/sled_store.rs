@@ -119,6 +119,8 @@ struct Inner {
     writes_stopped: watch::Receiver<bool>,
     /// Whether stories are linked (articles are fingerprinted before they are queued).
     stories: bool,
+    /// The store's clock, which decides what a listing counts as expired.
+    list_clock: Arc<dyn Clock>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -222,6 +224,7 @@ impl SledStore {
                 durable_head: head_rx,
                 writes_stopped,
                 stories: config.stories.is_some(),
+                list_clock: config.clock.clone(),
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads,
             }),
@@ -485,7 +488,9 @@ impl ArticleStore for SledStore {
     }
 
     async fn list(&self, query: ListQuery) -> Result<ListedPage> {
-        self.read(move |db, log| list::list(db, log, &query)).await
+        let now = self.inner.list_clock.now();
+        self.read(move |db, log| list::list(db, log, &query, now))
+            .await
     }
 
     async fn story(&self, story_id: ArticleId) -> Result<Vec<Article>> {

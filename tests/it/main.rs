@@ -12,6 +12,7 @@ mod container;
 mod contract;
 mod crash;
 mod disk_full;
+mod editorial_read;
 mod embargo;
 mod failover;
 mod faults;

@@ -44,8 +44,9 @@ pub use schema::SCHEMA_VERSION;
 
 use self::errors::{pool_error, store_error};
 use super::{
-    ArticleStore, Consumer, IngestReceipt, ListQuery, ListedPage, LogEvent, PageToken,
+    ArticleStore, Consumer, IngestReceipt, ListOrder, ListQuery, ListedPage, LogEvent,
     PendingWrite, Result, StoreError,
+    list::Position,
     writer::{Command, Prepared},
 };
 use crate::domain::embargo::{Clock, SystemClock};
@@ -190,6 +191,12 @@ pub struct Head {
     story_id: ArticleId,
     /// The story fingerprint of the current version, when one was taken.
     fingerprint: Option<Vec<u8>>,
+    /// 10 - urgency, 0 when unset (see `list::urgency_rank`).
+    urgency_rank: i16,
+    /// Genre codes.
+    genres: Vec<String>,
+    /// When the article leaves listings.
+    expires: Option<Timestamp>,
 }
 
 impl Head {
@@ -212,6 +219,14 @@ impl Head {
             canonical_uri: Some(article.canonical_uri.clone()),
             story_id: article.story.map_or(article.id, |s| s.story_id),
             fingerprint: None,
+            urgency_rank: i16::from(crate::store::list::urgency_rank(content.editorial.urgency)),
+            genres: content
+                .editorial
+                .genres
+                .iter()
+                .map(|g| g.code.clone())
+                .collect(),
+            expires: content.editorial.expires,
         }
     }
 }
@@ -235,6 +250,8 @@ struct Inner {
     queued_bytes: Arc<tokio::sync::Semaphore>,
     /// Whether stories are linked (articles are fingerprinted before they are queued).
     stories: bool,
+    /// The store's clock, which decides what a listing counts as expired.
+    clock: Arc<dyn Clock>,
 }
 
 impl Drop for Inner {
@@ -349,6 +366,7 @@ impl PostgresStore {
                 stop_timer: Some(stop_timer),
                 queued_bytes: Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES / 1024)),
                 stories: config.stories.is_some(),
+                clock: config.clock.clone(),
             }),
         })
     }
@@ -417,23 +435,45 @@ const GET_INCLUDING_HELD: &str = "SELECT COALESCE(h.view_count, a.view_count), \
      LEFT JOIN khabar.events e ON e.cursor = a.cursor \
      LEFT JOIN khabar.held h ON h.article_id = a.id \
      WHERE a.id = $1 AND (e.cursor IS NOT NULL OR h.article_id IS NOT NULL)";
-/// With $12 (the view including held versions) an article is listed as its held version if it
-/// has one, and one never released is listed too.
-const LIST: &str = "SELECT a.id, a.published_s, a.published_ns, \
-     COALESCE(h.view_count, a.view_count), COALESCE(a.cursor, 0), \
-     COALESCE(h.article, e.article) FROM khabar.articles a \
-     LEFT JOIN khabar.events e ON e.cursor = a.cursor \
-     LEFT JOIN khabar.held h ON $12 AND h.article_id = a.id \
-     WHERE (e.cursor IS NOT NULL OR h.article_id IS NOT NULL) \
-     AND ($1 OR a.status <> 3) \
-     AND (cardinality($2::text[]) = 0 OR a.source_id = ANY($2)) \
-     AND (cardinality($3::text[]) = 0 OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS r(range) \
-          WHERE lower(a.language) = r.range OR starts_with(lower(a.language), r.range || '-'))) \
-     AND (cardinality($4::text[]) = 0 OR a.tags && $4) \
-     AND (a.published_s, a.published_ns) >= ($5, $6) \
-     AND (a.published_s, a.published_ns, a.id) < ($7, $8, $9) \
-     AND (cardinality($11::bytea[]) = 0 OR a.story_id = ANY($11)) \
-     ORDER BY a.published_s DESC, a.published_ns DESC, a.id DESC LIMIT $10";
+/// A listing: `$order` orders it, `$position` is where the previous page stopped. With $19 (the
+/// view including held versions) an article is listed as its held version if it has one, and
+/// one never released is listed too.
+macro_rules! list_sql {
+    ($position:literal, $order:literal) => {
+        concat!(
+            "SELECT a.id, a.published_s, a.published_ns, COALESCE(h.view_count, a.view_count), \
+             COALESCE(a.cursor, 0), COALESCE(h.article, e.article), a.urgency_rank \
+             FROM khabar.articles a LEFT JOIN khabar.events e ON e.cursor = a.cursor \
+             LEFT JOIN khabar.held h ON $19 AND h.article_id = a.id \
+             WHERE (e.cursor IS NOT NULL OR h.article_id IS NOT NULL) \
+             AND ($1 OR a.status <> 3) \
+             AND (cardinality($2::text[]) = 0 OR a.source_id = ANY($2)) \
+             AND (cardinality($3::text[]) = 0 OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS \
+                  r(range) WHERE lower(a.language) = r.range \
+                  OR starts_with(lower(a.language), r.range || '-'))) \
+             AND (cardinality($4::text[]) = 0 OR a.tags && $4) \
+             AND (a.published_s, a.published_ns) >= ($5, $6) \
+             AND (a.published_s, a.published_ns) < ($12, $13) \
+             AND (cardinality($11::bytea[]) = 0 OR a.story_id = ANY($11)) \
+             AND ($14::smallint = 0 OR a.urgency_rank >= 10 - $14) \
+             AND (cardinality($15::text[]) = 0 OR a.genres && $15) \
+             AND ($16 OR a.expires_s IS NULL OR (a.expires_s, a.expires_ns) > ($17, $18)) \
+             AND ",
+            $position,
+            " ORDER BY ",
+            $order,
+            " LIMIT $10"
+        )
+    };
+}
+const LIST: &str = list_sql!(
+    "(a.published_s, a.published_ns, a.id) < ($7, $8, $9)",
+    "a.published_s DESC, a.published_ns DESC, a.id DESC"
+);
+const LIST_BY_URGENCY: &str = list_sql!(
+    "(a.urgency_rank, a.published_s, a.published_ns, a.id) < ($20, $7, $8, $9)",
+    "a.urgency_rank DESC, a.published_s DESC, a.published_ns DESC, a.id DESC"
+);
 const STORY: &str = "SELECT a.view_count, a.cursor, e.article FROM khabar.articles a \
      JOIN khabar.events e ON e.cursor = a.cursor WHERE a.story_id = $1 AND a.status <> 3 \
      ORDER BY a.published_s, a.published_ns, a.id";
@@ -495,19 +535,19 @@ impl ArticleStore for PostgresStore {
     async fn list(&self, query: ListQuery) -> Result<ListedPage> {
         let fingerprint = query.fingerprint();
         let lower = query.published_after.unwrap_or(Timestamp::MIN);
-        // Exclusive upper bound on (published_at, id): the earlier of published_before (any id)
-        // and where the previous page stopped.
-        let mut upper: (i64, i32, Vec<u8>) = match query.published_before {
-            Some(before) => {
-                let (s, ns) = rows::time_columns(before);
-                (s, ns, vec![0; ArticleId::LEN])
-            }
-            None => (i64::MAX, 0, Vec::new()),
-        };
-        if let Some((published_at, id)) = query.token_position(fingerprint)? {
-            let (s, ns) = rows::time_columns(published_at);
-            upper = upper.min((s, ns, id.to_bytes().to_vec()));
-        }
+        let (before_s, before_ns) = query
+            .published_before
+            .map_or((i64::MAX, 0), rows::time_columns);
+        // Exclusive upper bound on the listing's position: where the previous page stopped,
+        // else above any row (an empty id sorts before every id).
+        let (rank, position_s, position_ns, position_id): (i16, i64, i32, Vec<u8>) =
+            match query.token_position(fingerprint)? {
+                Some(p) => {
+                    let (s, ns) = rows::time_columns(p.published_at);
+                    (i16::from(p.rank), s, ns, p.id.to_bytes().to_vec())
+                }
+                None => (10, i64::MAX, 0, Vec::new()),
+            };
         let (lower_s, lower_ns) = rows::time_columns(lower);
         let ranges: Vec<String> = query
             .filter
@@ -521,25 +561,38 @@ impl ArticleStore for PostgresStore {
             .iter()
             .map(|id| id.to_bytes().to_vec())
             .collect();
-        let rows = self
-            .query(
-                LIST,
-                &[
-                    &query.include_retracted,
-                    &query.filter.source_ids,
-                    &ranges,
-                    &query.filter.tags,
-                    &lower_s,
-                    &lower_ns,
-                    &upper.0,
-                    &upper.1,
-                    &upper.2,
-                    &limit,
-                    &story_ids,
-                    &(query.view == crate::store::View::IncludingHeld),
-                ],
-            )
-            .await?;
+        let including_held = query.view == crate::store::View::IncludingHeld;
+        let max_urgency = query.filter.max_urgency.map_or(0, |u| i16::from(u.get()));
+        let (now_s, now_ns) = rows::time_columns(self.inner.clock.now());
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &query.include_retracted,
+            &query.filter.source_ids,
+            &ranges,
+            &query.filter.tags,
+            &lower_s,
+            &lower_ns,
+            &position_s,
+            &position_ns,
+            &position_id,
+            &limit,
+            &story_ids,
+            &before_s,
+            &before_ns,
+            &max_urgency,
+            &query.filter.genres,
+            &query.include_expired,
+            &now_s,
+            &now_ns,
+            &including_held,
+        ];
+        let sql = match query.order {
+            ListOrder::Newest => LIST,
+            ListOrder::Urgency => {
+                params.push(&rank);
+                LIST_BY_URGENCY
+            }
+        };
+        let rows = self.query(sql, &params).await?;
         let mut articles = Vec::new();
         let mut page_bytes = 0;
         let mut last = None;
@@ -552,20 +605,26 @@ impl ArticleStore for PostgresStore {
             let published_at = rows::time_at(row, 1, what)?;
             let cursor = rows::u64_at(row, 4, what)?;
             let bytes: Vec<u8> = rows::get(row, 5, what)?;
+            let rank: i16 = rows::get(row, 6, what)?;
             let mut article = rows::decode_article(cursor, bytes.into())?;
             article.view_count = rows::u64_at(row, 3, what)?;
             page_bytes += article.approximate_size();
             articles.push(article);
-            last = Some((published_at, id));
+            last = Some(Position {
+                rank: match query.order {
+                    ListOrder::Newest => 0,
+                    ListOrder::Urgency => u8::try_from(rank).unwrap_or(0),
+                },
+                published_at,
+                id,
+            });
         }
         let more = rows.len() > articles.len();
         Ok(ListedPage {
             articles,
-            next_page_token: last.filter(|_| more).map(|(published_at, id)| PageToken {
-                published_at,
-                id,
-                fingerprint,
-            }),
+            next_page_token: last
+                .filter(|_| more)
+                .map(|p| query.token_after(p, fingerprint)),
         })
     }
 

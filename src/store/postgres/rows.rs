@@ -117,6 +117,14 @@ pub fn head(row: &Row) -> Result<Head> {
         canonical_uri: get(row, 17, what)?,
         story_id: id_at(row, 18, what)?,
         fingerprint: get(row, 19, what)?,
+        urgency_rank: get(row, 20, what)?,
+        genres: get(row, 21, what)?,
+        expires: match (get(row, 22, what)?, get(row, 23, what)?) {
+            (Some(s), Some(ns)) => {
+                Some(Timestamp::new(s, ns).ok_or_else(|| corrupt(what, "expiry out of range"))?)
+            }
+            _ => None,
+        },
     })
 }
 
@@ -173,19 +181,19 @@ pub fn decode_article(cursor: u64, bytes: Bytes) -> Result<Article> {
     wire::article_from_pb(article).map_err(|e| corrupt(&what, e))
 }
 
-/// The held version read with a head (columns 20 to 26), if the article has one.
+/// The held version read with a head (columns 24 to 30), if the article has one.
 pub fn held(row: &Row) -> Result<Option<Held>> {
     let what = "held version";
-    let Some(version) = get::<Option<i64>>(row, 20, what)? else {
+    let Some(version) = get::<Option<i64>>(row, 24, what)? else {
         return Ok(None);
     };
-    let hash: Vec<u8> = get(row, 21, what)?;
+    let hash: Vec<u8> = get(row, 25, what)?;
     let content_hash = ContentHash(
         hash.try_into()
             .map_err(|_| corrupt(what, "a content hash is not 32 bytes"))?,
     );
-    let release_s: Option<i64> = get(row, 23, what)?;
-    let release_ns: Option<i32> = get(row, 24, what)?;
+    let release_s: Option<i64> = get(row, 27, what)?;
+    let release_ns: Option<i32> = get(row, 28, what)?;
     let release_at = match (release_s, release_ns) {
         (Some(s), Some(ns)) => Some(
             Timestamp::new(s, ns)
@@ -196,9 +204,9 @@ pub fn held(row: &Row) -> Result<Option<Held>> {
     Ok(Some(Held {
         version: version as u64,
         content_hash,
-        view_count: u64_at(row, 22, what)?,
+        view_count: u64_at(row, 26, what)?,
         release_at,
-        fingerprint: get(row, 25, what)?,
-        article: Bytes::from(get::<Vec<u8>>(row, 26, what)?),
+        fingerprint: get(row, 29, what)?,
+        article: Bytes::from(get::<Vec<u8>>(row, 30, what)?),
     }))
 }

@@ -12,10 +12,11 @@ use crate::{
 };
 
 /// The migrations, in order; the schema version is the number applied.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_stories.sql"),
     include_str!("migrations/0003_held.sql"),
+    include_str!("migrations/0004_editorial_listing.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -91,6 +91,7 @@ const BY_NATURAL_KEY: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tag
      COALESCE(a.cursor, 0), \
      CASE WHEN k.wants THEN (SELECT e.article FROM khabar.events e WHERE e.cursor = a.cursor) END, \
      a.canonical_uri, a.story_id, a.fingerprint, \
+     a.urgency_rank, a.genres, a.expires_s, a.expires_ns, \
      h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
      FROM khabar.articles a \
      JOIN unnest($1::text[], $2::text[], $3::bool[]) AS k(source_id, uri, wants) \
@@ -100,6 +101,7 @@ const BY_ID: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
      a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, \
      COALESCE(a.cursor, 0), e.article, a.canonical_uri, a.story_id, a.fingerprint, \
+     a.urgency_rank, a.genres, a.expires_s, a.expires_ns, \
      h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
      FROM khabar.articles a LEFT JOIN khabar.events e ON e.cursor = a.cursor \
      LEFT JOIN khabar.held h ON h.article_id = a.id WHERE a.id = ANY($1)";
@@ -108,6 +110,7 @@ const DUE: &str = "SELECT a.id, a.source_id, a.uri, a.language, a.tags, \
      a.published_s, a.published_ns, a.version, a.status, a.content_hash, a.view_count, \
      a.ingested_s, a.ingested_ns, a.first_ingested_s, a.first_ingested_ns, \
      COALESCE(a.cursor, 0), NULL::bytea, a.canonical_uri, a.story_id, a.fingerprint, \
+     a.urgency_rank, a.genres, a.expires_s, a.expires_ns, \
      h.version, h.content_hash, h.view_count, h.release_s, h.release_ns, h.fingerprint, h.article \
      FROM khabar.held h JOIN khabar.articles a ON a.id = h.article_id \
      WHERE h.release_s IS NOT NULL AND (h.release_s, h.release_ns) <= ($1, $2) \
@@ -139,25 +142,28 @@ const INSERT_EVENTS: &str = "INSERT INTO khabar.events (cursor, kind, recorded_s
 const UPSERT_ARTICLES: &str = "INSERT INTO khabar.articles (id, source_id, uri, language, tags, \
      published_s, published_ns, version, status, content_hash, view_count, ingested_s, \
      ingested_ns, first_ingested_s, first_ingested_ns, cursor, canonical_uri, story_id, \
-     fingerprint) \
+     fingerprint, urgency_rank, genres, expires_s, expires_ns) \
      SELECT id, source_id, uri, language, string_to_array(tags, E'\\x1f'), published_s, \
      published_ns, version, status, content_hash, view_count, ingested_s, ingested_ns, \
      first_ingested_s, first_ingested_ns, NULLIF(cursor, 0), canonical_uri, story_id, \
-     fingerprint \
+     fingerprint, urgency_rank, string_to_array(genres, E'\\x1f'), expires_s, expires_ns \
      FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
      $7::int[], $8::bigint[], $9::smallint[], $10::bytea[], $11::bigint[], $12::bigint[], \
      $13::int[], $14::bigint[], $15::int[], $16::bigint[], $17::text[], $18::bytea[], \
-     $19::bytea[]) \
+     $19::bytea[], $20::smallint[], $21::text[], $22::bigint[], $23::int[]) \
      AS a(id, source_id, uri, language, tags, published_s, published_ns, version, status, \
      content_hash, view_count, ingested_s, ingested_ns, first_ingested_s, first_ingested_ns, \
-     cursor, canonical_uri, story_id, fingerprint) \
+     cursor, canonical_uri, story_id, fingerprint, urgency_rank, genres, expires_s, \
+     expires_ns) \
      ON CONFLICT (id) DO UPDATE SET language = EXCLUDED.language, tags = EXCLUDED.tags, \
      published_s = EXCLUDED.published_s, published_ns = EXCLUDED.published_ns, \
      version = EXCLUDED.version, status = EXCLUDED.status, \
      content_hash = EXCLUDED.content_hash, view_count = EXCLUDED.view_count, \
      ingested_s = EXCLUDED.ingested_s, ingested_ns = EXCLUDED.ingested_ns, \
      cursor = EXCLUDED.cursor, story_id = EXCLUDED.story_id, \
-     fingerprint = EXCLUDED.fingerprint";
+     fingerprint = EXCLUDED.fingerprint, urgency_rank = EXCLUDED.urgency_rank, \
+     genres = EXCLUDED.genres, expires_s = EXCLUDED.expires_s, \
+     expires_ns = EXCLUDED.expires_ns";
 const DELETE_CONSUMERS: &str = "DELETE FROM khabar.consumers WHERE name = ANY($1)";
 const UPSERT_CONSUMERS: &str = "INSERT INTO khabar.consumers (name, acked, created_s, \
      created_ns, acked_s, acked_ns) \
@@ -1442,6 +1448,10 @@ struct ArticleColumns {
     canonical_uris: Vec<Option<String>>,
     story_ids: Vec<Vec<u8>>,
     fingerprints: Vec<Option<Vec<u8>>>,
+    urgency_ranks: Vec<i16>,
+    genres: Vec<String>,
+    expires_s: Vec<Option<i64>>,
+    expires_ns: Vec<Option<i32>>,
 }
 
 impl ArticleColumns {
@@ -1470,11 +1480,17 @@ impl ArticleColumns {
             c.canonical_uris.push(head.canonical_uri.clone());
             c.story_ids.push(head.story_id.to_bytes().to_vec());
             c.fingerprints.push(head.fingerprint.clone());
+            c.urgency_ranks.push(head.urgency_rank);
+            // Genre codes hold no spaces or control characters, so the tags' separator works.
+            c.genres.push(joined_tags(&head.genres));
+            let expires = head.expires.map(rows::time_columns);
+            c.expires_s.push(expires.map(|(s, _)| s));
+            c.expires_ns.push(expires.map(|(_, ns)| ns));
         }
         c
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
         [
             &self.ids,
             &self.sources,
@@ -1495,6 +1511,10 @@ impl ArticleColumns {
             &self.canonical_uris,
             &self.story_ids,
             &self.fingerprints,
+            &self.urgency_ranks,
+            &self.genres,
+            &self.expires_s,
+            &self.expires_ns,
         ]
     }
 }
