@@ -310,10 +310,10 @@ fn spawn_release_timer(
                     let released = matches!(answer.await, Ok(Ok(())));
                     // A failed store, or a release the writer found nothing to do for, leaves
                     // the time where it was: wait for it to change rather than spin.
-                    if !released || *next_due.borrow() == Some(at) {
-                        if next_due.changed().await.is_err() {
-                            return;
-                        }
+                    if (!released || *next_due.borrow() == Some(at))
+                        && next_due.changed().await.is_err()
+                    {
+                        return;
                     }
                 }
             });
