@@ -1084,10 +1084,11 @@ impl Writer {
         let Some(pending) = &stored.pending else {
             return Err(StoreError::NotFound(id));
         };
-        let mut article = read_pending_article(&self.log, pending)?;
         if !pending.is_held() {
-            return Ok(article);
+            // Retracted before it was ever released: as for reads, readers never saw it.
+            return Err(StoreError::NotFound(id));
         }
+        let mut article = read_pending_article(&self.log, pending)?;
         let now = self.now();
         article.retract(reason, now, 0);
         self.record_unreleased_retraction(&stored, article.clone())?;
