@@ -33,7 +33,8 @@ pub fn log_segment(dir: &Path, data: &[u8]) {
 }
 
 /// Writes a seed corpus for every target into `corpus/<target>/`, built from the fixtures in
-/// `fixtures` (the real Arabic article and the invalid request) and from a real store holding
+/// `fixtures` (the real Arabic article, its second version with editorial metadata, as a request
+/// and as ninjs, and the invalid request) and from a real store holding
 /// them.
 pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use prost::Message;
@@ -43,7 +44,10 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
     let read = |name: &str| std::fs::read_to_string(fixtures.join(name));
     let seed_json = read("seed-article.ingest.json")?;
     let invalid_json = read("invalid-article.ingest.json")?;
+    let editorial_json = read("seed-article-v2.ingest.json")?;
+    let ninjs_json = read("seed-article-v2.ninjs.json")?;
     let seed: pb::IngestRequest = serde_json::from_str(&seed_json)?;
+    let editorial: pb::IngestRequest = serde_json::from_str(&editorial_json)?;
     let invalid: pb::IngestRequest = serde_json::from_str(&invalid_json)?;
     let mut variant = seed.clone();
     if let Some(article) = variant.article.as_mut() {
@@ -60,6 +64,7 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
     let requests: Vec<(u8, Vec<u8>)> = vec![
         (0, seed.encode_to_vec()),
         (0, invalid.encode_to_vec()),
+        (0, editorial.encode_to_vec()),
         (
             1,
             pb::ListArticlesRequest {
@@ -76,9 +81,22 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
             .encode_to_vec(),
         ),
         (
+            1,
+            pb::ListArticlesRequest {
+                max_urgency: 3,
+                genres: vec!["genre:Current".into()],
+                order_by: pb::ListOrder::Urgency.into(),
+                include_expired: true,
+                include_embargoed: true,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
             2,
             pb::GetArticleRequest {
                 id: "01KAVJ0G0T8RQS2D5W8MZ3C6XE".into(),
+                include_embargoed: true,
             }
             .encode_to_vec(),
         ),
@@ -105,6 +123,8 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
                     tags: vec!["سوريا".into()],
                     kinds: vec![1, 3],
                     first_of_story: true,
+                    max_urgency: 3,
+                    genres: vec!["genre:Current".into()],
                 }),
                 consumer: "search-indexer".into(),
             }
@@ -132,6 +152,8 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
 
     write("ingest_input", "document.json", seed_json.as_bytes())?;
     write("ingest_input", "invalid.json", invalid_json.as_bytes())?;
+    write("ingest_input", "editorial.json", editorial_json.as_bytes())?;
+    write("ingest_input", "ninjs.json", ninjs_json.as_bytes())?;
     let line = |json: &str| -> Result<String, serde_json::Error> {
         serde_json::to_string(&serde_json::from_str::<serde_json::Value>(json)?)
     };
@@ -147,7 +169,7 @@ pub fn write_seed_corpus(fixtures: &Path, corpus: &Path) -> Result<(), Box<dyn s
     )?;
 
     let store_dir = tempfile_dir("khabar-seed-store")?;
-    let validated = [seed, variant]
+    let validated = [seed, variant, editorial]
         .into_iter()
         .map(crate::api::validate_ingest_request)
         .collect::<Result<Vec<_>, _>>()?;
