@@ -54,7 +54,7 @@ async fn open_postgres(url: &str) -> super::Result<PostgresStore> {
     open_postgres_with_clock(url, Arc::new(SystemClock)).await
 }
 
-async fn open_postgres_with_clock(
+pub(super) async fn open_postgres_with_clock(
     url: &str,
     clock: Arc<dyn Clock>,
 ) -> super::Result<PostgresStore> {
@@ -66,7 +66,7 @@ async fn open_postgres_with_clock(
 }
 
 /// A fresh database on the test server, or `None` after saying SKIPPED.
-async fn fresh_database(test: &str) -> Option<String> {
+pub(super) async fn fresh_database(test: &str) -> Option<String> {
     let admin = match std::env::var("KHABAR_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -98,7 +98,7 @@ async fn fresh_database(test: &str) -> Option<String> {
 }
 
 /// A connection of the test's own (for checks and for playing a failing server).
-async fn admin_client(url: &str) -> tokio_postgres::Client {
+pub(super) async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) =
         tokio::time::timeout(WAIT, tokio_postgres::connect(url, tokio_postgres::NoTls))
             .await

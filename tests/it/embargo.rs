@@ -4,7 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::common::{ChildServer, TestServer, WAIT, fixture_text, ingest_request_from_json};
+use crate::common::{
+    ChildServer, TestServer, WAIT, feed_from_beginning, fixture_text, ingest_request_from_json,
+};
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
     domain::{
@@ -349,26 +351,9 @@ async fn child_events(
     server: &ChildServer,
     count: usize,
 ) -> Vec<(u64, pb::EventKind, String, u64)> {
-    let mut feed = FeedServiceClient::new(server.channel().await)
-        .subscribe(pb::SubscribeRequest {
-            start: Some(pb::subscribe_request::Start::FromBeginning(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        let event = tokio::time::timeout(WAIT, tokio_stream::StreamExt::next(&mut feed))
-            .await
-            .expect("event in time")
-            .expect("feed open")
-            .expect("event");
-        if event.kind() != pb::EventKind::Checkpoint {
-            events.push(summary(&event));
-        }
-    }
-    events
+    let feeds = FeedServiceClient::new(server.channel().await);
+    let (events, _) = feed_from_beginning(feeds, count).await;
+    events.iter().map(summary).collect()
 }
 
 fn kill_9(mut server: ChildServer) {

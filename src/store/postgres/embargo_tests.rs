@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{PostgresConfig, PostgresStore, SCHEMA_VERSION};
+use super::{PostgresStore, SCHEMA_VERSION};
 use crate::{
     domain::{
         ArticleDraft, ArticleId, ArticleStatus, SourceDraft, Timestamp, TimestampDraft,
@@ -16,63 +16,10 @@ use crate::{
     store::{ArticleStore, EventKind, IngestOutcome, ListQuery, StoreError, View},
 };
 
+use crate::store::conformance::{admin_client, fresh_database, open_postgres_with_clock};
+
 /// Bound on every wait.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A fresh database on the test server, or `None` after saying SKIPPED.
-async fn fresh_database(test: &str) -> Option<String> {
-    let admin = match std::env::var("KHABAR_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                !std::env::var("KHABAR_REQUIRE_POSTGRES").is_ok_and(|v| v == "1"),
-                "{test}: KHABAR_REQUIRE_POSTGRES=1 but KHABAR_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("SKIPPED {test} on PostgreSQL: KHABAR_TEST_DATABASE_URL is not set");
-            return None;
-        }
-    };
-    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!(
-        "khabar_held_{}_{nanos}_{}",
-        std::process::id(),
-        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let client = admin_client(&admin).await;
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create a test database");
-    let mut config: tokio_postgres::Config = admin.parse().expect("a valid admin URL");
-    config.dbname(&name);
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-        .map(|(host, port)| match host {
-            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-            other => panic!("the test server must be reached over TCP, not {other:?}"),
-        })
-        .collect();
-    Some(format!(
-        "postgres://{}@{}/{name}",
-        config.get_user().unwrap_or("postgres"),
-        hosts.join(",")
-    ))
-}
-
-async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio::time::timeout(WAIT, tokio_postgres::connect(url, tokio_postgres::NoTls))
-            .await
-            .expect("PostgreSQL answers in time")
-            .expect("connect to the test server");
-    tokio::spawn(connection);
-    client
-}
 
 /// The test's clock: a whole second near the wall clock, so that embargoes validate.
 fn clock() -> ManualClock {
@@ -80,11 +27,7 @@ fn clock() -> ManualClock {
 }
 
 async fn open(url: &str, clock: &ManualClock) -> PostgresStore {
-    let mut config = PostgresConfig::parse(url).expect("a valid URL");
-    config.pool_size = 4;
-    config.poll_interval = Duration::from_millis(200);
-    config.clock = Arc::new(clock.clone());
-    tokio::time::timeout(WAIT, PostgresStore::open(&config))
+    tokio::time::timeout(WAIT, open_postgres_with_clock(url, Arc::new(clock.clone())))
         .await
         .expect("opens in time")
         .expect("opens")
