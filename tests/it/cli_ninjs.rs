@@ -308,10 +308,7 @@ async fn ingest_reads_ninjs_files_and_rejects_malformed_ninjs_by_its_path() {
             serde_json::to_string(&item).unwrap()
         })
         .collect();
-    let out = khabar(
-        &["ingest", "-", "--server", &url],
-        Some(&items.join("\n")),
-    );
+    let out = khabar(&["ingest", "-", "--server", &url], Some(&items.join("\n")));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
         stdout(&out).trim(),
@@ -322,8 +319,14 @@ async fn ingest_reads_ninjs_files_and_rejects_malformed_ninjs_by_its_path() {
         report.contains("line 2: rejected: not valid ninjs: headlines: must be an array"),
         "{report}"
     );
-    assert!(!report.contains("line 1") && !report.contains("line 3"), "{report}");
-    let uris: Vec<Value> = list_all(&url).into_iter().map(|a| a["uri"].clone()).collect();
+    assert!(
+        !report.contains("line 1") && !report.contains("line 3"),
+        "{report}"
+    );
+    let uris: Vec<Value> = list_all(&url)
+        .into_iter()
+        .map(|a| a["uri"].clone())
+        .collect();
     assert!(uris.contains(&"https://alkhabar.example/ninjs/0".into()));
     assert!(!uris.contains(&"https://alkhabar.example/ninjs/1".into()));
     assert!(uris.contains(&"https://alkhabar.example/ninjs/2".into()));
@@ -341,12 +344,20 @@ async fn tail_ninjs_prints_one_schema_valid_object_per_event() {
     for name in ["seed-article.ingest.json", "seed-article-v2.ingest.json"] {
         ingest_ok(&url, &[fixture(name).to_str().unwrap()], None);
     }
-    let mut other: Value = serde_json::from_str(&fixture_text("seed-article-v2.ingest.json")).unwrap();
+    let mut other: Value =
+        serde_json::from_str(&fixture_text("seed-article-v2.ingest.json")).unwrap();
     other["article"]["uri"] = "https://alkhabar.example/news/other".into();
     ingest_ok(&url, &["-"], Some(&other.to_string()));
     let other_id = id_of(&url, "alkhabar", "https://alkhabar.example/news/other");
     let out = khabar(
-        &["retract", &other_id, "--reason", "سحب الخبر", "--server", &url],
+        &[
+            "retract",
+            &other_id,
+            "--reason",
+            "سحب الخبر",
+            "--server",
+            &url,
+        ],
         None,
     );
     assert!(out.status.success(), "{out:?}");
@@ -458,18 +469,12 @@ async fn list_filters_by_urgency_and_orders_the_most_urgent_first() {
         listed(&["--order-by", "urgency"]),
         ["flash-oldest", "three", "routine-newest", "none"]
     );
-    assert_eq!(
-        listed(&["--max-urgency", "3"]),
-        ["three", "flash-oldest"]
-    );
+    assert_eq!(listed(&["--max-urgency", "3"]), ["three", "flash-oldest"]);
     assert_eq!(
         listed(&[]),
         ["routine-newest", "none", "three", "flash-oldest"]
     );
-    let out = khabar(
-        &["list", "--max-urgency", "0", "--server", &url],
-        None,
-    );
+    let out = khabar(&["list", "--max-urgency", "0", "--server", &url], None);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(stderr(&out).contains("--max-urgency"), "{out:?}");
     server.stop().await;
