@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod cli_commands;
 mod cli_json;
+mod cli_ninjs;
 mod clients;
 mod container;
 mod contract;
