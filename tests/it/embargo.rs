@@ -1,11 +1,13 @@
 //! Embargoed and withheld articles end to end over gRPC: invisible to readers and to feeds until
 //! their time, then delivered exactly once at the next cursor, across an in-process restart
-//! (with a manual clock) and across `kill -9` of a child server (with the system clock).
+//! (with a manual clock) and across `kill -9` of a child server (with the system clock), on the
+//! embedded store and on PostgreSQL.
 
 use std::{sync::Arc, time::Duration};
 
 use crate::common::{
-    ChildServer, TestServer, WAIT, feed_from_beginning, fixture_text, ingest_request_from_json,
+    Backend, ChildServer, TestServer, WAIT, feed_from_beginning, fixture_text,
+    ingest_request_from_json,
 };
 use khabar::{
     auth::{AuthPolicy, Tokens, hashed_token_entry},
@@ -184,17 +186,13 @@ fn configure(clock: &ManualClock) -> impl FnOnce(&mut ServerConfig) + use<> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embargoed_articles_reach_readers_and_feeds_only_at_their_time_once_across_a_restart() {
+async fn embargoed_articles_reach_readers_and_feeds_only_at_their_time_once_across_a_restart(
+    backend: Backend,
+) {
     let t0 = Timestamp::new(Timestamp::now().seconds(), 0).expect("a valid time");
     let clock = ManualClock::new(t0);
     let until = t0.saturating_add_seconds(60);
-    let server = TestServer::start_with(
-        tempfile::tempdir().expect("temp dir"),
-        None,
-        configure(&clock),
-    )
-    .await;
+    let server = TestServer::start_on_with(&backend, configure(&clock)).await;
     let mut admin = clients(server.channel().await, ADMIN);
     let mut reader = clients(server.channel().await, READER);
 
@@ -356,15 +354,24 @@ async fn child_events(
     events.iter().map(summary).collect()
 }
 
+crate::on_both_backends!(
+    embargoed_articles_reach_readers_and_feeds_only_at_their_time_once_across_a_restart,
+    an_embargo_that_passes_while_the_server_is_killed_is_released_once_at_start,
+    a_far_embargo_survives_kill_9_and_stays_hidden,
+);
+
 fn kill_9(mut server: ChildServer) {
     server.child.kill().expect("kill khabar");
     server.wait_exit(WAIT);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_embargo_that_passes_while_the_server_is_killed_is_released_once_at_start() {
+async fn an_embargo_that_passes_while_the_server_is_killed_is_released_once_at_start(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = ChildServer::start(dir.path());
+    let flags = backend.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = ChildServer::start_with(dir.path(), &flags);
     let until = Timestamp::now().saturating_add_seconds(2);
     let uri = "https://alkhabar.example/news/embargo-kill";
     let held = ingest_child(&server, embargoed_v2(until, Some(uri))).await;
@@ -376,31 +383,32 @@ async fn an_embargo_that_passes_while_the_server_is_killed_is_released_once_at_s
     tokio::time::sleep(wait.min(Duration::from_secs(3)) + Duration::from_millis(50)).await;
     assert!(khabar::domain::embargo::SystemClock.now() >= until);
 
-    let server = ChildServer::start(dir.path());
+    let server = ChildServer::start_with(dir.path(), &flags);
     let events = child_events(&server, 1).await;
     assert_eq!(events, [(1, pb::EventKind::Created, held.id.clone(), 1)]);
     assert_eq!(get_child(&server, &held.id, false).await.unwrap().cursor, 1);
     kill_9(server);
 
     // Not released again by the next start.
-    let server = ChildServer::start(dir.path());
+    let server = ChildServer::start_with(dir.path(), &flags);
     let marker = ingest_child(&server, plain(None)).await;
     assert_eq!(marker.cursor, 2);
     let events = child_events(&server, 2).await;
     assert_eq!(events[1].2, marker.id);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_far_embargo_survives_kill_9_and_stays_hidden() {
+async fn a_far_embargo_survives_kill_9_and_stays_hidden(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = ChildServer::start(dir.path());
+    let flags = backend.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = ChildServer::start_with(dir.path(), &flags);
     let until = Timestamp::now().saturating_add_seconds(86_400);
     let uri = "https://alkhabar.example/news/embargo-far";
     let held = ingest_child(&server, embargoed_v2(until, Some(uri))).await;
     assert_eq!((held.outcome(), held.cursor), (pb::IngestOutcome::Held, 0));
     kill_9(server);
 
-    let server = ChildServer::start(dir.path());
+    let server = ChildServer::start_with(dir.path(), &flags);
     assert_eq!(
         get_child(&server, &held.id, false).await,
         Err(Code::NotFound)
