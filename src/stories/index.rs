@@ -33,6 +33,8 @@ const LEAD_KEY_WEIGHT: u32 = 2;
 const MIN_EVIDENCE: u32 = 2;
 /// Most candidates scored, the best-supported first.
 pub const MAX_SCORED: usize = 24;
+/// Similarity at which scoring stops: a candidate this close is a copy of the article.
+pub const SURE_MATCH: f32 = 0.95;
 /// Most entries under one key looked at when few of them qualify (window, order).
 const MAX_EXAMINED_PER_KEY: usize = 8 * MAX_PER_KEY;
 /// Keys of one entry: its indexed sketch values, then its lead keys.
@@ -162,6 +164,10 @@ pub struct StoryIndex {
     newest: Option<Timestamp>,
     next_seq: u64,
     stats: LookupStats,
+    /// Evidence summed per slot during a lookup; all zero between lookups.
+    scratch_weights: Vec<u32>,
+    /// Candidates of a lookup (slot, filing order, evidence); empty between lookups.
+    scratch_candidates: Vec<(u32, u64, u32)>,
 }
 
 impl Default for StoryIndex {
@@ -188,6 +194,8 @@ impl StoryIndex {
             newest: None,
             next_seq: 0,
             stats: LookupStats::default(),
+            scratch_weights: Vec::new(),
+            scratch_candidates: Vec::new(),
         }
     }
 
@@ -370,6 +378,8 @@ impl StoryIndex {
             + self.sketches.heap_bytes()
             + self.links.heap_bytes()
             + self.heads.capacity() * size_of::<u32>()
+            + self.scratch_weights.capacity() * size_of::<u32>()
+            + self.scratch_candidates.capacity() * size_of::<(u32, u64, u32)>()
             + by_id
             + btree
     }
@@ -387,9 +397,14 @@ impl StoryIndex {
             return Assignment::alone(article);
         }
         let published = published_at.seconds();
-        // Every posting found, weighted: a shared lead key (same seed) is strong evidence, a
-        // shared sketch value weaker, as stock phrases share them too.
-        let mut hits: Vec<(u32, u32)> = Vec::new();
+        // Every posting found, weighted and summed per entry: a shared lead key (same seed) is
+        // strong evidence, a shared sketch value weaker, as stock phrases share them too. The
+        // sums are kept in a scratch array by slot, reset after use, rather than sorted.
+        let mut weights = std::mem::take(&mut self.scratch_weights);
+        let mut candidates = std::mem::take(&mut self.scratch_candidates);
+        if weights.len() < self.entries.slots() {
+            weights.resize(self.entries.slots(), 0);
+        }
         let sketch_keys = fingerprint.sketch().len().min(INDEXED_SKETCH);
         for (k, key) in fingerprint.index_keys(INDEXED_SKETCH).enumerate() {
             let lead_seed = k.checked_sub(sketch_keys);
@@ -413,30 +428,26 @@ impl StoryIndex {
                         } else {
                             1
                         };
-                        hits.push((slot, weight));
+                        let total = &mut weights[slot as usize];
+                        if *total == 0 {
+                            candidates.push((slot, entry.seq, 0));
+                        }
+                        *total += weight;
                         taken += 1;
                     }
                 }
                 node = link.next;
             }
         }
-        hits.sort_unstable();
-        let mut candidates: Vec<(u32, u64, u32)> = Vec::new();
-        for (slot, weight) in hits {
-            match candidates.last_mut() {
-                Some((last, _, total)) if *last == slot => *total += weight,
-                _ => candidates.push((slot, u64::MAX, weight)),
-            }
-        }
         self.stats.candidates += candidates.len() as u64;
-        candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
-        for (slot, seq, _) in &mut candidates {
-            *seq = self.entry(*slot).map_or(u64::MAX, |e| e.seq);
+        for (slot, _, weight) in &mut candidates {
+            *weight = std::mem::take(&mut weights[*slot as usize]);
         }
+        self.scratch_weights = weights;
+        candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
         // The best-supported candidates, the earliest filed first among equals.
         candidates.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         candidates.truncate(MAX_SCORED);
-        self.stats.scored += candidates.len() as u64;
 
         // (similarity, seq, slot) of the best candidate overall and within the previous story.
         let mut best: Option<(f32, u64, u32)> = None;
@@ -444,10 +455,12 @@ impl StoryIndex {
         let better = |current: Option<(f32, u64, u32)>, similarity: f32, seq: u64| {
             current.is_none_or(|(s, q, _)| similarity > s || (similarity == s && seq < q))
         };
-        for (slot, _, _) in candidates {
+        let mut scored = 0;
+        for &(slot, _, _) in &candidates {
             let Some(entry) = self.entry(slot) else {
                 continue;
             };
+            scored += 1;
             let similarity = fingerprint
                 .view()
                 .similarity_parts(self.view_at(slot, entry))
@@ -458,10 +471,20 @@ impl StoryIndex {
             if better(best, similarity, entry.seq) {
                 best = Some((similarity, entry.seq, slot));
             }
-            if previous_story == Some(entry.story) && better(best_in_story, similarity, entry.seq) {
+            let in_story = previous_story == Some(entry.story);
+            if in_story && better(best_in_story, similarity, entry.seq) {
                 best_in_story = Some((similarity, entry.seq, slot));
             }
+            // A copy this close settles it: the rest could only be other copies of the same
+            // text, and scoring them all is what makes a story of thousands of copies cost
+            // more than a story of three. An update keeps looking for its own story.
+            if similarity >= SURE_MATCH && (previous_story.is_none() || in_story) {
+                break;
+            }
         }
+        self.stats.scored += scored;
+        candidates.clear();
+        self.scratch_candidates = candidates;
         match best_in_story.or(best) {
             Some((similarity, _, slot)) => {
                 let entry = self.entry(slot).expect("candidates are live entries");
