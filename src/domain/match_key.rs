@@ -721,7 +721,53 @@ mod tests {
                 !key.starts_with(' ') && !key.ends_with(' ') && !key.contains("  "),
                 "{text:?}"
             );
+            // The word hashes fold the text in one pass; they must be the key's words.
+            assert_eq!(
+                match_key_word_hashes(&text),
+                key_word_hashes(&key),
+                "{text:?}"
+            );
         }
+    }
+
+    /// FNV-1a of each word of a key, written out the long way.
+    fn key_word_hashes(key: &str) -> Vec<u64> {
+        key.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                w.bytes().fold(0xCBF2_9CE4_8422_2325, |h: u64, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_hashes_are_the_hashes_of_the_key_words() {
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        let mut rng = Rng(14);
+        let mut texts = vec![
+            seed.to_owned(),
+            String::new(),
+            " \n ".to_owned(),
+            "e\u{0640}\u{0301}".to_owned(),
+            "Élan VITAL, déjà vu".to_owned(),
+            "\u{0627}\u{0654}\u{0645}\u{0631}\u{064A}\u{0643}\u{0627}".to_owned(),
+        ];
+        for _ in 0..200 {
+            let text = plain_text(&mut rng);
+            for (_, vary) in VARIATIONS {
+                texts.push(vary(&text, &mut rng));
+            }
+        }
+        for text in &texts {
+            assert_eq!(
+                match_key_word_hashes(text),
+                key_word_hashes(&match_key(text)),
+                "{text:?}"
+            );
+        }
+        assert!(match_key_word_hashes(seed).len() > 300);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! keys. An article's candidates are the entries filed under its own keys (for each key the
 //! [`MAX_PER_KEY`] most recently filed that qualify); those sharing a lead key or at least two
 //! sketch values are ranked by how much they share, and the first [`MAX_SCORED`] are scored
-//! with [`Fingerprint::similarity`]. Stock phrases put the same small hashes in many sketches;
-//! the ranking keeps their postings from crowding out the articles that share a text. The postings are bucket chains in flat arrays, doubly linked so
+//! with [`Fingerprint::similarity`], stopping at the first that reaches [`SURE_MATCH`], so that
+//! joining a story of thousands of copies costs what joining a story of three does. Stock
+//! phrases put the same small hashes in many sketches; the ranking keeps their postings from
+//! crowding out the articles that share a text. The postings are bucket chains in flat arrays, doubly linked so
 //! that removing an entry costs the same whatever other articles share its keys; candidates are
 //! visited and ties broken in an order that depends only on the calls made, never on hash seeds
 //! or memory addresses.
@@ -238,7 +240,7 @@ impl StoryIndex {
     /// Assigns a new article: links it to the most similar article held (all were filed before
     /// it) published within the window of it, whose similarity reaches the threshold, and takes
     /// that article's story; otherwise it starts its own story. Ties go to the article filed
-    /// first. The article is then held (unless it is already older than the window before the
+    /// first; the first candidate scored at [`SURE_MATCH`] or above is taken at once. The article is then held (unless it is already older than the window before the
     /// newest `published_at` seen, in which case it is evicted at once).
     ///
     /// An article already held is treated as an update ([`StoryIndex::update`]).
@@ -844,6 +846,40 @@ mod tests {
         assert_eq!(again.duplicate_of, Some(id(1)));
         assert_eq!(index.story_of(id(4)), Some(id(1)));
         assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn a_story_of_many_copies_costs_no_more_to_join_than_one_of_three() {
+        let mut index = StoryIndex::default();
+        let mut scored = Vec::new();
+        for n in 0..400u64 {
+            let before = index.stats();
+            let assignment = index.assign(id(n), at(T0 + n as i64), &article(1));
+            if n > 0 {
+                assert_eq!(assignment.story_id, id(0), "article {n}");
+                assert_eq!(assignment.similarity, 1.0, "article {n}");
+            }
+            let after = index.stats();
+            scored.push(after.scored - before.scored);
+            assert!(
+                after.postings_visited - before.postings_visited
+                    <= (KEYS_PER_ENTRY * MAX_PER_KEY) as u64
+            );
+        }
+        // The first copy that is this close settles it.
+        assert!(scored[1..].iter().all(|&n| n == 1), "{scored:?}");
+    }
+
+    #[test]
+    fn an_update_looks_past_a_sure_match_for_its_own_story() {
+        let mut index = StoryIndex::default();
+        // The same text in two stories; the third article is in the second.
+        index.restore(id(1), at(T0), &article(1), id(1));
+        index.restore(id(2), at(T0 + 1), &article(1), id(2));
+        index.restore(id(3), at(T0 + 2), &article(1), id(2));
+        let updated = index.update(id(3), at(T0 + 2), &article(1));
+        assert_eq!(updated.story_id, id(2));
+        assert_eq!(updated.duplicate_of, Some(id(2)));
     }
 
     #[test]
