@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-use super::text::FastQuickCheck;
+use super::text::{FastQuickCheck, QuickCheckState};
 
 /// The match key of `text` (see the module documentation). `match_key(&match_key(t))` equals
 /// `match_key(t)`.
@@ -42,37 +42,116 @@ pub fn match_key(text: &str) -> String {
     key
 }
 
+/// The FNV-1a hash of each word of [`match_key`]`(text)` (of its UTF-8 bytes), in order: what
+/// `match_key(text).split(' ').filter(|w| !w.is_empty()).map(fnv1a)` gives, without writing the key out and
+/// splitting it again when one round of folding settles it (as it does for almost all text).
+pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
+    let mut out = WordHashes {
+        hash: FNV_BASIS,
+        in_word: false,
+        hashes: Vec::with_capacity(text.len() / 6),
+        settled: true,
+    };
+    // The NFKC quick check runs in the same pass as the folding: text that passes it (almost
+    // all) is read once.
+    let quick_check = &*NFKC_QUICK_CHECK;
+    let mut state = QuickCheckState::default();
+    let table = &*FOLD_TABLE;
+    let mut normalized = true;
+    for c in text.chars() {
+        if quick_check.step(c, &mut state) != IsNormalized::Yes {
+            normalized = false;
+            break;
+        }
+        fold_char(table, c, &mut out);
+    }
+    if !normalized {
+        out.hash = FNV_BASIS;
+        out.in_word = false;
+        out.hashes.clear();
+        out.settled = true;
+        let normalized: String = text.nfkc().collect();
+        fold_into(&normalized, &mut out);
+    }
+    out.space();
+    if out.settled {
+        return out.hashes;
+    }
+    match_key(text)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(fnv1a)
+        .collect()
+}
+
+const FNV_BASIS: u64 = 0xCBF2_9CE4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
+
+/// FNV-1a of the UTF-8 bytes of `word`.
+pub(crate) fn fnv1a(word: &str) -> u64 {
+    word.bytes().fold(FNV_BASIS, fnv_byte)
+}
+
+#[inline(always)]
+fn fnv_byte(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+}
+
 /// One round of folding; also tells whether the result is made only of characters that
 /// another round would leave alone ([`is_settled`]).
 fn fold_once(text: &str) -> (String, bool) {
-    let normalized: String;
-    let source = if is_nfkc_fast(text) == IsNormalized::Yes {
-        text
+    with_nfkc(text, |source| {
+        let mut out = Key {
+            text: String::with_capacity(source.len()),
+            space_due: false,
+            settled: true,
+        };
+        fold_into(source, &mut out);
+        (out.text, out.settled)
+    })
+}
+
+/// Calls `f` with `text` in NFKC, normalizing it only if the quick check asks for it.
+fn with_nfkc<T>(text: &str, f: impl FnOnce(&str) -> T) -> T {
+    if is_nfkc_fast(text) == IsNormalized::Yes {
+        f(text)
     } else {
-        normalized = text.nfkc().collect();
-        &normalized
-    };
-    let mut out = Key {
-        text: String::with_capacity(source.len()),
-        space_due: false,
-        settled: true,
-    };
+        let normalized: String = text.nfkc().collect();
+        f(&normalized)
+    }
+}
+
+/// What one round of folding writes to.
+trait Sink {
+    /// A character of the key other than a space.
+    fn letter(&mut self, c: char);
+    /// A word separator.
+    fn space(&mut self);
+}
+
+/// Folds every character of `source` (in NFKC) into `out`.
+fn fold_into(source: &str, out: &mut impl Sink) {
     let table = &*FOLD_TABLE;
     for c in source.chars() {
-        let code = c as u32;
-        let folded = if code < 0x800 {
-            table[code as usize]
-        } else {
-            encode(fold_slow(c), c)
-        };
-        match folded {
-            FOLD_DROP => {}
-            FOLD_SPACE => out.space_due = !out.text.is_empty(),
-            FOLD_LOWER => c.to_lowercase().for_each(|lower| out.push(lower)),
-            folded => out.push(char::from_u32(u32::from(folded)).unwrap_or(c)),
-        }
+        fold_char(table, c, out);
     }
-    (out.text, out.settled)
+}
+
+/// Folds one character into `out`.
+#[inline(always)]
+fn fold_char(table: &[u16; 0x800], c: char, out: &mut impl Sink) {
+    let code = c as u32;
+    let folded = if code < 0x800 {
+        table[code as usize]
+    } else {
+        encode(fold_slow(c), c)
+    };
+    match folded {
+        FOLD_DROP => {}
+        FOLD_SPACE => out.space(),
+        FOLD_LOWER => c.to_lowercase().for_each(|lower| out.letter(lower)),
+        folded => out.letter(char::from_u32(u32::from(folded)).unwrap_or(c)),
+    }
 }
 
 /// A key being written: spaces are written only between two other characters, once.
@@ -82,11 +161,11 @@ struct Key {
     settled: bool,
 }
 
-impl Key {
+impl Sink for Key {
     #[inline]
-    fn push(&mut self, c: char) {
+    fn letter(&mut self, c: char) {
         if c == ' ' {
-            self.space_due = !self.text.is_empty();
+            self.space();
             return;
         }
         if self.space_due {
@@ -95,6 +174,44 @@ impl Key {
         }
         self.text.push(c);
         self.settled &= is_settled(c);
+    }
+
+    #[inline]
+    fn space(&mut self) {
+        self.space_due = !self.text.is_empty();
+    }
+}
+
+/// The word hashes of a key being folded: each word is hashed as its characters come.
+struct WordHashes {
+    hash: u64,
+    in_word: bool,
+    hashes: Vec<u64>,
+    settled: bool,
+}
+
+impl Sink for WordHashes {
+    #[inline(always)]
+    fn letter(&mut self, c: char) {
+        if c == ' ' {
+            self.space();
+            return;
+        }
+        let mut utf8 = [0u8; 4];
+        for &byte in c.encode_utf8(&mut utf8).as_bytes() {
+            self.hash = fnv_byte(self.hash, byte);
+        }
+        self.in_word = true;
+        self.settled &= is_settled(c);
+    }
+
+    #[inline(always)]
+    fn space(&mut self) {
+        if self.in_word {
+            self.hashes.push(self.hash);
+            self.hash = FNV_BASIS;
+            self.in_word = false;
+        }
     }
 }
 
@@ -604,7 +721,53 @@ mod tests {
                 !key.starts_with(' ') && !key.ends_with(' ') && !key.contains("  "),
                 "{text:?}"
             );
+            // The word hashes fold the text in one pass; they must be the key's words.
+            assert_eq!(
+                match_key_word_hashes(&text),
+                key_word_hashes(&key),
+                "{text:?}"
+            );
         }
+    }
+
+    /// FNV-1a of each word of a key, written out the long way.
+    fn key_word_hashes(key: &str) -> Vec<u64> {
+        key.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                w.bytes().fold(0xCBF2_9CE4_8422_2325, |h: u64, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_hashes_are_the_hashes_of_the_key_words() {
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        let mut rng = Rng(14);
+        let mut texts = vec![
+            seed.to_owned(),
+            String::new(),
+            " \n ".to_owned(),
+            "e\u{0640}\u{0301}".to_owned(),
+            "Élan VITAL, déjà vu".to_owned(),
+            "\u{0627}\u{0654}\u{0645}\u{0631}\u{064A}\u{0643}\u{0627}".to_owned(),
+        ];
+        for _ in 0..200 {
+            let text = plain_text(&mut rng);
+            for (_, vary) in VARIATIONS {
+                texts.push(vary(&text, &mut rng));
+            }
+        }
+        for text in &texts {
+            assert_eq!(
+                match_key_word_hashes(text),
+                key_word_hashes(&match_key(text)),
+                "{text:?}"
+            );
+        }
+        assert!(match_key_word_hashes(seed).len() > 300);
     }
 
     #[test]

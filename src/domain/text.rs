@@ -67,28 +67,50 @@ impl FastQuickCheck {
 
     /// The quick check of `text`.
     pub(crate) fn run(&self, text: &str) -> IsNormalized {
-        let mut last_class = 0;
-        let mut result = IsNormalized::Yes;
+        let mut state = QuickCheckState::default();
         for c in text.chars() {
-            let code = c as u32;
-            if code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0
-            {
-                last_class = 0;
-                continue;
-            }
-            let class = canonical_combining_class(c);
-            if last_class > class && class != 0 {
-                return IsNormalized::No;
-            }
-            match (self.check)(std::iter::once(c)) {
-                IsNormalized::Yes => {}
+            match self.step(c, &mut state) {
                 IsNormalized::No => return IsNormalized::No,
-                IsNormalized::Maybe => result = IsNormalized::Maybe,
+                IsNormalized::Maybe => state.maybe = true,
+                IsNormalized::Yes => {}
             }
-            last_class = class;
         }
-        result
+        if state.maybe {
+            IsNormalized::Maybe
+        } else {
+            IsNormalized::Yes
+        }
     }
+
+    /// The quick check's answer for the next character `c` of a text, given what came before
+    /// it: [`FastQuickCheck::run`] one character at a time, for a caller that reads the text
+    /// anyway.
+    #[inline]
+    pub(crate) fn step(&self, c: char, state: &mut QuickCheckState) -> IsNormalized {
+        let code = c as u32;
+        if code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0 {
+            state.last_class = 0;
+            return IsNormalized::Yes;
+        }
+        self.step_slow(c, state)
+    }
+
+    fn step_slow(&self, c: char, state: &mut QuickCheckState) -> IsNormalized {
+        let class = canonical_combining_class(c);
+        if state.last_class > class && class != 0 {
+            return IsNormalized::No;
+        }
+        state.last_class = class;
+        (self.check)(std::iter::once(c))
+    }
+}
+
+/// What [`FastQuickCheck::step`] remembers of the characters before.
+#[derive(Debug, Default)]
+pub(crate) struct QuickCheckState {
+    last_class: u8,
+    /// Whether some character was answered Maybe (kept by callers of `step`).
+    maybe: bool,
 }
 
 static NFC_QUICK_CHECK: LazyLock<FastQuickCheck> =

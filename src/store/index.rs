@@ -30,7 +30,7 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
             event,
             head,
             previous_published_at,
-            fingerprint,
+            fingerprint: _,
             previous_story_id,
             dropped_held_published_at,
         }) => {
@@ -70,12 +70,10 @@ pub fn apply(tree: &sled::Tree, record: &Record) -> Result<()> {
                 tree.remove(keys::story(*previous, head.id))?;
             }
             tree.insert(keys::story(story, head.id), &[][..])?;
-            if fingerprint.is_empty() || event.kind == EventKind::Retracted {
-                // No fingerprint of this version: an older one must not be taken for it.
-                tree.remove(keys::fingerprint(head.id))?;
-            } else {
-                tree.insert(keys::fingerprint(head.id), fingerprint.as_ref())?;
-            }
+            // The version's fingerprint stays in its log record, which a rebuild reads; the
+            // index keeps only fingerprints computed at start for versions stored without one,
+            // and a new version makes any such one stale.
+            tree.remove(keys::fingerprint(head.id))?;
             if let Some(previous) = previous_published_at
                 && *previous != head.published_at
             {
@@ -203,7 +201,8 @@ pub fn story_members(tree: &sled::Tree, story_id: ArticleId) -> Result<Vec<Artic
         .collect()
 }
 
-/// The stored fingerprint bytes of an article's current version, if any.
+/// The fingerprint bytes computed at start for an article's current version, stored without
+/// one, if any.
 pub fn fingerprint(tree: &sled::Tree, id: ArticleId) -> Result<Option<sled::IVec>> {
     Ok(tree.get(keys::fingerprint(id))?)
 }

@@ -6,7 +6,7 @@
 //! |-------------------------------------------|---------------------------------------------|
 //! | `a` id(16)                                | article head: everything but the content, and where its current event is in the log |
 //! | `k` source_id 0x00 canonical_uri          | id(16) (the first article stored under it)  |
-//! | `f` id(16)                                | story fingerprint of the current version    |
+//! | `f` id(16)                                | story fingerprint of a current version logged without one |
 //! | `s` story_id(16) id(16)                   | empty (the members of each story)           |
 //! | `l` cursor(8, big-endian)                 | where the event is in the log, and its time |
 //! | `t` published_at(12, sortable) id(16)     | empty (listing index)                       |

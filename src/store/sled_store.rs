@@ -359,6 +359,20 @@ fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::
     }
 }
 
+/// The fingerprint the log record of `head`'s current version holds, if it holds one this
+/// version of khabar reads.
+fn logged_fingerprint(log: &Log, head: &codec::ArticleHead) -> Result<Option<Fingerprint>> {
+    let payload = log.read(head.location)?;
+    match codec::decode_record(payload, head.location)? {
+        codec::Record::Event(record)
+            if record.head.id == head.id && record.event.cursor == head.cursor =>
+        {
+            Ok(Fingerprint::from_bytes(&record.fingerprint).ok())
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Rebuilds the story index from the durable articles: the live ones published within the
 /// window of the newest, in cursor order of their current version, with their stored
 /// fingerprints and stories (as the writer filed them). An article stored before stories has
@@ -385,18 +399,26 @@ fn rebuild_stories(db: &sled::Db, log: &Log, config: StoryConfig) -> Result<Stor
     heads.sort_by_key(|head| head.cursor);
     let mut computed = 0usize;
     for head in &heads {
-        let stored =
-            index::fingerprint(db, head.id)?.and_then(|bytes| Fingerprint::from_bytes(&bytes).ok());
-        let fingerprint = match stored {
+        // The version's log record holds its fingerprint; a version stored without one (or
+        // with one of another encoding) has it computed once and kept in the index.
+        let logged = logged_fingerprint(log, head)?;
+        let cached = || -> Result<Option<Fingerprint>> {
+            Ok(index::fingerprint(db, head.id)?
+                .and_then(|bytes| Fingerprint::from_bytes(&bytes).ok()))
+        };
+        let fingerprint = match logged {
             Some(fingerprint) => fingerprint,
-            None => {
-                let article = read_article(log, head)?;
-                let fingerprint =
-                    Fingerprint::of_article(&article.content.headline, &article.content.body);
-                db.insert(keys::fingerprint(head.id), fingerprint.to_bytes())?;
-                computed += 1;
-                fingerprint
-            }
+            None => match cached()? {
+                Some(fingerprint) => fingerprint,
+                None => {
+                    let article = read_article(log, head)?;
+                    let fingerprint =
+                        Fingerprint::of_article(&article.content.headline, &article.content.body);
+                    db.insert(keys::fingerprint(head.id), fingerprint.to_bytes())?;
+                    computed += 1;
+                    fingerprint
+                }
+            },
         };
         index.restore(head.id, head.published_at, &fingerprint, head.story_id());
     }

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::domain::match_key;
+use crate::domain::match_key_word_hashes;
 
 use super::boilerplate::strip_furniture;
 
@@ -87,18 +87,13 @@ impl Fingerprint {
 
     /// Fingerprints an article from its headline and body.
     pub fn of_article(headline: &str, body: &str) -> Self {
-        let headline_key = match_key(headline);
-        let body_key = match_key(strip_furniture(body));
-        let headline_words: Vec<u64> = headline_key
-            .split(' ')
-            .filter(|w| !w.is_empty())
-            .map(word_hash)
-            .collect();
-        let body_words: Vec<u64> = body_key
-            .split(' ')
-            .filter(|w| !w.is_empty())
-            .map(word_hash)
-            .collect();
+        // Each word's hash is FNV-1a over its UTF-8 bytes, then mixed: stable across platforms
+        // and releases, as stored fingerprints require.
+        let mut headline_words = match_key_word_hashes(headline);
+        let mut body_words = match_key_word_hashes(strip_furniture(body));
+        for hash in headline_words.iter_mut().chain(body_words.iter_mut()) {
+            *hash = mix(*hash);
+        }
 
         let mut hashes: Vec<u64> = Vec::with_capacity(headline_words.len() + body_words.len());
         shingle(&headline_words, &mut hashes);
@@ -450,17 +445,6 @@ fn shingle(words: &[u64], out: &mut Vec<u64>) {
             .windows(SHINGLE_WORDS)
             .map(|gram| gram.iter().fold(0x243F_6A88_85A3_08D3, |h, w| mix(h ^ w))),
     );
-}
-
-/// FNV-1a over the word's UTF-8 bytes, then mixed: stable across platforms and releases, as
-/// stored fingerprints require.
-fn word_hash(word: &str) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for byte in word.bytes() {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    mix(h)
 }
 
 /// The SplitMix64 finalizer: every input bit affects every output bit.

@@ -5,8 +5,10 @@
 //! keys. An article's candidates are the entries filed under its own keys (for each key the
 //! [`MAX_PER_KEY`] most recently filed that qualify); those sharing a lead key or at least two
 //! sketch values are ranked by how much they share, and the first [`MAX_SCORED`] are scored
-//! with [`Fingerprint::similarity`]. Stock phrases put the same small hashes in many sketches;
-//! the ranking keeps their postings from crowding out the articles that share a text. The postings are bucket chains in flat arrays, doubly linked so
+//! with [`Fingerprint::similarity`], stopping at the first that reaches [`SURE_MATCH`], so that
+//! joining a story of thousands of copies costs what joining a story of three does. Stock
+//! phrases put the same small hashes in many sketches; the ranking keeps their postings from
+//! crowding out the articles that share a text. The postings are bucket chains in flat arrays, doubly linked so
 //! that removing an entry costs the same whatever other articles share its keys; candidates are
 //! visited and ties broken in an order that depends only on the calls made, never on hash seeds
 //! or memory addresses.
@@ -33,6 +35,8 @@ const LEAD_KEY_WEIGHT: u32 = 2;
 const MIN_EVIDENCE: u32 = 2;
 /// Most candidates scored, the best-supported first.
 pub const MAX_SCORED: usize = 24;
+/// Similarity at which scoring stops: a candidate this close is a copy of the article.
+pub const SURE_MATCH: f32 = 0.95;
 /// Most entries under one key looked at when few of them qualify (window, order).
 const MAX_EXAMINED_PER_KEY: usize = 8 * MAX_PER_KEY;
 /// Keys of one entry: its indexed sketch values, then its lead keys.
@@ -162,6 +166,10 @@ pub struct StoryIndex {
     newest: Option<Timestamp>,
     next_seq: u64,
     stats: LookupStats,
+    /// Evidence summed per slot during a lookup; all zero between lookups.
+    scratch_weights: Vec<u32>,
+    /// Candidates of a lookup (slot, filing order, evidence); empty between lookups.
+    scratch_candidates: Vec<(u32, u64, u32)>,
 }
 
 impl Default for StoryIndex {
@@ -188,6 +196,8 @@ impl StoryIndex {
             newest: None,
             next_seq: 0,
             stats: LookupStats::default(),
+            scratch_weights: Vec::new(),
+            scratch_candidates: Vec::new(),
         }
     }
 
@@ -230,7 +240,7 @@ impl StoryIndex {
     /// Assigns a new article: links it to the most similar article held (all were filed before
     /// it) published within the window of it, whose similarity reaches the threshold, and takes
     /// that article's story; otherwise it starts its own story. Ties go to the article filed
-    /// first. The article is then held (unless it is already older than the window before the
+    /// first; the first candidate scored at [`SURE_MATCH`] or above is taken at once. The article is then held (unless it is already older than the window before the
     /// newest `published_at` seen, in which case it is evicted at once).
     ///
     /// An article already held is treated as an update ([`StoryIndex::update`]).
@@ -370,6 +380,8 @@ impl StoryIndex {
             + self.sketches.heap_bytes()
             + self.links.heap_bytes()
             + self.heads.capacity() * size_of::<u32>()
+            + self.scratch_weights.capacity() * size_of::<u32>()
+            + self.scratch_candidates.capacity() * size_of::<(u32, u64, u32)>()
             + by_id
             + btree
     }
@@ -387,9 +399,14 @@ impl StoryIndex {
             return Assignment::alone(article);
         }
         let published = published_at.seconds();
-        // Every posting found, weighted: a shared lead key (same seed) is strong evidence, a
-        // shared sketch value weaker, as stock phrases share them too.
-        let mut hits: Vec<(u32, u32)> = Vec::new();
+        // Every posting found, weighted and summed per entry: a shared lead key (same seed) is
+        // strong evidence, a shared sketch value weaker, as stock phrases share them too. The
+        // sums are kept in a scratch array by slot, reset after use, rather than sorted.
+        let mut weights = std::mem::take(&mut self.scratch_weights);
+        let mut candidates = std::mem::take(&mut self.scratch_candidates);
+        if weights.len() < self.entries.slots() {
+            weights.resize(self.entries.slots(), 0);
+        }
         let sketch_keys = fingerprint.sketch().len().min(INDEXED_SKETCH);
         for (k, key) in fingerprint.index_keys(INDEXED_SKETCH).enumerate() {
             let lead_seed = k.checked_sub(sketch_keys);
@@ -413,30 +430,26 @@ impl StoryIndex {
                         } else {
                             1
                         };
-                        hits.push((slot, weight));
+                        let total = &mut weights[slot as usize];
+                        if *total == 0 {
+                            candidates.push((slot, entry.seq, 0));
+                        }
+                        *total += weight;
                         taken += 1;
                     }
                 }
                 node = link.next;
             }
         }
-        hits.sort_unstable();
-        let mut candidates: Vec<(u32, u64, u32)> = Vec::new();
-        for (slot, weight) in hits {
-            match candidates.last_mut() {
-                Some((last, _, total)) if *last == slot => *total += weight,
-                _ => candidates.push((slot, u64::MAX, weight)),
-            }
-        }
         self.stats.candidates += candidates.len() as u64;
-        candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
-        for (slot, seq, _) in &mut candidates {
-            *seq = self.entry(*slot).map_or(u64::MAX, |e| e.seq);
+        for (slot, _, weight) in &mut candidates {
+            *weight = std::mem::take(&mut weights[*slot as usize]);
         }
+        self.scratch_weights = weights;
+        candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
         // The best-supported candidates, the earliest filed first among equals.
         candidates.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
         candidates.truncate(MAX_SCORED);
-        self.stats.scored += candidates.len() as u64;
 
         // (similarity, seq, slot) of the best candidate overall and within the previous story.
         let mut best: Option<(f32, u64, u32)> = None;
@@ -444,10 +457,12 @@ impl StoryIndex {
         let better = |current: Option<(f32, u64, u32)>, similarity: f32, seq: u64| {
             current.is_none_or(|(s, q, _)| similarity > s || (similarity == s && seq < q))
         };
-        for (slot, _, _) in candidates {
+        let mut scored = 0;
+        for &(slot, _, _) in &candidates {
             let Some(entry) = self.entry(slot) else {
                 continue;
             };
+            scored += 1;
             let similarity = fingerprint
                 .view()
                 .similarity_parts(self.view_at(slot, entry))
@@ -458,10 +473,20 @@ impl StoryIndex {
             if better(best, similarity, entry.seq) {
                 best = Some((similarity, entry.seq, slot));
             }
-            if previous_story == Some(entry.story) && better(best_in_story, similarity, entry.seq) {
+            let in_story = previous_story == Some(entry.story);
+            if in_story && better(best_in_story, similarity, entry.seq) {
                 best_in_story = Some((similarity, entry.seq, slot));
             }
+            // A copy this close settles it: the rest could only be other copies of the same
+            // text, and scoring them all is what makes a story of thousands of copies cost
+            // more than a story of three. An update keeps looking for its own story.
+            if similarity >= SURE_MATCH && (previous_story.is_none() || in_story) {
+                break;
+            }
         }
+        self.stats.scored += scored;
+        candidates.clear();
+        self.scratch_candidates = candidates;
         match best_in_story.or(best) {
             Some((similarity, _, slot)) => {
                 let entry = self.entry(slot).expect("candidates are live entries");
@@ -821,6 +846,40 @@ mod tests {
         assert_eq!(again.duplicate_of, Some(id(1)));
         assert_eq!(index.story_of(id(4)), Some(id(1)));
         assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn a_story_of_many_copies_costs_no_more_to_join_than_one_of_three() {
+        let mut index = StoryIndex::default();
+        let mut scored = Vec::new();
+        for n in 0..400u64 {
+            let before = index.stats();
+            let assignment = index.assign(id(n), at(T0 + n as i64), &article(1));
+            if n > 0 {
+                assert_eq!(assignment.story_id, id(0), "article {n}");
+                assert_eq!(assignment.similarity, 1.0, "article {n}");
+            }
+            let after = index.stats();
+            scored.push(after.scored - before.scored);
+            assert!(
+                after.postings_visited - before.postings_visited
+                    <= (KEYS_PER_ENTRY * MAX_PER_KEY) as u64
+            );
+        }
+        // The first copy that is this close settles it.
+        assert!(scored[1..].iter().all(|&n| n == 1), "{scored:?}");
+    }
+
+    #[test]
+    fn an_update_looks_past_a_sure_match_for_its_own_story() {
+        let mut index = StoryIndex::default();
+        // The same text in two stories; the third article is in the second.
+        index.restore(id(1), at(T0), &article(1), id(1));
+        index.restore(id(2), at(T0 + 1), &article(1), id(2));
+        index.restore(id(3), at(T0 + 2), &article(1), id(2));
+        let updated = index.update(id(3), at(T0 + 2), &article(1));
+        assert_eq!(updated.story_id, id(2));
+        assert_eq!(updated.duplicate_of, Some(id(2)));
     }
 
     #[test]

@@ -33,5 +33,5 @@ pub use fingerprint::{
 };
 pub use index::{
     Assignment, DEFAULT_THRESHOLD, DEFAULT_WINDOW, INDEXED_SKETCH, LookupStats, MAX_PER_KEY,
-    MAX_SCORED, StoryConfig, StoryIndex,
+    MAX_SCORED, SURE_MATCH, StoryConfig, StoryIndex,
 };
