@@ -20,10 +20,11 @@
 use std::{fmt, str::FromStr};
 
 use super::{
-    ArticleDraft, ArticleId, TimestampDraft, ValidArticle, ValidationError, Violation,
+    ArticleId, TimestampDraft, ValidationError, Violation,
     text::{find_control, normalize_block, normalize_line},
     time::Timestamp,
     uri::check_url_or_urn,
+    validation::capped,
 };
 
 /// Most genres on one article.
@@ -54,8 +55,6 @@ pub const MAX_EMBARGO_DAYS: i64 = 366;
 pub const RESERVED_ROLE_PREFIX: &str = "khabar:";
 /// The retraction reason when a sender cancels an article without an editorial note.
 pub const CANCELED_BY_SOURCE: &str = "canceled by source";
-/// More violations than this are summarized in one (as for the rest of the article).
-const MAX_REPORTED_VIOLATIONS: usize = 50;
 
 /// The documented association relations.
 pub mod rel {
@@ -423,56 +422,21 @@ impl Editorial {
 impl EditorialDraft {
     /// Validates and normalizes the draft; `now` bounds how far ahead an embargo may lie.
     pub fn validate(self, now: Timestamp) -> Result<Editorial, ValidationError> {
-        let mut check = Check::default();
-        let editorial = check.editorial(self, now);
-        if check.violations.is_empty() {
+        let (editorial, violations) = self.check(now);
+        if violations.is_empty() {
             Ok(editorial)
         } else {
-            Err(capped(check.violations))
+            Err(capped(violations))
         }
     }
-}
 
-/// Validates an article and its editorial metadata together (`editorial` replaces the draft's),
-/// reporting every violation of both, each with its path relative to the article, e.g.
-/// `genres[2].code`.
-pub fn validate_with_editorial(
-    mut article: ArticleDraft,
-    editorial: EditorialDraft,
-    now: Timestamp,
-) -> Result<(ValidArticle, Editorial), ValidationError> {
-    article.editorial = editorial;
-    let valid = article.validate(now)?;
-    let editorial = valid.content().editorial.clone();
-    Ok((valid, editorial))
-}
-
-fn capped(mut violations: Vec<Violation>) -> ValidationError {
-    if violations.len() > MAX_REPORTED_VIOLATIONS {
-        // The article's own summary line counts as one violation; recount from the listed ones.
-        let listed = MAX_REPORTED_VIOLATIONS - 1;
-        let hidden: usize = violations[listed..]
-            .iter()
-            .map(|v| hidden_count(v).unwrap_or(1))
-            .sum();
-        violations.truncate(listed);
-        violations.push(Violation {
-            field: "article".into(),
-            description: format!("{hidden} more violations not listed; fix the ones above first"),
-        });
+    /// The normalized metadata and every violation, uncapped, for a caller that reports them
+    /// together with other violations (an article's).
+    pub(super) fn check(self, now: Timestamp) -> (Editorial, Vec<Violation>) {
+        let mut check = Check::default();
+        let editorial = check.editorial(self, now);
+        (editorial, check.violations)
     }
-    ValidationError { violations }
-}
-
-/// The count in a summary violation made by a validator that already capped its list.
-fn hidden_count(v: &Violation) -> Option<usize> {
-    if v.field != "article" {
-        return None;
-    }
-    v.description
-        .strip_suffix(" more violations not listed; fix the ones above first")?
-        .parse()
-        .ok()
 }
 
 #[derive(Default)]
@@ -985,6 +949,7 @@ pub fn cancel_reason(editorial: &Editorial) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ArticleDraft, validation::MAX_REPORTED_VIOLATIONS};
 
     const NOW: i64 = 1_800_000_000;
 
@@ -1320,10 +1285,12 @@ mod tests {
 
     #[test]
     fn reports_article_and_editorial_violations_together() {
-        let article = ArticleDraft::default();
-        let mut editorial = full_draft();
-        editorial.urgency = 11;
-        let err = validate_with_editorial(article, editorial, now()).unwrap_err();
+        let mut article = ArticleDraft {
+            editorial: full_draft(),
+            ..ArticleDraft::default()
+        };
+        article.editorial.urgency = 11;
+        let err = article.validate(now()).unwrap_err();
         let fields: Vec<_> = err.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields.first(), Some(&"source.id"));
         assert_eq!(fields.last(), Some(&"urgency"));
@@ -1335,11 +1302,27 @@ mod tests {
         editorial.genres = vec![GenreDraft::default(); MAX_GENRES];
         editorial.alt_ids = vec![AltIdDraft::default(); MAX_ALT_IDS];
         editorial.associations = vec![AssociationDraft::default(); MAX_ASSOCIATIONS];
-        let err = validate_with_editorial(ArticleDraft::default(), editorial, now()).unwrap_err();
+        let article_only = ArticleDraft::default()
+            .validate(now())
+            .unwrap_err()
+            .violations
+            .len();
+        let editorial_only = editorial.clone().check(now()).1.len();
+        let err = ArticleDraft {
+            editorial,
+            ..ArticleDraft::default()
+        }
+        .validate(now())
+        .unwrap_err();
         assert_eq!(err.violations.len(), MAX_REPORTED_VIOLATIONS);
         let last = err.violations.last().unwrap();
         assert_eq!(last.field, "article");
-        assert!(last.description.contains("more violations"), "{last:?}");
+        // The summary counts every violation left out, of both parts.
+        let hidden = article_only + editorial_only - (MAX_REPORTED_VIOLATIONS - 1);
+        assert_eq!(
+            last.description,
+            format!("{hidden} more violations not listed; fix the ones above first")
+        );
     }
 
     #[test]

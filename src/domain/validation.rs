@@ -7,7 +7,7 @@ use language_tags::LanguageTag;
 
 use super::{
     ArticleContent, InfoSource, Source, Timestamp, ValidArticle,
-    editorial::{Editorial, EditorialDraft},
+    editorial::EditorialDraft,
     text::{find_control, normalize_block, normalize_line},
     uri::{check_http_url, check_url_or_urn},
 };
@@ -28,7 +28,7 @@ const MAX_LANGUAGE_CHARS: usize = 64;
 const MAX_FUTURE_SECONDS: i64 = 24 * 60 * 60;
 /// More violations than this are summarized in one, so the error stays small enough for gRPC
 /// trailers (clients commonly cap them at 8 KiB).
-const MAX_REPORTED_VIOLATIONS: usize = 50;
+pub(super) const MAX_REPORTED_VIOLATIONS: usize = 50;
 
 /// A timestamp as sent, possibly out of range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,13 +202,9 @@ impl ArticleDraft {
         let organisations = check.list("organisations", &organisations);
         let people = check.list("people", &people);
         let info_sources = check.info_sources(&info_sources);
-        let editorial = match editorial.validate(now) {
-            Ok(editorial) => editorial,
-            Err(e) => {
-                check.violations.extend(e.violations);
-                Editorial::default()
-            }
-        };
+        // Reported with the article's own violations, under one cap.
+        let (editorial, editorial_violations) = editorial.check(now);
+        check.violations.extend(editorial_violations);
 
         match (check.violations.is_empty(), published_at) {
             (true, Some(published_at)) => Ok(ValidArticle::new(
@@ -255,6 +251,19 @@ enum AddressKind {
     UrlOrUrn,
 }
 
+/// Every violation, the list cut to the most that are reported with the rest summarized in one.
+pub(super) fn capped(mut violations: Vec<Violation>) -> ValidationError {
+    if violations.len() > MAX_REPORTED_VIOLATIONS {
+        let hidden = violations.len() - (MAX_REPORTED_VIOLATIONS - 1);
+        violations.truncate(MAX_REPORTED_VIOLATIONS - 1);
+        violations.push(Violation {
+            field: "article".into(),
+            description: format!("{hidden} more violations not listed; fix the ones above first"),
+        });
+    }
+    ValidationError { violations }
+}
+
 #[derive(Default)]
 struct Checker {
     violations: Vec<Violation>,
@@ -268,18 +277,8 @@ impl Checker {
         });
     }
 
-    fn into_error(mut self) -> ValidationError {
-        if self.violations.len() > MAX_REPORTED_VIOLATIONS {
-            let hidden = self.violations.len() - (MAX_REPORTED_VIOLATIONS - 1);
-            self.violations.truncate(MAX_REPORTED_VIOLATIONS - 1);
-            self.fail(
-                "article",
-                format!("{hidden} more violations not listed; fix the ones above first"),
-            );
-        }
-        ValidationError {
-            violations: self.violations,
-        }
+    fn into_error(self) -> ValidationError {
+        capped(self.violations)
     }
 
     /// A single-line text field; returns the normalized text (empty when invalid).
