@@ -14,7 +14,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     time::Duration,
 };
 
@@ -257,18 +257,18 @@ impl EmbargoSchedule {
     }
 }
 
-/// A schedule shared between the ingest path and the release timer.
-pub type SharedSchedule = Arc<Mutex<EmbargoSchedule>>;
-
-/// Locks a shared schedule; a panic elsewhere while it was held leaves it consistent (every
-/// method above keeps both indexes in step before it can panic), so poisoning is ignored.
-pub fn lock(schedule: &SharedSchedule) -> std::sync::MutexGuard<'_, EmbargoSchedule> {
-    schedule.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::{Mutex, PoisonError};
+
     use super::*;
+
+    /// A schedule shared between a test's ingest side and its release timer.
+    type SharedSchedule = Arc<Mutex<EmbargoSchedule>>;
+
+    fn lock(schedule: &SharedSchedule) -> std::sync::MutexGuard<'_, EmbargoSchedule> {
+        schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     use crate::domain::editorial::ReleaseEvent;
     use ulid::Ulid;
 
