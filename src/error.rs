@@ -123,7 +123,8 @@ impl From<Error> for Status {
                 StoreError::Database(_)
                 | StoreError::Io(_)
                 | StoreError::Corrupt { .. }
-                | StoreError::Incompatible(_) => {
+                | StoreError::Incompatible(_)
+                | StoreError::InUse(_) => {
                     error!(error = %store_error, "storage failure");
                     Status::internal("internal storage error; the server log has the details")
                 }

@@ -82,6 +82,8 @@ fn write_new_log(root: &Path, cache_capacity_bytes: u64) -> Result<Migrated> {
     let old = sled::Config::new()
         .path(root)
         .cache_capacity(cache_capacity_bytes.min(64 << 20))
+        // Only read: a flushing thread would hold the files a moment after the migration.
+        .flush_every_ms(None)
         .open()?;
     match old.get(keys::layout_version())? {
         Some(version) if version == OLD_LAYOUT => {}

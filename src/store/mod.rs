@@ -16,6 +16,7 @@ mod blocks;
 mod codec;
 #[cfg(test)]
 mod conformance;
+mod dir_lock;
 mod faults;
 mod index;
 mod keys;
@@ -262,6 +263,9 @@ pub enum StoreError {
     /// The disk holding the data directory is full; the store stopped accepting writes.
     #[error("{0}")]
     DiskFull(String),
+    /// Another process holds the data directory; the message names it.
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl StoreError {

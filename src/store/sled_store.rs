@@ -35,7 +35,7 @@ use super::{
         self, Command, Failure, Prepared, Queued, WriterStart, read_article, read_pending_article,
     },
 };
-use super::{blocks::BlockCache, recent::RecentEvents};
+use super::{blocks::BlockCache, dir_lock::DataDirLock, recent::RecentEvents};
 use crate::domain::embargo::{Clock, EmbargoSchedule, PendingRelease, SystemClock};
 use crate::{
     domain::{Article, ArticleId, ArticleStatus, Timestamp, ValidArticle},
@@ -123,6 +123,8 @@ struct Inner {
     list_clock: Arc<dyn Clock>,
     stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// Declared last so that the directory is released only after everything else closed.
+    _dir_lock: DataDirLock,
 }
 
 impl Drop for Inner {
@@ -151,6 +153,7 @@ impl SledStore {
     /// Opens (or creates) the store, recovers it and starts its write path.
     pub fn open(config: &SledStoreConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.path)?;
+        let dir_lock = DataDirLock::acquire(&config.path)?;
         migrate::migrate_if_needed(&config.path, config.cache_capacity_bytes)?;
         let log = Log::open_with_faults(&config.path.join("log"), config.faults.clone())?;
         let index_dir = config.path.join("index");
@@ -227,6 +230,7 @@ impl SledStore {
                 list_clock: config.clock.clone(),
                 stop_checkpoints: Some(write_path.stop_checkpoints),
                 threads,
+                _dir_lock: dir_lock,
             }),
         })
     }
@@ -321,6 +325,27 @@ fn spawn_release_timer(
     Ok(thread)
 }
 
+/// Opens the index, waiting while its sled lock is taken. The data directory's lock rules out
+/// another process, so a taken lock belongs to a store of this process that was just closed:
+/// sled 0.34 lets go of its files a moment after its last handle is dropped.
+fn open_sled_when_released(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + INDEX_RELEASE_WAIT;
+    loop {
+        match open_sled(dir, cache_capacity_bytes) {
+            Err(e) if is_lock_contention(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// Whether sled refused to open because another handle holds its file lock (sled reports it
+/// as an untyped i/o error with this message).
+fn is_lock_contention(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if e.to_string().starts_with("could not acquire lock"))
+}
+
 fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
     sled::Config::new()
         .path(dir)
@@ -330,11 +355,21 @@ fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
         .open()
 }
 
+/// How long opening the index waits for a store of this process that is closing to let go of
+/// it.
+const INDEX_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// Opens the index. One that sled cannot open (damaged files) is moved aside and rebuilt from
 /// the log, which holds everything it did: the index is derived data.
 fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::Db> {
-    match open_sled(dir, cache_capacity_bytes) {
+    match open_sled_when_released(dir, cache_capacity_bytes) {
         Ok(db) => Ok(db),
+        Err(e) if is_lock_contention(&e) => Err(StoreError::InUse(format!(
+            "the index {} is still locked after {} s although this process holds the data \
+             directory: a store of this process that was closed has not let go of it",
+            dir.display(),
+            INDEX_RELEASE_WAIT.as_secs()
+        ))),
         Err(e) if log.segment_range().is_some() => {
             let seconds = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -896,6 +931,39 @@ mod tests {
             store.inner.queued_kib,
             "every share of the budget was given back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_directory_in_use_is_refused_and_free_again_once_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path());
+        let id = first
+            .ingest(article(1, "alkhabar", &[], 0))
+            .await
+            .unwrap()
+            .id;
+        let refused = SledStore::open(&SledStoreConfig::new(dir.path().to_owned()))
+            .err()
+            .expect("a second store on the directory is refused");
+        assert!(matches!(refused, StoreError::InUse(_)), "{refused}");
+        let entries: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            entries.len(),
+            3,
+            "log, index and the lock only: {entries:?}"
+        );
+        assert!(
+            first.get(id, crate::store::View::Released).await.is_ok(),
+            "the first store still serves"
+        );
+        // Reopened at once, as an in-process restart does: sled may still be letting go of the
+        // index for a moment, which the open waits out.
+        drop(first);
+        let reopened = open(dir.path());
+        assert!(reopened.get(id, crate::store::View::Released).await.is_ok());
     }
 
     #[tokio::test]

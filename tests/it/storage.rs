@@ -582,3 +582,62 @@ async fn foreign_files_and_wrong_permissions_stop_the_start_with_one_line() {
     assert!(line.contains(&data.display().to_string()), "{line}");
     assert!(line.contains("ermission denied"), "{line}");
 }
+
+#[tokio::test]
+async fn a_second_server_on_a_data_directory_in_use_is_refused_and_changes_nothing() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let first = ChildServer::start(data_dir.path());
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(first.channel().await);
+    let before = ingest
+        .ingest(seed_variant(1))
+        .await
+        .expect("ingest")
+        .into_inner();
+
+    let line = refused_start(data_dir.path(), false);
+    assert!(
+        line.contains(&format!("in use by process {}", first.child.id())),
+        "{line}"
+    );
+    assert!(line.contains("--data-dir"), "{line}");
+    let entries: Vec<String> = std::fs::read_dir(data_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|name| name.starts_with("index.unreadable")),
+        "the index in use was not taken for damaged: {entries:?}"
+    );
+
+    // The server that holds the directory goes on as before.
+    let after = ingest
+        .ingest(seed_variant(2))
+        .await
+        .expect("ingest after the refused start")
+        .into_inner();
+    assert_eq!(after.cursor, before.cursor + 1);
+    let mut articles = pb::article_service_client::ArticleServiceClient::new(first.channel().await);
+    for id in [&before.id, &after.id] {
+        articles
+            .get_article(pb::GetArticleRequest {
+                id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("both articles are served");
+    }
+    drop(first);
+
+    // Once it is gone (killed, so the lock is released by the system), the directory is free.
+    let second = ChildServer::start(data_dir.path());
+    let mut articles =
+        pb::article_service_client::ArticleServiceClient::new(second.channel().await);
+    let listed = articles
+        .list_articles(pb::ListArticlesRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.articles.len(), 2);
+}
