@@ -9,7 +9,7 @@
 use std::{
     fs::{File, OpenOptions, TryLockError},
     io::{Read, Seek, Write},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use super::{Result, StoreError};
@@ -49,7 +49,7 @@ impl DataDirLock {
     }
 }
 
-fn in_use(dir: &Path, path: &PathBuf, file: &mut File) -> StoreError {
+fn in_use(dir: &Path, path: &Path, file: &mut File) -> StoreError {
     let mut holder = String::new();
     let _ = file.read_to_string(&mut holder);
     let holder = match holder.trim() {
