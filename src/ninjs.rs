@@ -46,7 +46,7 @@
 //! (`unevaluatedProperties: false`), so the object is not ninjs 2.1, and the usual cause is a
 //! 1.x name or a typo, which the message points out. A ninjs property or sub-property that
 //! khabar does not keep (`renditions`, `slugline`, a subject's `uri`...) is accepted and listed
-//! in [`NinjsImport::not_carried`], so a caller can warn; rejecting valid ninjs for extra
+//! in [`NinjsImport::not_carried`], which `khabar ingest` warns about; rejecting valid ninjs for extra
 //! detail would make most real feeds unusable, and dropping it without a word would hide
 //! the loss. Violations name ninjs paths (`headlines[0].value`); the khabar validation that
 //! follows names khabar fields.

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     EXIT_REFUSED, EXIT_USAGE, connect_error, describe,
-    input::{Item, Position, read_items},
+    input::{Item, Parsed, Position, read_items},
     progress::Progress,
     usage_error,
 };
@@ -27,8 +27,9 @@ use crate::{
 enum Pending {
     /// Rejected before sending.
     Local(Position, u64, String),
-    /// Sent; its response is the next one on the stream.
-    Sent(Position, u64),
+    /// Sent; its response is the next one on the stream. The paths are properties of a ninjs
+    /// item that were left out.
+    Sent(Position, u64, Vec<String>),
 }
 
 /// Counts of outcomes.
@@ -110,6 +111,16 @@ fn report_rejection(
     });
 }
 
+/// Says which properties of an acknowledged ninjs item khabar did not keep.
+fn report_left_out(progress: &Progress, position: Position, not_carried: &[String]) {
+    progress.suspend(|| {
+        eprintln!(
+            "{position}: warning: ninjs properties khabar does not keep were left out: {}",
+            not_carried.join(", ")
+        );
+    });
+}
+
 /// Runs `khabar ingest`.
 pub async fn ingest(args: IngestArgs) -> ExitCode {
     let (input, size): (Box<dyn std::io::BufRead + Send>, _) = if args.input == "-" {
@@ -148,14 +159,17 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
     let dispatcher = tokio::spawn(async move {
         while let Some(item) = items_rx.recv().await {
             let pending = match item.request {
-                Ok(request) => {
+                Ok(Parsed {
+                    request,
+                    not_carried,
+                }) => {
                     let Ok(permit) = dispatcher_permits.clone().acquire_owned().await else {
                         break;
                     };
                     // Given back by the response loop when the answer arrives.
                     permit.forget();
                     if pending_tx
-                        .send(Pending::Sent(item.position, item.offset))
+                        .send(Pending::Sent(item.position, item.offset, not_carried))
                         .await
                         .is_err()
                         || requests_tx.send(request).await.is_err()
@@ -199,7 +213,7 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
                 report_rejection(&progress, position, &message, &[]);
                 offset
             }
-            Pending::Sent(position, offset) => {
+            Pending::Sent(position, offset, not_carried) => {
                 let response = match responses.message().await {
                     Ok(Some(response)) => response,
                     Ok(None) => {
@@ -217,6 +231,9 @@ pub async fn ingest(args: IngestArgs) -> ExitCode {
                     }
                 };
                 in_flight.add_permits(1);
+                if !not_carried.is_empty() && response.outcome() != IngestOutcome::Rejected {
+                    report_left_out(&progress, position, &not_carried);
+                }
                 match response.outcome() {
                     IngestOutcome::Created => summary.created += 1,
                     IngestOutcome::Updated => summary.updated += 1,

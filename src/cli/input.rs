@@ -38,10 +38,29 @@ pub struct Item {
     /// Where it was.
     pub position: Position,
     /// The request to send, or why the item cannot be sent.
-    pub request: Result<pb::IngestRequest, String>,
+    pub request: Result<Parsed, String>,
     /// Bytes of the input up to the end of this item, for progress. The items of a JSON array
     /// share the array's bytes out evenly (it is parsed whole).
     pub offset: u64,
+}
+
+/// An item read into the request to send.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The request.
+    pub request: pb::IngestRequest,
+    /// Paths of properties of a ninjs item that khabar does not keep, so left out of the
+    /// request (see [`crate::ninjs::NinjsImport::not_carried`]); empty for khabar's JSON.
+    pub not_carried: Vec<String>,
+}
+
+impl From<pb::IngestRequest> for Parsed {
+    fn from(request: pb::IngestRequest) -> Self {
+        Self {
+            request,
+            not_carried: Vec::new(),
+        }
+    }
 }
 
 /// Which JSON an item is in.
@@ -75,7 +94,7 @@ pub fn looks_like_ninjs(fields: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// Turns one JSON value into an ingest request.
-pub fn parse_item(value: Value, format: InputFormat) -> Result<pb::IngestRequest, String> {
+pub fn parse_item(value: Value, format: InputFormat) -> Result<Parsed, String> {
     let ninjs = match (&value, format) {
         (_, InputFormat::Ninjs) => true,
         (Value::Object(fields), InputFormat::Auto) => looks_like_ninjs(fields),
@@ -87,11 +106,14 @@ pub fn parse_item(value: Value, format: InputFormat) -> Result<pb::IngestRequest
     match &value {
         Value::Object(fields) if fields.contains_key("article") => {
             serde_json::from_value::<pb::IngestRequest>(value)
+                .map(Parsed::from)
                 .map_err(|e| format!("not a valid ingest request: {e}"))
         }
         Value::Object(_) => serde_json::from_value::<pb::Article>(value)
-            .map(|article| pb::IngestRequest {
-                article: Some(article),
+            .map(|article| {
+                Parsed::from(pb::IngestRequest {
+                    article: Some(article),
+                })
             })
             .map_err(|e| format!("not a valid article: {e}")),
         _ => Err("expected a JSON object: an article or {\"article\": {...}}".to_owned()),
@@ -100,7 +122,7 @@ pub fn parse_item(value: Value, format: InputFormat) -> Result<pb::IngestRequest
 
 /// A ninjs object as an ingest request; its shape violations, on ninjs paths, are the reason
 /// it cannot be sent. khabar's own field rules are left to the server, as for any item.
-fn from_ninjs(value: &Value) -> Result<pb::IngestRequest, String> {
+fn from_ninjs(value: &Value) -> Result<Parsed, String> {
     let import = crate::ninjs::from_ninjs(value).map_err(|violations| {
         let listed: Vec<String> = violations
             .iter()
@@ -108,8 +130,11 @@ fn from_ninjs(value: &Value) -> Result<pb::IngestRequest, String> {
             .collect();
         format!("not valid ninjs: {}", listed.join("; "))
     })?;
-    Ok(pb::IngestRequest {
-        article: Some(draft_pb(import.article)),
+    Ok(Parsed {
+        request: pb::IngestRequest {
+            article: Some(draft_pb(import.article)),
+        },
+        not_carried: import.not_carried,
     })
 }
 
@@ -210,7 +235,7 @@ fn draft_pb(draft: ArticleDraft) -> pb::Article {
     }
 }
 
-fn parse_line(line: &str, format: InputFormat) -> Result<pb::IngestRequest, String> {
+fn parse_line(line: &str, format: InputFormat) -> Result<Parsed, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     parse_item(value, format)
 }
@@ -337,7 +362,7 @@ mod tests {
         read_items(input.as_bytes(), InputFormat::Auto, |item| {
             let request = item
                 .request
-                .map(|r| r.article.map(|a| a.headline).unwrap_or_default());
+                .map(|r| r.request.article.map(|a| a.headline).unwrap_or_default());
             out.push((item.position, request));
             true
         })
@@ -365,7 +390,8 @@ mod tests {
             InputFormat::Auto,
         )
         .unwrap();
-        let article = request.article.unwrap();
+        assert!(request.not_carried.is_empty());
+        let article = request.request.article.unwrap();
         assert_eq!(article.view_count, 3);
         assert_eq!(article.published_at.unwrap().seconds, 1_467_360_000);
     }
@@ -468,11 +494,10 @@ mod tests {
 
     #[test]
     fn ninjs_items_are_told_apart_and_converted() {
-        let ninjs = r#"{"uri":"https://a.example/1","headlines":[{"value":"عنوان"}],"urgency":2,"genres":[{"literal":"genre:Current"}]}"#;
-        let article = parse_line(ninjs, InputFormat::Auto)
-            .unwrap()
-            .article
-            .unwrap();
+        let ninjs = r#"{"uri":"https://a.example/1","headlines":[{"value":"عنوان"}],"urgency":2,"genres":[{"literal":"genre:Current"}],"slugline":"syria"}"#;
+        let parsed = parse_line(ninjs, InputFormat::Auto).unwrap();
+        assert_eq!(parsed.not_carried, ["slugline"]);
+        let article = parsed.request.article.unwrap();
         assert_eq!((article.headline.as_str(), article.urgency), ("عنوان", 2));
         assert_eq!(article.genres[0].code, "genre:Current");
         // The same object read as khabar's JSON is refused for its ninjs names.

@@ -166,8 +166,8 @@ pub fn hash_token() -> ExitCode {
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_ingest_input(bytes: &[u8]) {
     let _ = input::read_items(bytes, input::InputFormat::Auto, |item| {
-        if let Ok(request) = item.request {
-            let _ = crate::api::validate_ingest_request(request);
+        if let Ok(parsed) = item.request {
+            let _ = crate::api::validate_ingest_request(parsed.request);
         }
         true
     });
