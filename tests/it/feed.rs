@@ -403,8 +403,10 @@ async fn a_subscriber_that_stops_reading_then_reads_everything(backend: Backend)
     let server = TestServer::start_on(&backend).await;
     let mut feeds = server.feed_client().await;
     let mut stalled = subscribe(&mut feeds, start(Start::FromNow(true))).await;
-    // Far more than the subscription buffers: ingest must not wait for the stalled reader.
-    let acks = tokio::time::timeout(WAIT, ingest_all(&server, variants(0..2_000)))
+    // Far more than the subscription buffers: ingest must not wait for the stalled reader. A
+    // writer held back by it would wait forever; the bound only has to tell that from 2,000
+    // writes on a loaded machine (PostgreSQL's took more than 20 s there once).
+    let acks = tokio::time::timeout(WAIT * 6, ingest_all(&server, variants(0..2_000)))
         .await
         .expect("ingest is not held back by a subscriber that does not read");
     assert_eq!(acks.len(), 2_000);
