@@ -150,6 +150,105 @@ pub fn timestamp_draft(t: pbjson_types::Timestamp) -> TimestampDraft {
     }
 }
 
+/// A timestamp as sent (the inverse of [`timestamp_draft`]).
+pub fn timestamp_pb_from_draft(t: TimestampDraft) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    }
+}
+
+/// An unvalidated article as the API's message (the inverse of [`article_draft`]), for clients
+/// that read articles in another form (ninjs) and send them.
+pub fn article_pb_from_draft(draft: ArticleDraft) -> pb::Article {
+    let ArticleDraft {
+        source,
+        uri,
+        headline,
+        summary,
+        body,
+        language,
+        published_at,
+        updated_at,
+        authors,
+        section,
+        tags,
+        places,
+        organisations,
+        people,
+        info_sources,
+        view_count,
+        editorial: e,
+    } = draft;
+    pb::Article {
+        source: Some(pb::Source {
+            id: source.id,
+            name: source.name,
+            url: source.url,
+        }),
+        uri,
+        headline,
+        summary,
+        body,
+        language,
+        published_at: published_at.map(timestamp_pb_from_draft),
+        updated_at: updated_at.map(timestamp_pb_from_draft),
+        authors,
+        section,
+        tags,
+        places,
+        organisations,
+        people,
+        info_sources: info_sources
+            .into_iter()
+            .map(|i| pb::InfoSource {
+                name: i.name,
+                uri: i.uri,
+                role: i.role,
+            })
+            .collect(),
+        view_count,
+        embargoed: e.embargoed.map(timestamp_pb_from_draft),
+        pubstatus: e.pubstatus,
+        urgency: e.urgency,
+        genres: e
+            .genres
+            .into_iter()
+            .map(|g| pb::Genre {
+                code: g.code,
+                name: g.name,
+            })
+            .collect(),
+        located: e.located,
+        copyright_holder: e.copyright_holder,
+        copyright_notice: e.copyright_notice,
+        usage_terms: e.usage_terms,
+        alt_ids: e
+            .alt_ids
+            .into_iter()
+            .map(|a| pb::AltId {
+                role: a.role,
+                value: a.value,
+            })
+            .collect(),
+        associations: e
+            .associations
+            .into_iter()
+            .map(|a| pb::Association {
+                rel: a.rel,
+                target: Some(if a.article_id.is_empty() {
+                    pb::association::Target::Uri(a.uri)
+                } else {
+                    pb::association::Target::ArticleId(a.article_id)
+                }),
+            })
+            .collect(),
+        expires: e.expires.map(timestamp_pb_from_draft),
+        ed_note: e.ed_note,
+        ..pb::Article::default()
+    }
+}
+
 /// The answer to a successful ingest.
 pub fn ingest_response(receipt: IngestReceipt) -> pb::IngestResponse {
     let IngestReceipt {
@@ -175,5 +274,37 @@ pub fn ingest_response(receipt: IngestReceipt) -> pb::IngestResponse {
         content_hash: content_hash.to_string(),
         cursor,
         error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_goes_to_the_message_and_back_unchanged() {
+        // The seed's second version sets every client field family, editorial ones included.
+        let request: pb::IngestRequest = serde_json::from_str(include_str!(
+            "../../tests/fixtures/seed-article-v2.ingest.json"
+        ))
+        .unwrap();
+        let mut sent = request.article.unwrap();
+        // What the fixture leaves unset, so that every client field is carried.
+        sent.summary = "ملخص الخبر".into();
+        sent.authors = vec!["مراسل الخبر".into()];
+        sent.section = "سياسة".into();
+        sent.copyright_notice = "© الخبر".into();
+        sent.usage_terms = "للنشر بذكر المصدر".into();
+        sent.alt_ids = vec![pb::AltId {
+            role: "guid".into(),
+            value: "urn:x:1".into(),
+        }];
+        sent.expires = Some(pbjson_types::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 5,
+        });
+        sent.ed_note = "تصحيح".into();
+        let draft = article_draft(sent.clone());
+        assert_eq!(article_pb_from_draft(draft), sent);
     }
 }

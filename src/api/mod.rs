@@ -11,6 +11,7 @@ mod ingest;
 mod limits;
 
 pub use articles::ArticleApi;
+pub use convert::article_pb_from_draft;
 pub use encoded::EncodedFeedEvent;
 pub use feed::FeedApi;
 pub use ingest::{IngestApi, validate as validate_ingest_request};

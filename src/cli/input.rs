@@ -6,10 +6,7 @@ use std::{fmt, io::BufRead};
 
 use serde_json::Value;
 
-use crate::{
-    domain::{ArticleDraft, TimestampDraft},
-    pb::khabar::v1 as pb,
-};
+use crate::{api::article_pb_from_draft, pb::khabar::v1 as pb};
 
 /// Where an item was in the input, for reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,107 +129,10 @@ fn from_ninjs(value: &Value) -> Result<Parsed, String> {
     })?;
     Ok(Parsed {
         request: pb::IngestRequest {
-            article: Some(draft_pb(import.article)),
+            article: Some(article_pb_from_draft(import.article)),
         },
         not_carried: import.not_carried,
     })
-}
-
-fn timestamp_pb(t: TimestampDraft) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: t.seconds,
-        nanos: t.nanos,
-    }
-}
-
-/// An unvalidated article as the API's message (the inverse of the server's conversion).
-fn draft_pb(draft: ArticleDraft) -> pb::Article {
-    let ArticleDraft {
-        source,
-        uri,
-        headline,
-        summary,
-        body,
-        language,
-        published_at,
-        updated_at,
-        authors,
-        section,
-        tags,
-        places,
-        organisations,
-        people,
-        info_sources,
-        view_count,
-        editorial: e,
-    } = draft;
-    pb::Article {
-        source: Some(pb::Source {
-            id: source.id,
-            name: source.name,
-            url: source.url,
-        }),
-        uri,
-        headline,
-        summary,
-        body,
-        language,
-        published_at: published_at.map(timestamp_pb),
-        updated_at: updated_at.map(timestamp_pb),
-        authors,
-        section,
-        tags,
-        places,
-        organisations,
-        people,
-        info_sources: info_sources
-            .into_iter()
-            .map(|i| pb::InfoSource {
-                name: i.name,
-                uri: i.uri,
-                role: i.role,
-            })
-            .collect(),
-        view_count,
-        embargoed: e.embargoed.map(timestamp_pb),
-        pubstatus: e.pubstatus,
-        urgency: e.urgency,
-        genres: e
-            .genres
-            .into_iter()
-            .map(|g| pb::Genre {
-                code: g.code,
-                name: g.name,
-            })
-            .collect(),
-        located: e.located,
-        copyright_holder: e.copyright_holder,
-        copyright_notice: e.copyright_notice,
-        usage_terms: e.usage_terms,
-        alt_ids: e
-            .alt_ids
-            .into_iter()
-            .map(|a| pb::AltId {
-                role: a.role,
-                value: a.value,
-            })
-            .collect(),
-        associations: e
-            .associations
-            .into_iter()
-            .map(|a| pb::Association {
-                rel: a.rel,
-                target: Some(if a.article_id.is_empty() {
-                    pb::association::Target::Uri(a.uri)
-                } else {
-                    pb::association::Target::ArticleId(a.article_id)
-                }),
-            })
-            .collect(),
-        expires: e.expires.map(timestamp_pb),
-        ed_note: e.ed_note,
-        ..pb::Article::default()
-    }
 }
 
 fn parse_line(line: &str, format: InputFormat) -> Result<Parsed, String> {
