@@ -53,17 +53,55 @@ pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
         settled: true,
     };
     // The NFKC quick check runs in the same pass as the folding: text that passes it (almost
-    // all) is read once.
+    // all) is read once. Characters below U+0800 that the check passes whatever precedes them
+    // (most Arabic and Latin text) are read straight from the bytes and folded by one lookup.
     let quick_check = &*NFKC_QUICK_CHECK;
     let mut state = QuickCheckState::default();
     let table = &*FOLD_TABLE;
+    let fast = &*FAST_FOLD;
+    let bytes = text.as_bytes();
     let mut normalized = true;
-    for c in text.chars() {
+    let mut at = 0;
+    while at < bytes.len() {
+        let lead = bytes[at];
+        let (code, width) = if lead < 0x80 {
+            (usize::from(lead), 1)
+        } else if lead & 0xE0 == 0xC0 && at + 1 < bytes.len() {
+            // A two-byte sequence of a `str`: its second byte is a continuation byte.
+            (
+                usize::from(lead & 0x1F) << 6 | usize::from(bytes[at + 1] & 0x3F),
+                2,
+            )
+        } else {
+            (usize::MAX, 0)
+        };
+        if let Some(entry) = fast.get(code)
+            && !matches!(entry.kind, FastKind::Slow)
+        {
+            match entry.kind {
+                FastKind::Letter => {
+                    for &byte in &entry.utf8[..usize::from(entry.len)] {
+                        out.hash = fnv_byte(out.hash, byte);
+                    }
+                    out.in_word = true;
+                    out.settled &= entry.settled;
+                }
+                FastKind::Space => out.space(),
+                FastKind::Drop | FastKind::Slow => {}
+            }
+            state.after_simple_starter();
+            at += width;
+            continue;
+        }
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
         if quick_check.step(c, &mut state) != IsNormalized::Yes {
             normalized = false;
             break;
         }
         fold_char(table, c, &mut out);
+        at += c.len_utf8();
     }
     if !normalized {
         out.hash = FNV_BASIS;
@@ -83,6 +121,71 @@ pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
         .map(fnv1a)
         .collect()
 }
+
+/// How [`match_key_word_hashes`] reads a character below U+0800 without decoding it.
+#[derive(Clone, Copy)]
+enum FastKind {
+    /// Decoded and checked one character at a time.
+    Slow,
+    /// Removed.
+    Drop,
+    /// A word separator.
+    Space,
+    /// Becomes the character in `utf8`.
+    Letter,
+}
+
+/// [`FastKind`] of a character, with the UTF-8 of the letter it becomes.
+#[derive(Clone, Copy)]
+struct FastFold {
+    kind: FastKind,
+    len: u8,
+    utf8: [u8; 2],
+    settled: bool,
+}
+
+/// For every character below U+0800: how it folds when the NFKC quick check passes it
+/// whatever precedes it ([`FastQuickCheck::is_simple_starter`]) and it becomes nothing, a
+/// separator or one character below U+0800; [`FastKind::Slow`] otherwise.
+static FAST_FOLD: LazyLock<[FastFold; 0x800]> = LazyLock::new(|| {
+    let slow = FastFold {
+        kind: FastKind::Slow,
+        len: 0,
+        utf8: [0; 2],
+        settled: false,
+    };
+    let mut table = [slow; 0x800];
+    for (code, entry) in (0u32..).zip(table.iter_mut()) {
+        if !NFKC_QUICK_CHECK.is_simple_starter(code) {
+            continue;
+        }
+        *entry = match FOLD_TABLE[code as usize] {
+            FOLD_DROP => FastFold {
+                kind: FastKind::Drop,
+                ..slow
+            },
+            FOLD_SPACE => FastFold {
+                kind: FastKind::Space,
+                ..slow
+            },
+            FOLD_LOWER => slow,
+            folded => match char::from_u32(u32::from(folded)) {
+                Some(letter) if (letter as u32) < 0x800 => {
+                    let mut utf8 = [0; 2];
+                    let len = letter.encode_utf8(&mut utf8).len();
+                    FastFold {
+                        kind: FastKind::Letter,
+                        len: len as u8,
+                        utf8,
+                        settled: is_settled(letter),
+                    }
+                }
+                _ => slow,
+            },
+        };
+    }
+    table
+});
 
 const FNV_BASIS: u64 = 0xCBF2_9CE4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;

@@ -65,6 +65,12 @@ impl FastQuickCheck {
         }
     }
 
+    /// Whether the character `code` (below U+0800) is a starter the quick check answers Yes
+    /// for whatever comes before it.
+    pub(crate) fn is_simple_starter(&self, code: u32) -> bool {
+        code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0
+    }
+
     /// The quick check of `text`.
     pub(crate) fn run(&self, text: &str) -> IsNormalized {
         let mut state = QuickCheckState::default();
@@ -87,9 +93,8 @@ impl FastQuickCheck {
     /// anyway.
     #[inline]
     pub(crate) fn step(&self, c: char, state: &mut QuickCheckState) -> IsNormalized {
-        let code = c as u32;
-        if code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0 {
-            state.last_class = 0;
+        if self.is_simple_starter(c as u32) {
+            state.after_simple_starter();
             return IsNormalized::Yes;
         }
         self.step_slow(c, state)
@@ -111,6 +116,15 @@ pub(crate) struct QuickCheckState {
     last_class: u8,
     /// Whether some character was answered Maybe (kept by callers of `step`).
     maybe: bool,
+}
+
+impl QuickCheckState {
+    /// Records a character [`FastQuickCheck::is_simple_starter`] accepts, for a caller that
+    /// checks those itself: what [`FastQuickCheck::step`] would do with it.
+    #[inline(always)]
+    pub(crate) fn after_simple_starter(&mut self) {
+        self.last_class = 0;
+    }
 }
 
 static NFC_QUICK_CHECK: LazyLock<FastQuickCheck> =
