@@ -12,6 +12,9 @@ use khabar::{
 };
 use serde_json::Value;
 
+#[path = "support/ninjs_schema.rs"]
+mod ninjs_schema;
+
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -39,43 +42,6 @@ fn validated(name: &str) -> ArticleContent {
         .into_content()
 }
 
-/// Stands in for the GeoJSON schema that ninjs refers to for `places[].geojson` (which khabar
-/// never writes) with an open schema, so that nothing is fetched; any other address is refused.
-struct GeoJsonStub;
-
-impl jsonschema::Retrieve for GeoJsonStub {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        if uri
-            .as_str()
-            .starts_with("https://geojson.org/schema/GeoJSON.json")
-        {
-            Ok(serde_json::json!({}))
-        } else {
-            Err(format!("no schema is fetched for {}", uri.as_str()).into())
-        }
-    }
-}
-
-fn schema_validator() -> jsonschema::Validator {
-    let schema = read_json("ninjs/ninjs-schema_2.1.json");
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .with_retriever(GeoJsonStub)
-        .build(&schema)
-        .expect("the ninjs schema compiles")
-}
-
-fn schema_errors(validator: &jsonschema::Validator, item: &Value) -> Vec<String> {
-    validator
-        .iter_errors(item)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
 #[test]
 fn the_schema_is_the_published_2_1_schema() {
     let schema = read_json("ninjs/ninjs-schema_2.1.json");
@@ -96,7 +62,7 @@ fn the_schema_is_the_published_2_1_schema() {
 #[test]
 fn the_schema_rejects_what_it_should() {
     // Guards the validator set-up itself: a check that accepts everything would pass the rest.
-    let validator = schema_validator();
+    let validator = ninjs_schema::validator();
     for bad in [
         serde_json::json!({"type": "text"}),
         serde_json::json!({"uri": "https://a.example/1", "headline": "1.x"}),
@@ -112,17 +78,20 @@ fn the_schema_rejects_what_it_should() {
 
 #[test]
 fn seed_articles_render_as_valid_ninjs_2_1() {
-    let validator = schema_validator();
+    let validator = ninjs_schema::validator();
     for name in ["seed-article.ingest.json", "seed-article-v2.ingest.json"] {
         let item = content_to_ninjs(&validated(name));
         assert_eq!(
-            schema_errors(&validator, &item),
+            ninjs_schema::errors(&validator, &item),
             Vec::<String>::new(),
             "{name}"
         );
     }
     let kept = read_json("seed-article-v2.ninjs.json");
-    assert_eq!(schema_errors(&validator, &kept), Vec::<String>::new());
+    assert_eq!(
+        ninjs_schema::errors(&validator, &kept),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 use std::process::{Command, Output, Stdio};
 
 use crate::common::{TestServer, WAIT, fixture, fixture_text, run_bounded};
+use crate::ninjs_schema;
 use serde_json::Value;
 
 /// Runs `khabar ARGS` with `stdin`, killing it if it outlives [`WAIT`].
@@ -37,43 +38,8 @@ fn lines_json(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// Stands in for the GeoJSON schema that ninjs refers to for `places[].geojson` (which khabar
-/// never writes) with an open schema, so that nothing is fetched.
-struct GeoJsonStub;
-
-impl jsonschema::Retrieve for GeoJsonStub {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        if uri
-            .as_str()
-            .starts_with("https://geojson.org/schema/GeoJSON.json")
-        {
-            Ok(serde_json::json!({}))
-        } else {
-            Err(format!("no schema is fetched for {}", uri.as_str()).into())
-        }
-    }
-}
-
-/// The vendored IPTC ninjs 2.1 schema, formats checked.
-fn ninjs_schema() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(&fixture_text("ninjs/ninjs-schema_2.1.json"))
-        .expect("the schema is JSON");
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .with_retriever(GeoJsonStub)
-        .build(&schema)
-        .expect("the ninjs schema compiles")
-}
-
 fn assert_valid_ninjs(schema: &jsonschema::Validator, item: &Value) {
-    let errors: Vec<String> = schema
-        .iter_errors(item)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
+    let errors = ninjs_schema::errors(schema, item);
     assert!(errors.is_empty(), "not ninjs 2.1: {errors:?}\n{item:#}");
 }
 
@@ -163,7 +129,7 @@ fn travelling(article: &Value) -> Value {
 async fn get_ninjs_prints_schema_valid_ninjs_that_ingests_back_to_the_same_article() {
     let server = TestServer::start().await;
     let url = server.url();
-    let schema = ninjs_schema();
+    let schema = ninjs_schema::validator();
 
     // The second version's embargo (2016) has passed: released at once.
     let v2 = fixture("seed-article-v2.ingest.json");
@@ -354,7 +320,7 @@ async fn ingest_reads_ninjs_files_and_rejects_malformed_ninjs_by_its_path() {
 async fn tail_ninjs_prints_one_schema_valid_object_per_event() {
     let server = TestServer::start().await;
     let url = server.url();
-    let schema = ninjs_schema();
+    let schema = ninjs_schema::validator();
 
     // The seed (no editorial fields), its second version (UPDATED, with them), another
     // article, and a retraction: four events.

@@ -3,6 +3,8 @@
 //! container. One test binary, so that the shared harness in `common` compiles once.
 
 mod common;
+#[path = "../support/ninjs_schema.rs"]
+mod ninjs_schema;
 
 mod cli;
 mod cli_commands;
