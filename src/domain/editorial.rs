@@ -223,6 +223,11 @@ impl Editorial {
         *self == Self::default()
     }
 
+    /// The codes of the genres, as listings and feeds filter on them.
+    pub fn genre_codes(&self) -> Vec<String> {
+        self.genres.iter().map(|g| g.code.clone()).collect()
+    }
+
     /// An unambiguous encoding of every field (each value length-prefixed) for the content hash.
     /// Feed it to the hash only when [`Editorial::is_empty`] is false, so that the hashes of
     /// articles without editorial metadata stay what they were.

@@ -257,12 +257,7 @@ impl ArticleHead {
             canonical_uri: article.canonical_uri.clone(),
             story: article.story,
             urgency: content.editorial.urgency,
-            genre_codes: content
-                .editorial
-                .genres
-                .iter()
-                .map(|g| g.code.clone())
-                .collect(),
+            genre_codes: content.editorial.genre_codes(),
             expires: content.editorial.expires,
         }
     }

@@ -220,12 +220,7 @@ impl Head {
             story_id: article.story.map_or(article.id, |s| s.story_id),
             fingerprint: None,
             urgency_rank: i16::from(crate::store::list::urgency_rank(content.editorial.urgency)),
-            genres: content
-                .editorial
-                .genres
-                .iter()
-                .map(|g| g.code.clone())
-                .collect(),
+            genres: content.editorial.genre_codes(),
             expires: content.editorial.expires,
         }
     }
