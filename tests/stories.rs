@@ -100,6 +100,7 @@ fn the_labeled_set_has_200_pairs_mostly_arabic_and_every_kind_in_both_halves() {
             "byline",
             "source-line",
             "combined",
+            "opening",
             "follow-up",
             "same-actors",
             "template",

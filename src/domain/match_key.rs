@@ -42,14 +42,16 @@ pub fn match_key(text: &str) -> String {
     key
 }
 
-/// The FNV-1a hash of each word of [`match_key`]`(text)` (of its UTF-8 bytes), in order: what
-/// `match_key(text).split(' ').filter(|w| !w.is_empty()).map(fnv1a)` gives, without writing the key out and
-/// splitting it again when one round of folding settles it (as it does for almost all text).
-pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
+/// The FNV-1a hash of each of the first `max_words` words of [`match_key`]`(text)` (of their
+/// UTF-8 bytes), in order: what `match_key(text).split(' ').filter(|w| !w.is_empty())
+/// .take(max_words).map(fnv1a)` gives, without writing the key out and splitting it again when
+/// one round of folding settles it (as it does for almost all text), and without reading the
+/// text past the last of those words.
+pub(crate) fn match_key_word_hashes(text: &str, max_words: usize) -> Vec<u64> {
     let mut out = WordHashes {
         hash: FNV_BASIS,
         in_word: false,
-        hashes: Vec::with_capacity(text.len() / 6),
+        hashes: Vec::with_capacity((text.len() / 6).min(max_words)),
         settled: true,
     };
     // The NFKC quick check runs in the same pass as the folding: text that passes it (almost
@@ -62,7 +64,7 @@ pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
     let bytes = text.as_bytes();
     let mut normalized = true;
     let mut at = 0;
-    while at < bytes.len() {
+    while at < bytes.len() && out.hashes.len() < max_words {
         let lead = bytes[at];
         let (code, width) = if lead < 0x80 {
             (usize::from(lead), 1)
@@ -113,11 +115,13 @@ pub(crate) fn match_key_word_hashes(text: &str) -> Vec<u64> {
     }
     out.space();
     if out.settled {
+        out.hashes.truncate(max_words);
         return out.hashes;
     }
     match_key(text)
         .split(' ')
         .filter(|w| !w.is_empty())
+        .take(max_words)
         .map(fnv1a)
         .collect()
 }
@@ -826,7 +830,7 @@ mod tests {
             );
             // The word hashes fold the text in one pass; they must be the key's words.
             assert_eq!(
-                match_key_word_hashes(&text),
+                match_key_word_hashes(&text, usize::MAX),
                 key_word_hashes(&key),
                 "{text:?}"
             );
@@ -864,13 +868,19 @@ mod tests {
             }
         }
         for text in &texts {
-            assert_eq!(
-                match_key_word_hashes(text),
-                key_word_hashes(&match_key(text)),
-                "{text:?}"
-            );
+            let all = key_word_hashes(&match_key(text));
+            assert_eq!(match_key_word_hashes(text, usize::MAX), all, "{text:?}");
+            // Stopping after some words gives the key's first words, whichever path it took.
+            for limit in [0, 1, 2, 7, all.len().saturating_sub(1)] {
+                assert_eq!(
+                    match_key_word_hashes(text, limit),
+                    &all[..limit.min(all.len())],
+                    "{text:?} limited to {limit}"
+                );
+            }
         }
-        assert!(match_key_word_hashes(seed).len() > 300);
+        assert!(match_key_word_hashes(seed, usize::MAX).len() > 300);
+        assert_eq!(match_key_word_hashes(seed, 150).len(), 150);
     }
 
     #[test]

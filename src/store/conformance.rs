@@ -50,6 +50,55 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// Sets the encoding version byte of every stored fingerprint to `version`, as an earlier
+    /// release of khabar would have written them (the store must be closed).
+    async fn mark_fingerprints_as_encoding(&self, version: u8) -> usize {
+        match self {
+            Self::Embedded(dir) => {
+                use super::{codec, keys, log::Log};
+                let db =
+                    super::sled_store::open_sled_when_released(&dir.path().join("index"), 16 << 20)
+                        .expect("open the index");
+                let log = Log::open(&dir.path().join("log")).expect("open the log");
+                let mut marked = 0;
+                for entry in db.range(keys::article_range()) {
+                    let (key, value) = entry.unwrap();
+                    let head = codec::decode_head(&key, &value).unwrap();
+                    let payload = log.read(head.location).unwrap();
+                    let codec::Record::Event(record) =
+                        codec::decode_record(payload.clone(), head.location).unwrap()
+                    else {
+                        panic!("an article's location is its event");
+                    };
+                    let at = payload
+                        .windows(record.fingerprint.len())
+                        .position(|window| window == record.fingerprint.as_ref())
+                        .expect("the fingerprint is in its record");
+                    let mut earlier = payload.to_vec();
+                    earlier[at] = version;
+                    log.overwrite_payload(head.location, &earlier).unwrap();
+                    marked += 1;
+                }
+                marked
+            }
+            Self::Postgres(url) => {
+                let marked = admin_client(url)
+                    .await
+                    .execute(
+                        "UPDATE khabar.articles \
+                         SET fingerprint = overlay(fingerprint PLACING $1 FROM 1 FOR 1) \
+                         WHERE fingerprint IS NOT NULL",
+                        &[&&[version][..]],
+                    )
+                    .await
+                    .unwrap();
+                usize::try_from(marked).unwrap()
+            }
+        }
+    }
+}
+
 async fn open_postgres(url: &str) -> super::Result<PostgresStore> {
     open_postgres_with_clock(url, Arc::new(SystemClock)).await
 }
@@ -163,6 +212,8 @@ on_both_backends!(
     embargoed_new_version_keeps_the_old_one_until_released_and_can_move_or_lift,
     withheld_until_usable_and_canceled_by_the_sender,
     pending_embargoes_survive_reopening_and_passed_ones_are_released_at_open,
+    // Stories (issue 11).
+    fingerprints_of_an_earlier_encoding_are_taken_again_at_open,
 );
 
 pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
@@ -186,6 +237,66 @@ pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> V
     }
     .validate(Timestamp::now())
     .expect("valid")
+}
+
+/// The seed article as outlet `n` published it: the same text under another address.
+fn seed_copy(n: u32, source: &str) -> ValidArticle {
+    let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+    let (headline, body) = seed
+        .split_once("\n\n182\n\n")
+        .expect("the seed's view count separates its headline from its body");
+    let headline = headline.lines().last().expect("a headline");
+    ArticleDraft {
+        source: SourceDraft {
+            id: source.into(),
+            name: source.into(),
+            url: String::new(),
+        },
+        uri: format!("https://{source}.example/news/{n}"),
+        headline: headline.into(),
+        body: body.into(),
+        language: "ar".into(),
+        published_at: Some(TimestampDraft {
+            seconds: 1_467_331_200 + i64::from(n),
+            nanos: 0,
+        }),
+        ..ArticleDraft::default()
+    }
+    .validate(Timestamp::now())
+    .expect("valid")
+}
+
+async fn fingerprints_of_an_earlier_encoding_are_taken_again_at_open(backend: TestStore) {
+    let store = backend.open().await;
+    let first = store.ingest(seed_copy(1, "alkhabar")).await.unwrap().id;
+    let second = store.ingest(seed_copy(2, "wire-a")).await.unwrap().id;
+    drop(store);
+    // Fingerprints the store cannot read, as after an upgrade that changed their encoding.
+    let earlier = crate::stories::Fingerprint::ENCODING_VERSION - 1;
+    assert_eq!(backend.mark_fingerprints_as_encoding(earlier).await, 2);
+
+    let store = backend.open().await;
+    let third = store.ingest(seed_copy(3, "wire-b")).await.unwrap().id;
+    let linked = store
+        .get(third, crate::store::View::Released)
+        .await
+        .unwrap()
+        .story
+        .expect("linked");
+    assert_eq!(linked.story_id, first, "{linked:?}");
+    assert!(
+        [Some(first), Some(second)].contains(&linked.duplicate_of),
+        "{linked:?}"
+    );
+    assert_eq!(linked.similarity, 1.0);
+    let members: Vec<ArticleId> = store
+        .story(first)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(members, [first, second, third]);
 }
 
 async fn ingest_outcomes_follow_the_natural_key_and_content(backend: TestStore) {

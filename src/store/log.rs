@@ -275,6 +275,26 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+#[cfg(test)]
+impl Log {
+    /// Replaces the payload of the frame at `location` by as many other bytes, with their
+    /// checksum: how a test makes a record as an earlier release of khabar wrote it.
+    pub(crate) fn overwrite_payload(&self, location: Location, payload: &[u8]) -> Result<()> {
+        assert_eq!(
+            payload.len() + FRAME_HEADER_LEN,
+            location.len as usize,
+            "the frame keeps its length"
+        );
+        let file = OpenOptions::new()
+            .write(true)
+            .open(self.path(location.segment))?;
+        file.write_all_at(&checksum(payload).to_le_bytes(), location.offset + 8)?;
+        file.write_all_at(payload, location.offset + FRAME_HEADER_LEN as u64)?;
+        file.sync_all()?;
+        Ok(())
+    }
+}
+
 impl Log {
     /// Opens (creating if needed) the log in `dir`, checking every segment's header.
     pub fn open(dir: &Path) -> Result<Arc<Self>> {

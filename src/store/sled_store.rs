@@ -328,7 +328,10 @@ fn spawn_release_timer(
 /// Opens the index, waiting while its sled lock is taken. The data directory's lock rules out
 /// another process, so a taken lock belongs to a store of this process that was just closed:
 /// sled 0.34 lets go of its files a moment after its last handle is dropped.
-fn open_sled_when_released(dir: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
+pub(super) fn open_sled_when_released(
+    dir: &Path,
+    cache_capacity_bytes: u64,
+) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + INDEX_RELEASE_WAIT;
     loop {
         match open_sled(dir, cache_capacity_bytes) {

@@ -50,7 +50,7 @@ const MIN_BUCKET_BITS: u32 = 10;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The default similarity from which an article is linked to an earlier one, tuned on the
 /// labeled pairs in `tests/fixtures/stories/`.
-pub const DEFAULT_THRESHOLD: f32 = 0.57;
+pub const DEFAULT_THRESHOLD: f32 = 0.56;
 
 /// How a [`StoryIndex`] links articles.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -884,7 +884,8 @@ mod tests {
 
     #[test]
     fn the_most_similar_earlier_article_wins_and_gives_its_story() {
-        let body = text(7, 300);
+        // Shorter than the part of a body a fingerprint reads.
+        let body = text(7, 140);
         let words: Vec<&str> = body.split(' ').collect();
         let replaced = |from: usize, to: usize, seed: u64| {
             let other = text(seed, to - from);
@@ -894,7 +895,7 @@ mod tests {
         };
         let mut index = StoryIndex::default();
         // Two stories held: the text with its last fifth rewritten, then the text itself.
-        let rewritten_end = replaced(240, 300, 70);
+        let rewritten_end = replaced(112, 140, 70);
         index.restore(id(1), at(T0), &rewritten_end, id(1));
         index.assign(id(2), at(T0 + 1), &article(8));
         index.restore(
@@ -904,7 +905,7 @@ mod tests {
             id(3),
         );
         // The text with two words changed is like both, most like the second.
-        let edited = replaced(150, 152, 71);
+        let edited = replaced(70, 72, 71);
         let linked = index.assign(id(4), at(T0 + 3), &edited);
         assert_eq!(linked.duplicate_of, Some(id(3)), "{linked:?}");
         assert_eq!(linked.story_id, id(3));

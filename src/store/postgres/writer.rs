@@ -121,10 +121,12 @@ const INSERT_HELD: &str = "INSERT INTO khabar.held (article_id, version, content
      SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[], \
      $6::int[], $7::bytea[], $8::bytea[])";
 /// The articles changed after cursor $1 (through other servers), in cursor order of their
-/// current version, with the content of live ones that have no fingerprint.
+/// current version, with the content of live ones that have no fingerprint of the encoding
+/// version $3 (its first byte): stored before stories, with them off, or by an earlier release.
 const STORIES_SINCE: &str = "SELECT a.id, a.cursor, a.published_s, a.published_ns, a.status, \
      a.story_id, a.fingerprint, \
-     CASE WHEN a.fingerprint IS NULL AND a.status <> 3 THEN e.article END \
+     CASE WHEN substring(a.fingerprint FROM 1 FOR 1) IS DISTINCT FROM $3 AND a.status <> 3 \
+     THEN e.article END \
      FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor \
      WHERE a.cursor > $1 AND a.published_s >= $2 ORDER BY a.cursor";
 const NEWEST_PUBLISHED: &str =
@@ -276,7 +278,14 @@ impl Stories {
         };
         if applied < head {
             let rows = transaction
-                .query(&statements.stories_since, &[&bits(applied), &cutoff])
+                .query(
+                    &statements.stories_since,
+                    &[
+                        &bits(applied),
+                        &cutoff,
+                        &&[Fingerprint::ENCODING_VERSION][..],
+                    ],
+                )
                 .await
                 .map_err(e)?;
             for row in &rows {
