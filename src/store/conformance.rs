@@ -99,6 +99,36 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// The encoding version of each fingerprint the store keeps apart from its log records
+    /// (the embedded index's cache of fingerprints taken at start; every article row on
+    /// PostgreSQL), in id order (the store must be closed).
+    async fn kept_fingerprint_versions(&self) -> Vec<u8> {
+        match self {
+            Self::Embedded(dir) => {
+                let db =
+                    super::sled_store::open_sled_when_released(&dir.path().join("index"), 16 << 20)
+                        .expect("open the index");
+                let any = super::keys::fingerprint(ArticleId::from_bytes([0; 16]));
+                db.scan_prefix(&any[..1])
+                    .map(|entry| entry.unwrap().1[0])
+                    .collect()
+            }
+            Self::Postgres(url) => admin_client(url)
+                .await
+                .query(
+                    "SELECT get_byte(fingerprint, 0) FROM khabar.articles ORDER BY id",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| u8::try_from(row.get::<_, i32>(0)).unwrap())
+                .collect(),
+        }
+    }
+}
+
 async fn open_postgres(url: &str) -> super::Result<PostgresStore> {
     open_postgres_with_clock(url, Arc::new(SystemClock)).await
 }
@@ -297,6 +327,16 @@ async fn fingerprints_of_an_earlier_encoding_are_taken_again_at_open(backend: Te
         .map(|a| a.id)
         .collect();
     assert_eq!(members, [first, second, third]);
+    drop(store);
+    // Kept, so that the next start reads them instead of taking them again.
+    let kept = backend.kept_fingerprint_versions().await;
+    let version = crate::stories::Fingerprint::ENCODING_VERSION;
+    let expected: &[u8] = match backend {
+        // The third article's fingerprint is in its log record.
+        TestStore::Embedded(_) => &[version, version],
+        TestStore::Postgres(_) => &[version, version, version],
+    };
+    assert_eq!(kept, expected);
 }
 
 async fn ingest_outcomes_follow_the_natural_key_and_content(backend: TestStore) {

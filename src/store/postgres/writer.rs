@@ -129,6 +129,10 @@ const STORIES_SINCE: &str = "SELECT a.id, a.cursor, a.published_s, a.published_n
      THEN e.article END \
      FROM khabar.articles a JOIN khabar.events e ON e.cursor = a.cursor \
      WHERE a.cursor > $1 AND a.published_s >= $2 ORDER BY a.cursor";
+/// Stores fingerprints taken at a rebuild ($3) in the rows of id $1 whose cursor is still $2.
+const STORE_FINGERPRINTS: &str = "UPDATE khabar.articles a SET fingerprint = t.fingerprint \
+     FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) AS t(id, cursor, fingerprint) \
+     WHERE a.id = t.id AND a.cursor = t.cursor";
 const NEWEST_PUBLISHED: &str =
     "SELECT max(published_s) FROM khabar.articles WHERE cursor IS NOT NULL";
 const CONSUMERS: &str = "SELECT name, acked, created_s, created_ns, acked_s, acked_ns \
@@ -288,16 +292,33 @@ impl Stories {
                 )
                 .await
                 .map_err(e)?;
+            let mut taken = (Vec::new(), Vec::new(), Vec::new());
             for row in &rows {
-                restore_row(&mut index, row)?;
+                if let Some((id, cursor, fingerprint)) = restore_row(&mut index, row)? {
+                    taken.0.push(id.to_bytes().to_vec());
+                    taken.1.push(bits(cursor));
+                    taken.2.push(fingerprint);
+                }
+            }
+            // Kept, so that the next rebuild reads them instead of taking them again; a row
+            // changed since (it cannot be while the head is locked) keeps its own.
+            if !taken.0.is_empty() {
+                transaction
+                    .execute(STORE_FINGERPRINTS, &[&taken.0, &taken.1, &taken.2])
+                    .await
+                    .map_err(e)?;
             }
         }
         Ok(index)
     }
 }
 
-/// Files one article row of `STORIES_SINCE` in the index as a rebuild does.
-fn restore_row(index: &mut StoryIndex, row: &tokio_postgres::Row) -> Result<()> {
+/// Files one article row of `STORIES_SINCE` in the index as a rebuild does; returns the
+/// fingerprint it had to take from the content, with the row's id and cursor.
+fn restore_row(
+    index: &mut StoryIndex,
+    row: &tokio_postgres::Row,
+) -> Result<Option<(ArticleId, u64, Vec<u8>)>> {
     let what = "article of a story";
     let id = rows::id_at(row, 0, what)?;
     let cursor = rows::u64_at(row, 1, what)?;
@@ -306,10 +327,11 @@ fn restore_row(index: &mut StoryIndex, row: &tokio_postgres::Row) -> Result<()> 
     if status == rows::status_code(ArticleStatus::Canceled) {
         index.remove(id);
         index.advance(published_at);
-        return Ok(());
+        return Ok(None);
     }
     let story_id = rows::id_at(row, 5, what)?;
     let stored: Option<Vec<u8>> = rows::get(row, 6, what)?;
+    let mut taken = None;
     let fingerprint = match stored.and_then(|bytes| Fingerprint::from_bytes(&bytes).ok()) {
         Some(fingerprint) => fingerprint,
         None => {
@@ -319,11 +341,14 @@ fn restore_row(index: &mut StoryIndex, row: &tokio_postgres::Row) -> Result<()> 
                 reason: "neither its fingerprint nor its content was read".into(),
             })?;
             let article = rows::decode_article(cursor, bytes.into())?;
-            Fingerprint::of_article(&article.content.headline, &article.content.body)
+            let fingerprint =
+                Fingerprint::of_article(&article.content.headline, &article.content.body);
+            taken = Some((id, cursor, fingerprint.to_bytes()));
+            fingerprint
         }
     };
     index.restore(id, published_at, &fingerprint, story_id);
-    Ok(())
+    Ok(taken)
 }
 
 /// A request to release the held versions that are due; answered with how many were released.
