@@ -179,21 +179,6 @@ impl Fingerprint {
         }
     }
 
-    /// The hashes this fingerprint is found by in an index: the smallest `count` of its sketch
-    /// followed by its lead keys.
-    pub(crate) fn index_keys(&self, count: usize) -> impl Iterator<Item = u32> + '_ {
-        let lead_keys: &[u32] = if self.is_empty() {
-            &[]
-        } else {
-            &self.lead_keys
-        };
-        self.sketch
-            .iter()
-            .take(count)
-            .chain(lead_keys.iter())
-            .copied()
-    }
-
     /// The compact binary form, for storing with the article version it was made from:
     /// `[version][shingles: varint][sketch length: u8][lead flags: one bit per sketch value]
     /// [first sketch value: varint][gaps to each next value: varints][lead keys: u32 LE each]`.
