@@ -48,6 +48,15 @@ pub fn match_key(text: &str) -> String {
 /// one round of folding settles it (as it does for almost all text), and without reading the
 /// text past the last of those words.
 pub(crate) fn match_key_word_hashes(text: &str, max_words: usize) -> Vec<u64> {
+    match_key_word_hashes_read(text, max_words).0
+}
+
+/// [`match_key_word_hashes`], with how far into `text` it read when it stopped after
+/// `max_words` words in its one pass (`None` when it read the whole text, or folded it again).
+pub(crate) fn match_key_word_hashes_read(
+    text: &str,
+    max_words: usize,
+) -> (Vec<u64>, Option<usize>) {
     let mut out = WordHashes {
         hash: FNV_BASIS,
         in_word: false,
@@ -113,17 +122,19 @@ pub(crate) fn match_key_word_hashes(text: &str, max_words: usize) -> Vec<u64> {
         let normalized: String = text.nfkc().collect();
         fold_into(&normalized, &mut out);
     }
+    let stopped_at = (normalized && out.hashes.len() >= max_words).then_some(at);
     out.space();
     if out.settled {
         out.hashes.truncate(max_words);
-        return out.hashes;
+        return (out.hashes, stopped_at);
     }
-    match_key(text)
+    let hashes = match_key(text)
         .split(' ')
         .filter(|w| !w.is_empty())
         .take(max_words)
         .map(fnv1a)
-        .collect()
+        .collect();
+    (hashes, None)
 }
 
 /// How [`match_key_word_hashes`] reads a character below U+0800 without decoding it.
@@ -872,11 +883,20 @@ mod tests {
             assert_eq!(match_key_word_hashes(text, usize::MAX), all, "{text:?}");
             // Stopping after some words gives the key's first words, whichever path it took.
             for limit in [0, 1, 2, 7, all.len().saturating_sub(1)] {
+                let (words, read) = match_key_word_hashes_read(text, limit);
                 assert_eq!(
-                    match_key_word_hashes(text, limit),
+                    words,
                     &all[..limit.min(all.len())],
                     "{text:?} limited to {limit}"
                 );
+                // What it read holds those words whole.
+                if let Some(read) = read {
+                    assert_eq!(
+                        match_key_word_hashes(&text[..read], usize::MAX),
+                        words,
+                        "{text:?} read to {read}"
+                    );
+                }
             }
         }
         assert!(match_key_word_hashes(seed, usize::MAX).len() > 300);

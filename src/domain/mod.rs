@@ -20,7 +20,7 @@ pub use article::{
 pub use canonical_uri::{canonical_uri, is_tracking_parameter};
 pub use filter::ArticleFilter;
 pub use match_key::match_key;
-pub(crate) use match_key::match_key_word_hashes;
+pub(crate) use match_key::{match_key_word_hashes, match_key_word_hashes_read};
 pub use text::normalize_line;
 pub use time::Timestamp;
 pub use validation::{

@@ -128,24 +128,9 @@ pub fn is_furniture(line: &str) -> bool {
 
 /// `body` without the furniture lines that open or close it (see [`is_furniture`]).
 pub fn strip_furniture(body: &str) -> &str {
-    let mut lines: Vec<(usize, usize)> = Vec::new();
-    let mut start = 0;
-    for line in body.split_inclusive('\n') {
-        let end = start + line.len();
-        if !line.trim().is_empty() {
-            lines.push((start, end));
-        }
-        start = end;
-    }
-    let mut first = 0;
+    let lines = text_lines(body);
+    let first = opening_lines(body, &lines);
     let mut last = lines.len();
-    while first < last && first < MAX_LINES_PER_END {
-        let (s, e) = lines[first];
-        if !is_furniture(&body[s..e]) {
-            break;
-        }
-        first += 1;
-    }
     let mut dropped = 0;
     while last > first && dropped < MAX_LINES_PER_END {
         let (s, e) = lines[last - 1];
@@ -159,6 +144,42 @@ pub fn strip_furniture(body: &str) -> &str {
         return "";
     }
     &body[lines[first].0..lines[last - 1].1]
+}
+
+/// `body` without the furniture lines that open it, and the offset in that text before which
+/// it agrees with [`strip_furniture`]`(body)` whatever its closing lines are (only the last
+/// few lines can be closing furniture), so that a reader of its opening need not look at them.
+pub(crate) fn without_opening_furniture(body: &str) -> (&str, usize) {
+    let lines = text_lines(body);
+    let first = opening_lines(body, &lines);
+    let Some(&(start, _)) = lines.get(first) else {
+        return ("", 0);
+    };
+    let closing = lines.len().saturating_sub(MAX_LINES_PER_END).max(first);
+    (&body[start..], lines[closing].0 - start)
+}
+
+/// The (start, end) of each line of `body` that holds more than white space.
+fn text_lines(body: &str) -> Vec<(usize, usize)> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for line in body.split_inclusive('\n') {
+        let end = start + line.len();
+        if !line.trim().is_empty() {
+            lines.push((start, end));
+        }
+        start = end;
+    }
+    lines
+}
+
+/// How many of `lines` open `body` as furniture.
+fn opening_lines(body: &str, lines: &[(usize, usize)]) -> usize {
+    lines
+        .iter()
+        .take(MAX_LINES_PER_END)
+        .take_while(|(s, e)| is_furniture(&body[*s..*e]))
+        .count()
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@
 
 use std::fmt;
 
-use crate::domain::match_key_word_hashes;
+use crate::domain::{match_key_word_hashes, match_key_word_hashes_read};
 
-use super::boilerplate::strip_furniture;
+use super::boilerplate::{strip_furniture, without_opening_furniture};
 
 /// Words of the body, once the lines that open or close it are left out, that a fingerprint
 /// reads. Copies of news share their opening, and reading the rest of a long body cost every
@@ -97,7 +97,7 @@ impl Fingerprint {
         // Each word's hash is FNV-1a over its UTF-8 bytes, then mixed: stable across platforms
         // and releases, as stored fingerprints require.
         let mut headline_words = match_key_word_hashes(headline, usize::MAX);
-        let mut body_words = match_key_word_hashes(strip_furniture(body), BODY_WORDS);
+        let mut body_words = body_word_hashes(body);
         for hash in headline_words.iter_mut().chain(body_words.iter_mut()) {
             *hash = mix(*hash);
         }
@@ -289,6 +289,18 @@ impl Fingerprint {
     /// The lead keys.
     pub(crate) fn lead_keys(&self) -> [u32; LEAD_KEYS] {
         self.lead_keys
+    }
+}
+
+/// The hashes of the first [`BODY_WORDS`] words of `body` without its furniture lines: what
+/// `match_key_word_hashes(strip_furniture(body), BODY_WORDS)` gives, reading the body's first
+/// words before its closing lines are looked at, since in a long body they lie past those
+/// words and whether they are furniture changes nothing.
+fn body_word_hashes(body: &str) -> Vec<u64> {
+    let (opened, closing_from) = without_opening_furniture(body);
+    match match_key_word_hashes_read(opened, BODY_WORDS) {
+        (words, Some(read)) if read <= closing_from => words,
+        _ => match_key_word_hashes(strip_furniture(body), BODY_WORDS),
     }
 }
 
@@ -539,6 +551,43 @@ mod tests {
             "{a:?}"
         );
         assert!(a.lead.count_ones() > 0, "{a:?}");
+    }
+
+    #[test]
+    fn closing_lines_are_looked_at_only_when_they_could_count() {
+        let body = seed_body();
+        let paragraphs: Vec<&str> = body.split("\n\n").collect();
+        let furniture = [
+            "المصدر: وكالات",
+            "بقلم: أحمد محمود",
+            "(رويترز)",
+            "Source: Reuters",
+        ];
+        let mut bodies = vec![body.clone(), String::new(), "المصدر: وكالات".to_owned()];
+        for keep in [1, 2, 3, 5, paragraphs.len()] {
+            for closing in 0..=furniture.len() {
+                let mut lines: Vec<&str> = furniture[..closing.min(1)].to_vec();
+                lines.extend(&paragraphs[..keep]);
+                lines.extend(&furniture[..closing]);
+                bodies.push(lines.join("\n\n"));
+                // A closing line that is not furniture stops the stripping.
+                lines.push("فقرة أخيرة من الخبر نفسه");
+                bodies.push(lines.join("\n"));
+            }
+        }
+        // The limit reached only within the closing lines, which are furniture.
+        let words: Vec<&str> = body.split_whitespace().take(BODY_WORDS - 2).collect();
+        bodies.push(format!(
+            "{}\nالمصدر: وكالات\n(رويترز)\nSource: Reuters",
+            words.join(" ")
+        ));
+        for body in &bodies {
+            assert_eq!(
+                body_word_hashes(body),
+                match_key_word_hashes(strip_furniture(body), BODY_WORDS),
+                "{body}"
+            );
+        }
     }
 
     #[test]
