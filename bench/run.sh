@@ -200,9 +200,9 @@ load() { # system, then the bench subcommand and its flags
 }
 
 results="$work/results.jsonl"
-record() { # system row rss json
-  python3 -c 'import json,sys; r=json.loads(sys.argv[4]); r.update(system=sys.argv[1], row=sys.argv[2], rss_mib=int(sys.argv[3])); print(json.dumps(r))' \
-    "$1" "$2" "$3" "$4" >>"$results"
+record() { # system row rss json (the repetition is $rep)
+  python3 -c 'import json,sys; r=json.loads(sys.argv[4]); r.update(system=sys.argv[1], row=sys.argv[2], rss_mib=int(sys.argv[3]), rep=int(sys.argv[5])); print(json.dumps(r))' \
+    "$1" "$2" "$3" "$4" "${rep:-0}" >>"$results"
 }
 
 # One configuration: a fresh server, its W1 load and, after W1c, the W2 loads on the store W1c
@@ -230,12 +230,32 @@ measure() { # system name mode in_flight
   record "$system" "W2b tail x4 @500/s" "$rss" "$w2b"
 }
 
+# A repetition that fails (a peer dropping a connection, say) is tried once more and reported,
+# rather than ending the whole run.
+measure_or_retry() { # system name mode in_flight
+  if ! measure "$@"; then
+    echo "repetition $rep of $1 $2 $3/$4 failed; trying it once more" >&2
+    if measure "$@"; then
+      echo "retried: repetition $rep of $1 $2 $3/$4 (failed once, then passed)" >>"$retries"
+    else
+      echo "failed: repetition $rep of $1 $2 $3/$4 (failed twice; left out)" >>"$retries"
+    fi
+  fi
+}
+
+# With both khabar and khabar-nostories in the run, each W1b load with --stories off runs right
+# after the same load with stories on, so that the pair sees the same machine; the report then
+# gives the median of the pairs' ratios.
+paired_stories=0
+case " $systems " in *" khabar "*) case " $systems " in *" khabar-nostories "*) paired_stories=1 ;; esac ;; esac
+
 retries="$work/retries.txt"
 : >"$retries"
 echo "benchmark: $articles articles, $reps repetitions, $(nproc) cores" >&2
 case " $systems " in *" khabar-postgres "*) start_postgres ;; esac
 for rep in $(seq 1 "$reps"); do
   for system in $systems; do
+    [ "$system" = khabar-nostories ] && [ "$paired_stories" = 1 ] && continue
     configs="W1a:unary:1 W1b:unary:32 W1b:stream:32 W1c:stream:100"
     # What story linking costs: the same W1b loads with --stories off.
     [ "$system" = khabar-nostories ] && configs="W1b:unary:32 W1b:stream:32"
@@ -244,15 +264,9 @@ for rep in $(seq 1 "$reps"); do
     [ "$system" = khabar-traced ] && configs="W1b:unary:32 W1b:stream:32"
     for config in $configs; do
       IFS=: read -r name mode in_flight <<<"$config"
-      # A repetition that fails (a peer dropping a connection, say) is tried once more and
-      # reported, rather than ending the whole run.
-      if ! measure "$system" "$name" "$mode" "$in_flight"; then
-        echo "repetition $rep of $system $name $mode/$in_flight failed; trying it once more" >&2
-        if measure "$system" "$name" "$mode" "$in_flight"; then
-          echo "retried: repetition $rep of $system $name $mode/$in_flight (failed once, then passed)" >>"$retries"
-        else
-          echo "failed: repetition $rep of $system $name $mode/$in_flight (failed twice; left out)" >>"$retries"
-        fi
+      measure_or_retry "$system" "$name" "$mode" "$in_flight"
+      if [ "$system" = khabar ] && [ "$paired_stories" = 1 ] && [ "$name" = W1b ]; then
+        measure_or_retry khabar-nostories "$name" "$mode" "$in_flight"
       fi
     done
   done
@@ -407,7 +421,12 @@ print(f"target W2b-p99-ms: {p99:.2f}" if p99 is not None else "target W2b-p99-ms
 for row in ["W1b unary/32", "W1b stream/32"]:
     on, off = median("khabar", row, "articles_per_sec"), median("khabar-nostories", row, "articles_per_sec")
     if on and off:
-        print(f"stories {row}: on {on:.0f}/s, off {off:.0f}/s = {on / off:.2f}x (target >= 0.9x)")
+        # The ratio of each repetition's pair (run one right after the other), when paired.
+        rate = lambda system: {r["rep"]: r["articles_per_sec"] for r in rows if r["system"] == system and r["row"] == row}
+        on_by_rep, off_by_rep = rate("khabar"), rate("khabar-nostories")
+        pairs = sorted(on_by_rep[k] / off_by_rep[k] for k in on_by_rep.keys() & off_by_rep.keys())
+        paired = f"; pairs {statistics.median(pairs):.2f}x ({pairs[0]:.2f}-{pairs[-1]:.2f})" if pairs else ""
+        print(f"stories {row}: on {on:.0f}/s, off {off:.0f}/s = {on / off:.2f}x{paired} (target >= 0.9x)")
     else:
         print(f"stories {row}: n/a (missing rows)")
 rss_values = [r["rss_mib"] for r in rows if r["system"] == "khabar"]
