@@ -91,7 +91,7 @@ const OPENINGS: &[&str] = &[
 /// Whether `line` (as written) is a source line, a byline or site furniture.
 pub fn is_furniture(line: &str) -> bool {
     let trimmed = line.trim();
-    if trimmed.is_empty() || trimmed.len() > MAX_BYTES {
+    if trimmed.is_empty() || trimmed.len() > MAX_BYTES || surely_longer(trimmed) {
         return false;
     }
     let key = match_key(trimmed);
@@ -124,6 +124,23 @@ pub fn is_furniture(line: &str) -> bool {
         key.strip_prefix(opening)
             .is_some_and(|rest| rest.starts_with(' ') || rest.is_empty())
     })
+}
+
+/// Whether `line` has more than [`MAX_WORDS`] words in its match key, known without folding
+/// it: every run of non-space characters holding a letter or a digit (other than a tatweel,
+/// which the key drops) keeps at least one word of its own in the key.
+fn surely_longer(line: &str) -> bool {
+    line.split_whitespace()
+        .filter(|run| run.chars().any(keeps_a_letter))
+        .nth(MAX_WORDS)
+        .is_some()
+}
+
+/// Whether `c` leaves a letter or a digit in the match key (the Arabic letters, most of what
+/// is read, are answered without a table lookup).
+fn keeps_a_letter(c: char) -> bool {
+    matches!(c, '\u{0621}'..='\u{063A}' | '\u{0641}'..='\u{064A}')
+        || (c != '\u{0640}' && c.is_alphanumeric())
 }
 
 /// `body` without the furniture lines that open or close it (see [`is_furniture`]).
@@ -214,6 +231,30 @@ mod tests {
         ] {
             assert!(is_furniture(line), "{line}");
         }
+    }
+
+    #[test]
+    fn a_line_surely_longer_than_a_byline_has_that_many_key_words() {
+        let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
+        let mut lines: Vec<String> = seed.lines().map(str::to_owned).collect();
+        lines.extend([
+            "ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ بقلم"
+                .to_owned(),
+            "أ ب ت ث ج ح خ د ذ ر ز س ش ص ض ط ظ".to_owned(),
+            "a-b c.d ١٢ ② ﷺ x y z w v u t s r q p o".to_owned(),
+            "« » — ، ؛ ؟ ! . , ( ) [ ] - – | * • ٪ & @ # ~".to_owned(),
+        ]);
+        for line in &lines {
+            let words = match_key(line).split(' ').filter(|w| !w.is_empty()).count();
+            if surely_longer(line) {
+                assert!(words > MAX_WORDS, "{line}: {words} words");
+            }
+        }
+        assert!(surely_longer(&lines[lines.len() - 3]));
+        assert!(
+            !surely_longer(&lines[lines.len() - 4]),
+            "tatweels are no words"
+        );
     }
 
     #[test]
