@@ -8,7 +8,7 @@
 # Prints a table of medians (min-max) over the repetitions, then one line per target. A
 # repetition that fails is tried once more and reported.
 #
-#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST]
+#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST] [--workloads LIST]
 #
 # --quick uses N = 2,000 articles instead of 20,000. --systems runs only the listed systems
 # (comma-separated: khabar, khabar-nostories, khabar-traced, khabar-postgres, redis-always,
@@ -17,7 +17,9 @@
 # W1b only: what story linking and traces cost. Needs nats-server, redis-server and postgresql
 # (Debian packages of those names; installed when missing and running as root). Every server
 # listens on 127.0.0.1 only, is started and stopped by its PID, and every load run is bounded by
-# --max-seconds.
+# --max-seconds. --workloads runs only the listed W1 loads (comma-separated: W1a, W1b, W1c; W2
+# follows W1c), for example `--systems khabar,khabar-nostories --workloads W1b --reps 15` for
+# many paired repetitions of what story linking costs.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +30,7 @@ seed="$root/tests/fixtures/seed-article-ar.txt"
 out=""
 systems="khabar khabar-nostories khabar-traced khabar-postgres redis-always redis-everysec jetstream"
 only_systems=0
+workloads="W1a W1b W1c"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) articles=2000; shift ;;
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --seed) seed="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --systems) systems="${2//,/ }"; only_systems=1; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST]" >&2; exit 2 ;;
+    --workloads) workloads="${2//,/ }"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST] [--workloads LIST]" >&2; exit 2 ;;
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
@@ -264,6 +268,7 @@ for rep in $(seq 1 "$reps"); do
     [ "$system" = khabar-traced ] && configs="W1b:unary:32 W1b:stream:32"
     for config in $configs; do
       IFS=: read -r name mode in_flight <<<"$config"
+      case " $workloads " in *" $name "*) ;; *) continue ;; esac
       measure_or_retry "$system" "$name" "$mode" "$in_flight"
       if [ "$system" = khabar ] && [ "$paired_stories" = 1 ] && [ "$name" = W1b ]; then
         measure_or_retry khabar-nostories "$name" "$mode" "$in_flight"
