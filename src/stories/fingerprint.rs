@@ -107,13 +107,13 @@ impl Fingerprint {
         let body_start = hashes.len();
         shingle(&body_words, &mut hashes);
         // The lead is the body's opening; a text without a body leads with its headline.
-        let lead_hashes: &[u64] = if body_words.is_empty() {
-            &hashes[..]
+        let lead_range = if body_words.is_empty() {
+            0..hashes.len()
         } else {
             let lead_shingles = LEAD_WORDS.saturating_sub(SHINGLE_WORDS - 1).max(1);
-            let end = (body_start + lead_shingles).min(hashes.len());
-            &hashes[body_start..end]
+            body_start..(body_start + lead_shingles).min(hashes.len())
         };
+        let lead_hashes = &hashes[lead_range.clone()];
         let mut lead_keys = [0u32; LEAD_KEYS];
         if !lead_hashes.is_empty() {
             for (key, seed) in lead_keys.iter_mut().zip(LEAD_SEEDS) {
@@ -124,21 +124,22 @@ impl Fingerprint {
                     .unwrap_or(0);
             }
         }
-        let mut lead_values: Vec<u32> = lead_hashes.iter().map(|h| high32(*h)).collect();
-        lead_values.sort_unstable();
-        lead_values.dedup();
-
-        let mut values: Vec<u32> = hashes.iter().map(|h| high32(*h)).collect();
-        values.sort_unstable();
-        values.dedup();
-        let shingles = u32::try_from(values.len()).unwrap_or(u32::MAX);
-        values.truncate(SKETCH_SIZE);
+        // Each shingle's value with a low bit clear when it is a lead shingle, sorted: of the
+        // shingles sharing a value, a lead one comes first and is the one kept.
+        let mut tagged: Vec<u64> = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| u64::from(high32(*h)) << 1 | u64::from(!lead_range.contains(&i)))
+            .collect();
+        tagged.sort_unstable();
+        tagged.dedup_by_key(|t| *t >> 1);
+        let shingles = u32::try_from(tagged.len()).unwrap_or(u32::MAX);
+        tagged.truncate(SKETCH_SIZE);
         let mut lead = 0u128;
-        for (i, value) in values.iter().enumerate() {
-            if lead_values.binary_search(value).is_ok() {
-                lead |= 1 << i;
-            }
+        for (i, t) in tagged.iter().enumerate() {
+            lead |= u128::from(*t & 1 == 0) << i;
         }
+        let values = tagged.iter().map(|t| (*t >> 1) as u32).collect();
         Self {
             shingles,
             sketch: values,
