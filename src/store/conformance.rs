@@ -248,6 +248,17 @@ on_both_backends!(
 
 pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> ValidArticle {
     ArticleDraft {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        view_count,
+        ..draft(n, source)
+    }
+    .validate(Timestamp::now())
+    .expect("valid")
+}
+
+/// Article `n` of `source`, published `n` seconds after the seed article's day began.
+fn draft(n: u32, source: &str) -> ArticleDraft {
+    ArticleDraft {
         source: SourceDraft {
             id: source.into(),
             name: "الخبر".into(),
@@ -261,15 +272,11 @@ pub(super) fn article(n: u32, source: &str, tags: &[&str], view_count: u64) -> V
             seconds: 1_467_331_200 + i64::from(n),
             nanos: 0,
         }),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        view_count,
         ..ArticleDraft::default()
     }
-    .validate(Timestamp::now())
-    .expect("valid")
 }
 
-/// The seed article as outlet `n` published it: the same text under another address.
+/// The seed article as outlet `source` published it: the same text under another address.
 fn seed_copy(n: u32, source: &str) -> ValidArticle {
     let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
     let (headline, body) = seed
@@ -277,20 +284,10 @@ fn seed_copy(n: u32, source: &str) -> ValidArticle {
         .expect("the seed's view count separates its headline from its body");
     let headline = headline.lines().last().expect("a headline");
     ArticleDraft {
-        source: SourceDraft {
-            id: source.into(),
-            name: source.into(),
-            url: String::new(),
-        },
         uri: format!("https://{source}.example/news/{n}"),
         headline: headline.into(),
         body: body.into(),
-        language: "ar".into(),
-        published_at: Some(TimestampDraft {
-            seconds: 1_467_331_200 + i64::from(n),
-            nanos: 0,
-        }),
-        ..ArticleDraft::default()
+        ..draft(n, source)
     }
     .validate(Timestamp::now())
     .expect("valid")
