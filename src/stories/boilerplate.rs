@@ -5,6 +5,8 @@
 //! sites add. Copies of a story differ in exactly these lines, so they are left out of its
 //! fingerprint when they open or close the body.
 
+use unicode_normalization::char::is_combining_mark;
+
 use crate::domain::match_key;
 
 /// Longest line, in words, that is taken for one of these lines.
@@ -127,8 +129,9 @@ pub fn is_furniture(line: &str) -> bool {
 }
 
 /// Whether `line` has more than [`MAX_WORDS`] words in its match key, known without folding
-/// it: every run of non-space characters holding a letter or a digit (other than a tatweel,
-/// which the key drops) keeps at least one word of its own in the key.
+/// it: every run of non-space characters holding a letter or a digit (other than a tatweel or
+/// a combining mark such as tashkeel, which the key may drop) keeps at least one word of its
+/// own in the key.
 fn surely_longer(line: &str) -> bool {
     line.split_whitespace()
         .filter(|run| run.chars().any(keeps_a_letter))
@@ -140,7 +143,7 @@ fn surely_longer(line: &str) -> bool {
 /// is read, are answered without a table lookup).
 fn keeps_a_letter(c: char) -> bool {
     matches!(c, '\u{0621}'..='\u{063A}' | '\u{0641}'..='\u{064A}')
-        || (c != '\u{0640}' && c.is_alphanumeric())
+        || (c != '\u{0640}' && c.is_alphanumeric() && !is_combining_mark(c))
 }
 
 /// `body` without the furniture lines that open or close it (see [`is_furniture`]).
@@ -238,6 +241,9 @@ mod tests {
         let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
         let mut lines: Vec<String> = seed.lines().map(str::to_owned).collect();
         lines.extend([
+            "\u{064B} \u{064E} \u{0650} \u{0651} \u{0652} \u{0670} \u{064B} \u{064E} \u{0650} \
+             \u{0651} \u{0652} \u{0670} \u{064B} \u{064E} \u{0650} \u{0651} \u{0652} بقلم"
+                .to_owned(),
             "ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ ـــ بقلم"
                 .to_owned(),
             "أ ب ت ث ج ح خ د ذ ر ز س ش ص ض ط ظ".to_owned(),
@@ -254,6 +260,10 @@ mod tests {
         assert!(
             !surely_longer(&lines[lines.len() - 4]),
             "tatweels are no words"
+        );
+        assert!(
+            !surely_longer(&lines[lines.len() - 5]),
+            "tashkeel alone is no word"
         );
     }
 

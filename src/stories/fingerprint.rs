@@ -23,9 +23,9 @@ use super::boilerplate::{strip_furniture, without_opening_furniture};
 
 /// Words of the body, once the lines that open or close it are left out, that a fingerprint
 /// reads. Copies of news share their opening, and reading the rest of a long body cost every
-/// ingest more than it told copies apart on the labeled set (BENCHMARKS.md, "A bounded
-/// fingerprint"). Counted in words of the match key, so that orthographic variants, whose
-/// bytes differ, are cut at the same word.
+/// ingest more than it told copies apart on the labeled set (BENCHMARKS.md, "Fingerprint
+/// encoding 2 and a cheaper lookup"). Counted in words of the match key, so that orthographic
+/// variants, whose bytes differ, are cut at the same word.
 pub const BODY_WORDS: usize = 150;
 /// Shingle length, in words.
 pub const SHINGLE_WORDS: usize = 3;

@@ -4,17 +4,16 @@
 //! Every entry is filed under [`INDEXED_SKETCH`] of its smallest sketch values and its lead
 //! keys. An article's lead keys are looked up first: the earliest filed entry sharing all of
 //! them is scored at once, and if it reaches [`SURE_MATCH`] the lookup ends there (a copy, found
-//! with a fifth of the postings). Otherwise the article's candidates are the entries filed
-//! under all its keys (for each key the
-//! [`MAX_PER_KEY`] most recently filed that qualify); those sharing a lead key or at least two
-//! sketch values are ranked by how much they share, and the first [`MAX_SCORED`] are scored
-//! with [`Fingerprint::similarity`], stopping at the first that reaches [`SURE_MATCH`], so that
-//! joining a story of thousands of copies costs what joining a story of three does. Stock
-//! phrases put the same small hashes in many sketches; the ranking keeps their postings from
-//! crowding out the articles that share a text. The postings are bucket chains in flat arrays, doubly linked so
-//! that removing an entry costs the same whatever other articles share its keys; candidates are
-//! visited and ties broken in an order that depends only on the calls made, never on hash seeds
-//! or memory addresses.
+//! with a fifth of the postings). Otherwise the article's candidates are the entries filed under
+//! all its keys (for each key the [`MAX_PER_KEY`] most recently filed that qualify); those
+//! sharing a lead key or at least two sketch values are ranked by how much they share, and the
+//! first [`MAX_SCORED`] are scored with [`Fingerprint::similarity`], stopping at the first that
+//! reaches [`SURE_MATCH`], so that joining a story of thousands of copies costs what joining a
+//! story of three does. Stock phrases put the same small hashes in many sketches; the ranking
+//! keeps their postings from crowding out the articles that share a text. The postings are
+//! bucket chains in flat arrays, doubly linked so that removing an entry costs the same whatever
+//! other articles share its keys; candidates are visited and ties broken in an order that
+//! depends only on the calls made, never on hash seeds or memory addresses.
 
 use std::{
     collections::{BTreeSet, HashMap},
