@@ -148,35 +148,69 @@ fn keeps_a_letter(c: char) -> bool {
 
 /// `body` without the furniture lines that open or close it (see [`is_furniture`]).
 pub fn strip_furniture(body: &str) -> &str {
-    let lines = text_lines(body);
-    let first = opening_lines(body, &lines);
-    let mut last = lines.len();
-    let mut dropped = 0;
-    while last > first && dropped < MAX_LINES_PER_END {
-        let (s, e) = lines[last - 1];
-        if !is_furniture(&body[s..e]) {
-            break;
-        }
-        last -= 1;
-        dropped += 1;
-    }
-    if first >= last {
-        return "";
-    }
-    &body[lines[first].0..lines[last - 1].1]
+    Opened::of(body).without_closing_furniture()
 }
 
-/// `body` without the furniture lines that open it, and the offset in that text before which
-/// it agrees with [`strip_furniture`]`(body)` whatever its closing lines are (only the last
-/// few lines can be closing furniture), so that a reader of its opening need not look at them.
-pub(crate) fn without_opening_furniture(body: &str) -> (&str, usize) {
-    let lines = text_lines(body);
-    let first = opening_lines(body, &lines);
-    let Some(&(start, _)) = lines.get(first) else {
-        return ("", 0);
-    };
-    let closing = lines.len().saturating_sub(MAX_LINES_PER_END).max(first);
-    (&body[start..], lines[closing].0 - start)
+/// A body without the furniture lines that open it; its closing ones are looked at only when
+/// asked for, since a reader of a long body's opening need not look at them.
+pub(crate) struct Opened<'a> {
+    body: &'a str,
+    /// The lines of `body` that hold more than white space, as (start, end).
+    lines: Vec<(usize, usize)>,
+    /// The first of `lines` that is not opening furniture.
+    first: usize,
+}
+
+impl<'a> Opened<'a> {
+    /// Leaves out the furniture lines that open `body`.
+    pub(crate) fn of(body: &'a str) -> Self {
+        let lines = text_lines(body);
+        let first = lines
+            .iter()
+            .take(MAX_LINES_PER_END)
+            .take_while(|(s, e)| is_furniture(&body[*s..*e]))
+            .count();
+        Self { body, lines, first }
+    }
+
+    /// The body from its first line that is not opening furniture.
+    pub(crate) fn text(&self) -> &'a str {
+        self.lines
+            .get(self.first)
+            .map_or("", |&(start, _)| &self.body[start..])
+    }
+
+    /// The offset in [`Opened::text`] before which it agrees with [`strip_furniture`] whatever
+    /// the closing lines are: only the last few lines can be closing furniture.
+    pub(crate) fn closing_from(&self) -> usize {
+        let Some(&(start, _)) = self.lines.get(self.first) else {
+            return 0;
+        };
+        let closing = self
+            .lines
+            .len()
+            .saturating_sub(MAX_LINES_PER_END)
+            .max(self.first);
+        self.lines[closing].0 - start
+    }
+
+    /// The body without the furniture lines that open or close it.
+    pub(crate) fn without_closing_furniture(&self) -> &'a str {
+        let mut last = self.lines.len();
+        let mut dropped = 0;
+        while last > self.first && dropped < MAX_LINES_PER_END {
+            let (s, e) = self.lines[last - 1];
+            if !is_furniture(&self.body[s..e]) {
+                break;
+            }
+            last -= 1;
+            dropped += 1;
+        }
+        if self.first >= last {
+            return "";
+        }
+        &self.body[self.lines[self.first].0..self.lines[last - 1].1]
+    }
 }
 
 /// The (start, end) of each line of `body` that holds more than white space.
@@ -191,15 +225,6 @@ fn text_lines(body: &str) -> Vec<(usize, usize)> {
         start = end;
     }
     lines
-}
-
-/// How many of `lines` open `body` as furniture.
-fn opening_lines(body: &str, lines: &[(usize, usize)]) -> usize {
-    lines
-        .iter()
-        .take(MAX_LINES_PER_END)
-        .take_while(|(s, e)| is_furniture(&body[*s..*e]))
-        .count()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::fmt;
 
 use crate::domain::{match_key_word_hashes, match_key_word_hashes_read};
 
-use super::boilerplate::{strip_furniture, without_opening_furniture};
+use super::boilerplate::Opened;
 
 /// Words of the body, once the lines that open or close it are left out, that a fingerprint
 /// reads. Copies of news share their opening, and reading the rest of a long body cost every
@@ -296,13 +296,22 @@ impl Fingerprint {
 /// The hashes of the first [`BODY_WORDS`] words of `body` without its furniture lines: what
 /// `match_key_word_hashes(strip_furniture(body), BODY_WORDS)` gives, reading the body's first
 /// words before its closing lines are looked at, since in a long body they lie past those
-/// words and whether they are furniture changes nothing.
+/// words and whether they are furniture changes nothing; the words are read again only when
+/// closing lines are left out.
 fn body_word_hashes(body: &str) -> Vec<u64> {
-    let (opened, closing_from) = without_opening_furniture(body);
-    match match_key_word_hashes_read(opened, BODY_WORDS) {
-        (words, Some(read)) if read <= closing_from => words,
-        _ => match_key_word_hashes(strip_furniture(body), BODY_WORDS),
+    let opened = Opened::of(body);
+    let text = opened.text();
+    let (words, read) = match_key_word_hashes_read(text, BODY_WORDS);
+    if read.is_some_and(|read| read <= opened.closing_from()) {
+        return words;
     }
+    let stripped = opened.without_closing_furniture();
+    // Both start where the opening lines end; nothing but white space left out at the end
+    // leaves the same words.
+    if text[stripped.len()..].trim().is_empty() {
+        return words;
+    }
+    match_key_word_hashes(stripped, BODY_WORDS)
 }
 
 /// The estimates a similarity is made of, each from 0 to 1.
@@ -526,6 +535,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stories::strip_furniture;
 
     const SEED: &str = include_str!("../../tests/fixtures/seed-article-ar.txt");
     const HEADLINE: &str = "أمريكا تتخلى عن حلفائها في سوريا في ذروة المعارك مع “داعش”";
