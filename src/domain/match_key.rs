@@ -91,11 +91,7 @@ pub(crate) fn match_key_word_hashes_read(
         {
             match entry.kind {
                 FastKind::Letter => {
-                    for &byte in &entry.utf8[..usize::from(entry.len)] {
-                        out.hash = fnv_byte(out.hash, byte);
-                    }
-                    out.in_word = true;
-                    out.settled &= entry.settled;
+                    out.letter_utf8(&entry.utf8[..usize::from(entry.len)], entry.settled);
                 }
                 FastKind::Space => out.space(),
                 FastKind::Drop | FastKind::Slow => {}
@@ -308,6 +304,18 @@ struct WordHashes {
     settled: bool,
 }
 
+impl WordHashes {
+    /// A character of the key, as its UTF-8 bytes, and whether it is [`is_settled`].
+    #[inline(always)]
+    fn letter_utf8(&mut self, utf8: &[u8], settled: bool) {
+        for &byte in utf8 {
+            self.hash = fnv_byte(self.hash, byte);
+        }
+        self.in_word = true;
+        self.settled &= settled;
+    }
+}
+
 impl Sink for WordHashes {
     #[inline(always)]
     fn letter(&mut self, c: char) {
@@ -316,11 +324,7 @@ impl Sink for WordHashes {
             return;
         }
         let mut utf8 = [0u8; 4];
-        for &byte in c.encode_utf8(&mut utf8).as_bytes() {
-            self.hash = fnv_byte(self.hash, byte);
-        }
-        self.in_word = true;
-        self.settled &= is_settled(c);
+        self.letter_utf8(c.encode_utf8(&mut utf8).as_bytes(), is_settled(c));
     }
 
     #[inline(always)]
