@@ -127,6 +127,17 @@ struct Entry {
     sketch_len: u8,
 }
 
+impl Entry {
+    /// The assignment of an article found `similarity` alike to this entry.
+    fn link(&self, similarity: f32) -> Assignment {
+        Assignment {
+            story_id: self.story,
+            duplicate_of: Some(self.id),
+            similarity,
+        }
+    }
+}
+
 /// A posting: its neighbours in its bucket's chain and the key it is filed under (kept here,
 /// although the entry holds it too, so that a walk down a chain reads nothing else until a key
 /// matches).
@@ -424,25 +435,23 @@ impl StoryIndex {
                 &mut candidates,
             );
         }
-        if let Some(copy) =
-            self.sure_copy_by_lead(fingerprint, &weights, &candidates, previous_story)
-        {
-            for (slot, _, _) in candidates.drain(..) {
-                weights[slot as usize] = 0;
+        let copy = self.sure_copy_by_lead(fingerprint, &weights, &candidates, previous_story);
+        if copy.is_none() {
+            for &key in &fingerprint.sketch()[..sketch_keys] {
+                self.collect_postings(key, None, seq, published, &mut weights, &mut candidates);
             }
-            self.scratch_weights = weights;
-            self.scratch_candidates = candidates;
-            self.stats.scored += 1;
-            return copy;
         }
-        for &key in &fingerprint.sketch()[..sketch_keys] {
-            self.collect_postings(key, None, seq, published, &mut weights, &mut candidates);
-        }
-        self.stats.candidates += candidates.len() as u64;
         for (slot, _, weight) in &mut candidates {
             *weight = std::mem::take(&mut weights[*slot as usize]);
         }
         self.scratch_weights = weights;
+        if let Some(copy) = copy {
+            candidates.clear();
+            self.scratch_candidates = candidates;
+            self.stats.scored += 1;
+            return copy;
+        }
+        self.stats.candidates += candidates.len() as u64;
         candidates.retain(|(_, _, weight)| *weight >= MIN_EVIDENCE);
         // The best-supported candidates, the earliest filed first among equals.
         candidates.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
@@ -485,14 +494,10 @@ impl StoryIndex {
         candidates.clear();
         self.scratch_candidates = candidates;
         match best_in_story.or(best) {
-            Some((similarity, _, slot)) => {
-                let entry = self.entry(slot).expect("candidates are live entries");
-                Assignment {
-                    story_id: entry.story,
-                    duplicate_of: Some(entry.id),
-                    similarity,
-                }
-            }
+            Some((similarity, _, slot)) => self
+                .entry(slot)
+                .expect("candidates are live entries")
+                .link(similarity),
             None => Assignment::alone(article),
         }
     }
@@ -564,11 +569,8 @@ impl StoryIndex {
             .view()
             .similarity_parts(self.view_at(slot, entry))
             .score();
-        (similarity >= SURE_MATCH && similarity >= self.config.threshold).then_some(Assignment {
-            story_id: entry.story,
-            duplicate_of: Some(entry.id),
-            similarity,
-        })
+        (similarity >= SURE_MATCH && similarity >= self.config.threshold)
+            .then(|| entry.link(similarity))
     }
 
     fn entry(&self, slot: u32) -> Option<&Entry> {
