@@ -5,8 +5,9 @@
 //!
 //! - [`Fingerprint`]: a bottom-k sketch of the word 3-shingles of an article's headline and
 //!   the opening of its body (its first [`BODY_WORDS`] words), folded to their match key,
-//!   without the source lines and bylines that open or close the body; compared by [`Fingerprint::similarity`]; written to bytes and read back by
-//!   [`Fingerprint::to_bytes`] and [`Fingerprint::from_bytes`].
+//!   without the source lines and bylines that open or close the body; compared by
+//!   [`Fingerprint::similarity`]; written to bytes and read back by [`Fingerprint::to_bytes`]
+//!   and [`Fingerprint::from_bytes`].
 //! - [`StoryIndex`]: the fingerprints of the articles published within a window of the newest,
 //!   filed for lookup, with the story of each; [`StoryIndex::assign`] links a new article to
 //!   the most similar earlier one at or above a threshold.
