@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-use super::text::{FastQuickCheck, QuickCheckState};
+use super::text::{FAST_SLOTS, FastQuickCheck, QuickCheckState, fast_slot_utf8, slot_char};
 
 /// The match key of `text` (see the module documentation). `match_key(&match_key(t))` equals
 /// `match_key(t)`.
@@ -42,11 +42,11 @@ pub fn match_key(text: &str) -> String {
     key
 }
 
-/// The FNV-1a hash of each of the first `max_words` words of [`match_key`]`(text)` (of their
-/// UTF-8 bytes), in order: what `match_key(text).split(' ').filter(|w| !w.is_empty())
-/// .take(max_words).map(fnv1a)` gives, without writing the key out and splitting it again when
-/// one round of folding settles it (as it does for almost all text), and without reading the
-/// text past the last of those words.
+/// The hash ([`word_hash`]) of each of the first `max_words` words of [`match_key`]`(text)`, in
+/// order: what `match_key(text).split(' ').filter(|w| !w.is_empty()).take(max_words)
+/// .map(word_hash)` gives, without writing the key out and splitting it again when one round
+/// of folding settles it (as it does for almost all text), and without reading the text past
+/// the last of those words.
 pub(crate) fn match_key_word_hashes(text: &str, max_words: usize) -> Vec<u64> {
     match_key_word_hashes_read(text, max_words).0
 }
@@ -58,14 +58,15 @@ pub(crate) fn match_key_word_hashes_read(
     max_words: usize,
 ) -> (Vec<u64>, Option<usize>) {
     let mut out = WordHashes {
-        hash: FNV_BASIS,
+        hash: WORD_HASH_BASIS,
         in_word: false,
         hashes: Vec::with_capacity((text.len() / 6).min(max_words)),
         settled: true,
     };
     // The NFKC quick check runs in the same pass as the folding: text that passes it (almost
-    // all) is read once. Characters below U+0800 that the check passes whatever precedes them
-    // (most Arabic and Latin text) are read straight from the bytes and folded by one lookup.
+    // all) is read once. Characters with a fast slot that the check passes whatever precedes
+    // them (most Arabic and Latin text and its punctuation) are read straight from the bytes
+    // and folded by one lookup.
     let quick_check = &*NFKC_QUICK_CHECK;
     let mut state = QuickCheckState::default();
     let table = &*FOLD_TABLE;
@@ -74,44 +75,32 @@ pub(crate) fn match_key_word_hashes_read(
     let mut normalized = true;
     let mut at = 0;
     while at < bytes.len() && out.hashes.len() < max_words {
-        let lead = bytes[at];
-        let (code, width) = if lead < 0x80 {
-            (usize::from(lead), 1)
-        } else if lead & 0xE0 == 0xC0 && at + 1 < bytes.len() {
-            // A two-byte sequence of a `str`: its second byte is a continuation byte.
-            (
-                usize::from(lead & 0x1F) << 6 | usize::from(bytes[at + 1] & 0x3F),
-                2,
-            )
-        } else {
-            (usize::MAX, 0)
-        };
-        if let Some(entry) = fast.get(code)
-            && !matches!(entry.kind, FastKind::Slow)
-        {
-            match entry.kind {
-                FastKind::Letter => {
-                    out.letter_utf8(&entry.utf8[..usize::from(entry.len)], entry.settled);
+        if let Some((slot, width)) = fast_slot_utf8(&bytes[at..]) {
+            match fast[slot] {
+                FastFold::Letter { code, settled } => out.letter_code(code, settled),
+                FastFold::Space => out.space(),
+                FastFold::Drop => {}
+                FastFold::Slow => {
+                    if !fold_checked(text, at, quick_check, &mut state, table, &mut out) {
+                        normalized = false;
+                        break;
+                    }
+                    at += width;
+                    continue;
                 }
-                FastKind::Space => out.space(),
-                FastKind::Drop | FastKind::Slow => {}
             }
             state.after_simple_starter();
             at += width;
             continue;
         }
-        let Some(c) = text[at..].chars().next() else {
-            break;
-        };
-        if quick_check.step(c, &mut state) != IsNormalized::Yes {
+        if !fold_checked(text, at, quick_check, &mut state, table, &mut out) {
             normalized = false;
             break;
         }
-        fold_char(table, c, &mut out);
-        at += c.len_utf8();
+        at += text[at..].chars().next().map_or(1, char::len_utf8);
     }
     if !normalized {
-        out.hash = FNV_BASIS;
+        out.hash = WORD_HASH_BASIS;
         out.in_word = false;
         out.hashes.clear();
         out.settled = true;
@@ -128,87 +117,87 @@ pub(crate) fn match_key_word_hashes_read(
         .split(' ')
         .filter(|w| !w.is_empty())
         .take(max_words)
-        .map(fnv1a)
+        .map(word_hash)
         .collect();
     (hashes, None)
 }
 
-/// How [`match_key_word_hashes`] reads a character below U+0800 without decoding it.
+/// Folds the character at `at` of `text` into `out` after the NFKC quick check passes it;
+/// false, and nothing folded, when the check does not answer Yes.
+#[inline(never)]
+fn fold_checked(
+    text: &str,
+    at: usize,
+    quick_check: &FastQuickCheck,
+    state: &mut QuickCheckState,
+    table: &[u16; 0x800],
+    out: &mut WordHashes,
+) -> bool {
+    let Some(c) = text[at..].chars().next() else {
+        return true;
+    };
+    if quick_check.step(c, state) != IsNormalized::Yes {
+        return false;
+    }
+    fold_char(table, c, out);
+    true
+}
+
+/// How [`match_key_word_hashes`] reads a character with a fast slot without decoding it.
 #[derive(Clone, Copy)]
-enum FastKind {
+enum FastFold {
     /// Decoded and checked one character at a time.
     Slow,
     /// Removed.
     Drop,
     /// A word separator.
     Space,
-    /// Becomes the character in `utf8`.
-    Letter,
+    /// Becomes the character `code`, which is [`is_settled`] or not.
+    Letter { code: u32, settled: bool },
 }
 
-/// [`FastKind`] of a character, with the UTF-8 of the letter it becomes.
-#[derive(Clone, Copy)]
-struct FastFold {
-    kind: FastKind,
-    len: u8,
-    utf8: [u8; 2],
-    settled: bool,
-}
-
-/// For every character below U+0800: how it folds when the NFKC quick check passes it
-/// whatever precedes it ([`FastQuickCheck::is_simple_starter`]) and it becomes nothing, a
-/// separator or one character below U+0800; [`FastKind::Slow`] otherwise.
-static FAST_FOLD: LazyLock<[FastFold; 0x800]> = LazyLock::new(|| {
-    let slow = FastFold {
-        kind: FastKind::Slow,
-        len: 0,
-        utf8: [0; 2],
-        settled: false,
-    };
-    let mut table = [slow; 0x800];
-    for (code, entry) in (0u32..).zip(table.iter_mut()) {
-        if !NFKC_QUICK_CHECK.is_simple_starter(code) {
+/// For every character with a fast slot ([`FAST_SLOTS`]): how it folds when the NFKC quick
+/// check passes it whatever precedes it ([`FastQuickCheck::is_simple_starter_slot`]) and it
+/// becomes nothing, a separator or one character; [`FastFold::Slow`] otherwise.
+static FAST_FOLD: LazyLock<[FastFold; FAST_SLOTS]> = LazyLock::new(|| {
+    let mut table = [FastFold::Slow; FAST_SLOTS];
+    for (slot, entry) in table.iter_mut().enumerate() {
+        let Some(c) = slot_char(slot) else {
+            continue;
+        };
+        if !NFKC_QUICK_CHECK.is_simple_starter_slot(slot) {
             continue;
         }
-        *entry = match FOLD_TABLE[code as usize] {
-            FOLD_DROP => FastFold {
-                kind: FastKind::Drop,
-                ..slow
-            },
-            FOLD_SPACE => FastFold {
-                kind: FastKind::Space,
-                ..slow
-            },
-            FOLD_LOWER => slow,
+        *entry = match encode(fold(c), c) {
+            FOLD_DROP => FastFold::Drop,
+            FOLD_SPACE => FastFold::Space,
+            FOLD_LOWER => FastFold::Slow,
             folded => match char::from_u32(u32::from(folded)) {
-                Some(letter) if (letter as u32) < 0x800 => {
-                    let mut utf8 = [0; 2];
-                    let len = letter.encode_utf8(&mut utf8).len();
-                    FastFold {
-                        kind: FastKind::Letter,
-                        len: len as u8,
-                        utf8,
-                        settled: is_settled(letter),
-                    }
-                }
-                _ => slow,
+                Some(letter) => FastFold::Letter {
+                    code: letter as u32,
+                    settled: is_settled(letter),
+                },
+                None => FastFold::Slow,
             },
         };
     }
     table
 });
 
-const FNV_BASIS: u64 = 0xCBF2_9CE4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
-
-/// FNV-1a of the UTF-8 bytes of `word`.
-pub(crate) fn fnv1a(word: &str) -> u64 {
-    word.bytes().fold(FNV_BASIS, fnv_byte)
+/// The hash of a word of a key: FNV-1a over its characters (their code points, one step per
+/// character rather than per UTF-8 byte). Stable across platforms and releases, as stored
+/// fingerprints require.
+pub(crate) fn word_hash(word: &str) -> u64 {
+    word.chars()
+        .fold(WORD_HASH_BASIS, |hash, c| word_hash_step(hash, c as u32))
 }
 
+const WORD_HASH_BASIS: u64 = 0xCBF2_9CE4_8422_2325;
+const WORD_HASH_PRIME: u64 = 0x0000_0100_0000_01B3;
+
 #[inline(always)]
-fn fnv_byte(hash: u64, byte: u8) -> u64 {
-    (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+fn word_hash_step(hash: u64, code: u32) -> u64 {
+    (hash ^ u64::from(code)).wrapping_mul(WORD_HASH_PRIME)
 }
 
 /// One round of folding; also tells whether the result is made only of characters that
@@ -305,12 +294,11 @@ struct WordHashes {
 }
 
 impl WordHashes {
-    /// A character of the key, as its UTF-8 bytes, and whether it is [`is_settled`].
+    /// A character of the key other than a space, by its code point, and whether it is
+    /// [`is_settled`].
     #[inline(always)]
-    fn letter_utf8(&mut self, utf8: &[u8], settled: bool) {
-        for &byte in utf8 {
-            self.hash = fnv_byte(self.hash, byte);
-        }
+    fn letter_code(&mut self, code: u32, settled: bool) {
+        self.hash = word_hash_step(self.hash, code);
         self.in_word = true;
         self.settled &= settled;
     }
@@ -323,15 +311,14 @@ impl Sink for WordHashes {
             self.space();
             return;
         }
-        let mut utf8 = [0u8; 4];
-        self.letter_utf8(c.encode_utf8(&mut utf8).as_bytes(), is_settled(c));
+        self.letter_code(c as u32, is_settled(c));
     }
 
     #[inline(always)]
     fn space(&mut self) {
         if self.in_word {
             self.hashes.push(self.hash);
-            self.hash = FNV_BASIS;
+            self.hash = WORD_HASH_BASIS;
             self.in_word = false;
         }
     }
@@ -852,13 +839,13 @@ mod tests {
         }
     }
 
-    /// FNV-1a of each word of a key, written out the long way.
+    /// FNV-1a over the code points of each word of a key, written out the long way.
     fn key_word_hashes(key: &str) -> Vec<u64> {
         key.split(' ')
             .filter(|w| !w.is_empty())
             .map(|w| {
-                w.bytes().fold(0xCBF2_9CE4_8422_2325, |h: u64, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+                w.chars().fold(0xCBF2_9CE4_8422_2325, |h: u64, c| {
+                    (h ^ u64::from(c as u32)).wrapping_mul(0x0000_0100_0000_01B3)
                 })
             })
             .collect()

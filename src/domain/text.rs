@@ -36,27 +36,71 @@ pub fn normalize_block(raw: String) -> String {
     }
 }
 
+/// Characters the fast paths of text checks answer from a table: those below U+0800 (Latin,
+/// Greek, Cyrillic, Hebrew and Arabic letters, digits and punctuation), then the General
+/// Punctuation block (U+2000..U+2080: the quotes, dashes and ellipsis news text uses among
+/// them). [`fast_slot`] gives a character's place in such a table.
+pub(crate) const FAST_SLOTS: usize = 0x800 + 0x80;
+
+/// The place of the character `code` in a table of [`FAST_SLOTS`], if it has one.
+#[inline(always)]
+pub(crate) fn fast_slot(code: u32) -> Option<usize> {
+    match code {
+        0..0x800 => Some(code as usize),
+        0x2000..0x2080 => Some((code - 0x2000) as usize + 0x800),
+        _ => None,
+    }
+}
+
+/// The character at place `slot` of a table of [`FAST_SLOTS`].
+pub(crate) fn slot_char(slot: usize) -> Option<char> {
+    let code = if slot < 0x800 {
+        slot
+    } else {
+        slot - 0x800 + 0x2000
+    };
+    u32::try_from(code).ok().and_then(char::from_u32)
+}
+
+/// The [`fast_slot`] of the character that starts `bytes`, a `str`'s bytes from a character
+/// boundary, and its length in bytes; `None` for a character with no slot (or no bytes).
+#[inline(always)]
+pub(crate) fn fast_slot_utf8(bytes: &[u8]) -> Option<(usize, usize)> {
+    // The bytes after a lead byte of a `str` are continuation bytes.
+    match *bytes {
+        [lead, ..] if lead < 0x80 => Some((usize::from(lead), 1)),
+        [lead, next, ..] if lead & 0xE0 == 0xC0 => {
+            Some((usize::from(lead & 0x1F) << 6 | usize::from(next & 0x3F), 2))
+        }
+        // U+2000..U+207F: E2 80 80..E2 81 BF.
+        [0xE2, second @ 0x80..=0x81, third, ..] => Some((
+            0x800 + (usize::from(second & 0x01) << 6 | usize::from(third & 0x3F)),
+            3,
+        )),
+        _ => None,
+    }
+}
+
 /// A UAX #15 quick check (NFC or NFKC) that answers from a bitset for the characters most text
 /// is made of: the same answers as the check it wraps, without two table lookups for each
 /// Arabic letter.
 pub(crate) struct FastQuickCheck {
-    /// Characters below U+0800 that are starters (canonical combining class 0) and quick check
-    /// Yes, one bit each: Latin, Greek, Cyrillic, Hebrew and Arabic letters, digits and
-    /// punctuation. Built from the normalization tables themselves.
-    simple_starters: [u64; 32],
+    /// The characters of [`FAST_SLOTS`] that are starters (canonical combining class 0) and
+    /// quick check Yes, one bit each. Built from the normalization tables themselves.
+    simple_starters: [u64; FAST_SLOTS / 64],
     check: fn(std::iter::Once<char>) -> IsNormalized,
 }
 
 impl FastQuickCheck {
     /// Wraps `check` (`is_nfc_quick` or `is_nfkc_quick`).
     pub(crate) fn new(check: fn(std::iter::Once<char>) -> IsNormalized) -> Self {
-        let mut simple_starters = [0; 32];
-        for code in 0..0x800u32 {
-            if let Some(c) = char::from_u32(code)
+        let mut simple_starters = [0; FAST_SLOTS / 64];
+        for slot in 0..FAST_SLOTS {
+            if let Some(c) = slot_char(slot)
                 && canonical_combining_class(c) == 0
                 && check(std::iter::once(c)) == IsNormalized::Yes
             {
-                simple_starters[(code / 64) as usize] |= 1 << (code % 64);
+                simple_starters[slot / 64] |= 1 << (slot % 64);
             }
         }
         Self {
@@ -65,10 +109,17 @@ impl FastQuickCheck {
         }
     }
 
-    /// Whether the character `code` (below U+0800) is a starter the quick check answers Yes
-    /// for whatever comes before it.
+    /// Whether the character at place `slot` of [`FAST_SLOTS`] is a starter the quick check
+    /// answers Yes for whatever comes before it.
+    #[inline(always)]
+    pub(crate) fn is_simple_starter_slot(&self, slot: usize) -> bool {
+        self.simple_starters[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// Whether the character `code` is a starter the quick check answers Yes for whatever
+    /// comes before it (answered from the table; false for characters outside it).
     pub(crate) fn is_simple_starter(&self, code: u32) -> bool {
-        code < 0x800 && self.simple_starters[(code / 64) as usize] & (1 << (code % 64)) != 0
+        fast_slot(code).is_some_and(|slot| self.is_simple_starter_slot(slot))
     }
 
     /// The quick check of `text`.

@@ -90,12 +90,12 @@ pub enum FingerprintDecodeError {
 impl Fingerprint {
     /// Version of [`Fingerprint::to_bytes`]; it changes whenever the text preparation, the
     /// hashing or the sketch changes, since fingerprints of different versions do not compare.
-    pub const ENCODING_VERSION: u8 = 2;
+    pub const ENCODING_VERSION: u8 = 3;
 
     /// Fingerprints an article from its headline and body.
     pub fn of_article(headline: &str, body: &str) -> Self {
-        // Each word's hash is FNV-1a over its UTF-8 bytes, then mixed: stable across platforms
-        // and releases, as stored fingerprints require.
+        // Each word's hash (FNV-1a over its characters) is mixed: stable across platforms and
+        // releases, as stored fingerprints require.
         let mut headline_words = match_key_word_hashes(headline, usize::MAX);
         let mut body_words = body_word_hashes(body);
         for hash in headline_words.iter_mut().chain(body_words.iter_mut()) {
@@ -712,8 +712,9 @@ mod tests {
             Fingerprint::from_bytes(&[]),
             Err(FingerprintDecodeError::Truncated)
         );
-        // Earlier encodings (version 1 read the whole body) and later ones.
-        for version in [1, 3] {
+        // Earlier encodings (version 1 read the whole body, version 2 hashed words by their
+        // UTF-8 bytes) and later ones.
+        for version in [1, 2, 4] {
             assert_eq!(
                 Fingerprint::from_bytes(&[version, 0, 0]),
                 Err(FingerprintDecodeError::UnsupportedVersion(version))

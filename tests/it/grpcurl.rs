@@ -167,7 +167,10 @@ fn walkthrough(grpcurl: &Grpcurl) {
     assert_eq!(field(&members[1], "id"), copy_id);
     assert_eq!(field(&members[1], "duplicateOf"), id);
     let similarity = members[1]["similarity"].as_f64().expect("a similarity");
-    assert!((0.56..=1.0).contains(&similarity), "{similarity}");
+    assert!(
+        (f64::from(khabar::stories::DEFAULT_THRESHOLD)..=1.0).contains(&similarity),
+        "{similarity}"
+    );
 
     let listed = grpcurl.call(
         "khabar.v1.ArticleService/ListArticles",
