@@ -22,7 +22,9 @@
 
 use std::sync::LazyLock;
 
-use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+use unicode_normalization::{
+    IsNormalized, UnicodeNormalization, char::canonical_combining_class, is_nfkc_quick,
+};
 
 use super::text::{FAST_SLOTS, FastQuickCheck, QuickCheckState, fast_slot_utf8, slot_char};
 
@@ -80,6 +82,14 @@ pub(crate) fn match_key_word_hashes_read(
                 FastFold::Letter { code, settled } => out.letter_code(code, settled),
                 FastFold::Space => out.space(),
                 FastFold::Drop => {}
+                FastFold::Mark { class } => {
+                    if !state.after_mark(class) {
+                        normalized = false;
+                        break;
+                    }
+                    at += width;
+                    continue;
+                }
                 FastFold::Slow => {
                     if !fold_checked(text, at, quick_check, &mut state, table, &mut out) {
                         normalized = false;
@@ -150,6 +160,9 @@ enum FastFold {
     Slow,
     /// Removed.
     Drop,
+    /// A combining mark of this canonical combining class that the quick check answers Yes
+    /// for in canonical order, removed.
+    Mark { class: u8 },
     /// A word separator.
     Space,
     /// Becomes the character `code`, which is [`is_settled`] or not.
@@ -165,10 +178,18 @@ static FAST_FOLD: LazyLock<[FastFold; FAST_SLOTS]> = LazyLock::new(|| {
         let Some(c) = slot_char(slot) else {
             continue;
         };
+        let folded = encode(fold(c), c);
         if !NFKC_QUICK_CHECK.is_simple_starter_slot(slot) {
+            let class = canonical_combining_class(c);
+            if folded == FOLD_DROP
+                && class != 0
+                && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+            {
+                *entry = FastFold::Mark { class };
+            }
             continue;
         }
-        *entry = match encode(fold(c), c) {
+        *entry = match folded {
             FOLD_DROP => FastFold::Drop,
             FOLD_SPACE => FastFold::Space,
             FOLD_LOWER => FastFold::Slow,
@@ -849,6 +870,24 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn tashkeel_is_dropped_in_the_one_pass_only_in_canonical_order() {
+        // Fatha (class 30) before shadda (class 33) is in canonical order, the other way round
+        // is not NFKC: that text is normalized first, and the pass reports no read offset.
+        let in_order = "رَّد على الخبر";
+        let reordered = "رَّد على الخبر".replace("\u{064E}\u{0651}", "\u{0651}\u{064E}");
+        assert!(in_order.contains("\u{064E}\u{0651}") && reordered != in_order);
+        for text in [in_order, reordered.as_str()] {
+            assert_eq!(
+                match_key_word_hashes(text, usize::MAX),
+                key_word_hashes("رد علي الخبر"),
+                "{text:?}"
+            );
+        }
+        assert_eq!(match_key_word_hashes_read(in_order, 1).1, Some(9));
+        assert_eq!(match_key_word_hashes_read(&reordered, 1).1, None);
     }
 
     #[test]

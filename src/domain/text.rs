@@ -176,6 +176,16 @@ impl QuickCheckState {
     pub(crate) fn after_simple_starter(&mut self) {
         self.last_class = 0;
     }
+
+    /// Records a combining mark of canonical combining `class` (not 0) that the quick check
+    /// answers Yes for, for a caller that checks those itself; false when it is out of
+    /// canonical order, where [`FastQuickCheck::step`] would answer No.
+    #[inline(always)]
+    pub(crate) fn after_mark(&mut self, class: u8) -> bool {
+        let ordered = self.last_class <= class;
+        self.last_class = class;
+        ordered
+    }
 }
 
 static NFC_QUICK_CHECK: LazyLock<FastQuickCheck> =
