@@ -152,79 +152,75 @@ pub fn strip_furniture(body: &str) -> &str {
 }
 
 /// A body without the furniture lines that open it; its closing ones are looked at only when
-/// asked for, since a reader of a long body's opening need not look at them.
+/// asked for, since a reader of a long body's opening need not look at them. Neither end reads
+/// more of the body than its few lines that can be furniture.
 pub(crate) struct Opened<'a> {
-    body: &'a str,
-    /// The lines of `body` that hold more than white space, as (start, end).
-    lines: Vec<(usize, usize)>,
-    /// The first of `lines` that is not opening furniture.
-    first: usize,
+    /// The body from its first line that is not opening furniture.
+    text: &'a str,
 }
 
 impl<'a> Opened<'a> {
     /// Leaves out the furniture lines that open `body`.
     pub(crate) fn of(body: &'a str) -> Self {
-        let lines = text_lines(body);
-        let first = lines
-            .iter()
-            .take(MAX_LINES_PER_END)
-            .take_while(|(s, e)| is_furniture(&body[*s..*e]))
-            .count();
-        Self { body, lines, first }
+        let mut dropped = 0;
+        let start = text_lines(body)
+            .find(|&(start, end)| {
+                let furniture = dropped < MAX_LINES_PER_END && is_furniture(&body[start..end]);
+                dropped += usize::from(furniture);
+                !furniture
+            })
+            .map_or(body.len(), |(start, _)| start);
+        Self {
+            text: &body[start..],
+        }
     }
 
     /// The body from its first line that is not opening furniture.
     pub(crate) fn text(&self) -> &'a str {
-        self.lines
-            .get(self.first)
-            .map_or("", |&(start, _)| &self.body[start..])
+        self.text
     }
 
     /// The offset in [`Opened::text`] before which it agrees with [`strip_furniture`] whatever
     /// the closing lines are: only the last few lines can be closing furniture.
     pub(crate) fn closing_from(&self) -> usize {
-        let Some(&(start, _)) = self.lines.get(self.first) else {
-            return 0;
-        };
-        let closing = self
-            .lines
-            .len()
-            .saturating_sub(MAX_LINES_PER_END)
-            .max(self.first);
-        self.lines[closing].0 - start
+        text_lines_from_end(self.text)
+            .take(MAX_LINES_PER_END)
+            .last()
+            .map_or(0, |(start, _)| start)
     }
 
     /// The body without the furniture lines that open or close it.
     pub(crate) fn without_closing_furniture(&self) -> &'a str {
-        let mut last = self.lines.len();
+        let text = self.text;
         let mut dropped = 0;
-        while last > self.first && dropped < MAX_LINES_PER_END {
-            let (s, e) = self.lines[last - 1];
-            if !is_furniture(&self.body[s..e]) {
-                break;
-            }
-            last -= 1;
-            dropped += 1;
-        }
-        if self.first >= last {
-            return "";
-        }
-        &self.body[self.lines[self.first].0..self.lines[last - 1].1]
+        text_lines_from_end(text)
+            .find(|&(start, end)| {
+                let furniture = dropped < MAX_LINES_PER_END && is_furniture(&text[start..end]);
+                dropped += usize::from(furniture);
+                !furniture
+            })
+            .map_or("", |(_, end)| &text[..end])
     }
 }
 
-/// The (start, end) of each line of `body` that holds more than white space.
-fn text_lines(body: &str) -> Vec<(usize, usize)> {
-    let mut lines = Vec::new();
+/// The lines of `body` that hold more than white space, as (start, end), first to last.
+fn text_lines(body: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut start = 0;
-    for line in body.split_inclusive('\n') {
-        let end = start + line.len();
-        if !line.trim().is_empty() {
-            lines.push((start, end));
-        }
-        start = end;
-    }
-    lines
+    body.split_inclusive('\n').filter_map(move |line| {
+        let span = (start, start + line.len());
+        start = span.1;
+        (!line.trim().is_empty()).then_some(span)
+    })
+}
+
+/// [`text_lines`] from the last to the first.
+fn text_lines_from_end(body: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut end = body.len();
+    body.split_inclusive('\n').rev().filter_map(move |line| {
+        let span = (end - line.len(), end);
+        end = span.0;
+        (!line.trim().is_empty()).then_some(span)
+    })
 }
 
 #[cfg(test)]
