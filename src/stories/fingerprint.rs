@@ -126,12 +126,12 @@ impl Fingerprint {
         }
         // Each shingle's value with a low bit clear when it is a lead shingle, sorted: of the
         // shingles sharing a value, a lead one comes first and is the one kept.
-        let mut tagged: Vec<u64> = hashes
+        let tagged: Vec<u64> = hashes
             .iter()
             .enumerate()
             .map(|(i, h)| u64::from(high32(*h)) << 1 | u64::from(!lead_range.contains(&i)))
             .collect();
-        tagged.sort_unstable();
+        let mut tagged = sort_tagged(&tagged, hashes);
         tagged.dedup_by_key(|t| *t >> 1);
         let shingles = u32::try_from(tagged.len()).unwrap_or(u32::MAX);
         tagged.truncate(SKETCH_SIZE);
@@ -452,14 +452,54 @@ fn shingle(words: &[u64], out: &mut Vec<u64>) {
         return;
     }
     if words.len() < SHINGLE_WORDS {
-        out.push(words.iter().fold(0x243F_6A88_85A3_08D3, |h, w| mix(h ^ w)));
+        out.push(combine(words));
         return;
     }
-    out.extend(
-        words
-            .windows(SHINGLE_WORDS)
-            .map(|gram| gram.iter().fold(0x243F_6A88_85A3_08D3, |h, w| mix(h ^ w))),
-    );
+    out.extend(words.windows(SHINGLE_WORDS).map(combine));
+}
+
+/// One hash of a few word hashes (each already mixed), in order: each is rotated by its place,
+/// so that the same words in another order differ, and the whole is mixed once.
+fn combine(words: &[u64]) -> u64 {
+    mix(words
+        .iter()
+        .zip((0..).step_by(21))
+        .fold(0x243F_6A88_85A3_08D3, |h, (w, turn)| {
+            h ^ w.rotate_left(turn)
+        }))
+}
+
+/// Tagged shingle values (a 32-bit hash above a flag bit), ascending, written over `buffer`:
+/// one counting pass on their top eight bits, then an insertion sort, which finds each value
+/// almost in place since hashes spread evenly over the buckets.
+fn sort_tagged(tagged: &[u64], mut buffer: Vec<u64>) -> Vec<u64> {
+    const SHIFT: u32 = 33 - 8;
+    let bucket = |value: u64| ((value >> SHIFT) as usize).min(255);
+    let mut starts = [0usize; 256];
+    for &value in tagged {
+        starts[bucket(value)] += 1;
+    }
+    let mut start = 0;
+    for slot in &mut starts {
+        (*slot, start) = (start, start + *slot);
+    }
+    buffer.clear();
+    buffer.resize(tagged.len(), 0);
+    for &value in tagged {
+        let slot = &mut starts[bucket(value)];
+        buffer[*slot] = value;
+        *slot += 1;
+    }
+    for i in 1..buffer.len() {
+        let value = buffer[i];
+        let mut j = i;
+        while j > 0 && buffer[j - 1] > value {
+            buffer[j] = buffer[j - 1];
+            j -= 1;
+        }
+        buffer[j] = value;
+    }
+    buffer
 }
 
 /// The SplitMix64 finalizer: every input bit affects every output bit.
@@ -539,6 +579,24 @@ mod tests {
 
     const SEED: &str = include_str!("../../tests/fixtures/seed-article-ar.txt");
     const HEADLINE: &str = "أمريكا تتخلى عن حلفائها في سوريا في ذروة المعارك مع “داعش”";
+
+    #[test]
+    fn tagged_values_are_sorted_as_a_comparison_sort_sorts_them() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for len in [0, 1, 2, 31, 200, 1_000] {
+            let tagged: Vec<u64> = (0..len)
+                .map(|i| {
+                    state = mix(state);
+                    // Some repeated values, and some where only the flag differs.
+                    let value = if i % 7 == 3 { 12_345 << 1 } else { state >> 31 };
+                    value | (i as u64 & 1)
+                })
+                .collect();
+            let mut expected = tagged.clone();
+            expected.sort_unstable();
+            assert_eq!(sort_tagged(&tagged, Vec::new()), expected, "{len} values");
+        }
+    }
 
     fn seed_body() -> String {
         SEED.split_once("\n\n182\n\n")

@@ -54,7 +54,7 @@ const MIN_BUCKET_BITS: u32 = 10;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The default similarity from which an article is linked to an earlier one, tuned on the
 /// labeled pairs in `tests/fixtures/stories/`.
-pub const DEFAULT_THRESHOLD: f32 = 0.57;
+pub const DEFAULT_THRESHOLD: f32 = 0.54;
 
 /// How a [`StoryIndex`] links articles.
 #[derive(Debug, Clone, Copy, PartialEq)]
