@@ -77,37 +77,32 @@ pub(crate) fn match_key_word_hashes_read(
     let mut normalized = true;
     let mut at = 0;
     while at < bytes.len() && out.hashes.len() < max_words {
-        if let Some((slot, width)) = fast_slot_utf8(&bytes[at..]) {
-            match fast[slot] {
-                FastFold::Letter { code, settled } => out.letter_code(code, settled),
-                FastFold::Space => out.space(),
-                FastFold::Drop => {}
-                FastFold::Mark { class } => {
-                    if !state.after_mark(class) {
-                        normalized = false;
-                        break;
-                    }
-                    at += width;
-                    continue;
+        let passed = match fast_slot_utf8(&bytes[at..]) {
+            Some((slot, width)) => match fast[slot] {
+                FastFold::Letter { code, settled } => {
+                    out.letter_code(code, settled);
+                    state.after_simple_starter();
+                    Some(width)
                 }
-                FastFold::Slow => {
-                    if !fold_checked(text, at, quick_check, &mut state, table, &mut out) {
-                        normalized = false;
-                        break;
-                    }
-                    at += width;
-                    continue;
+                FastFold::Space => {
+                    out.space();
+                    state.after_simple_starter();
+                    Some(width)
                 }
-            }
-            state.after_simple_starter();
-            at += width;
-            continue;
-        }
-        if !fold_checked(text, at, quick_check, &mut state, table, &mut out) {
+                FastFold::Drop => {
+                    state.after_simple_starter();
+                    Some(width)
+                }
+                FastFold::Mark { class } => state.after_mark(class).then_some(width),
+                FastFold::Slow => fold_checked(text, at, quick_check, &mut state, table, &mut out),
+            },
+            None => fold_checked(text, at, quick_check, &mut state, table, &mut out),
+        };
+        let Some(width) = passed else {
             normalized = false;
             break;
-        }
-        at += text[at..].chars().next().map_or(1, char::len_utf8);
+        };
+        at += width;
     }
     if !normalized {
         out.hash = WORD_HASH_BASIS;
@@ -132,8 +127,8 @@ pub(crate) fn match_key_word_hashes_read(
     (hashes, None)
 }
 
-/// Folds the character at `at` of `text` into `out` after the NFKC quick check passes it;
-/// false, and nothing folded, when the check does not answer Yes.
+/// Folds the character at `at` of `text` into `out` after the NFKC quick check passes it, and
+/// returns its length in bytes; `None`, and nothing folded, when the check does not answer Yes.
 #[inline(never)]
 fn fold_checked(
     text: &str,
@@ -142,15 +137,13 @@ fn fold_checked(
     state: &mut QuickCheckState,
     table: &[u16; 0x800],
     out: &mut WordHashes,
-) -> bool {
-    let Some(c) = text[at..].chars().next() else {
-        return true;
-    };
+) -> Option<usize> {
+    let c = text[at..].chars().next()?;
     if quick_check.step(c, state) != IsNormalized::Yes {
-        return false;
+        return None;
     }
     fold_char(table, c, out);
-    true
+    Some(c.len_utf8())
 }
 
 /// How [`match_key_word_hashes`] reads a character with a fast slot without decoding it.
@@ -170,8 +163,10 @@ enum FastFold {
 }
 
 /// For every character with a fast slot ([`FAST_SLOTS`]): how it folds when the NFKC quick
-/// check passes it whatever precedes it ([`FastQuickCheck::is_simple_starter_slot`]) and it
-/// becomes nothing, a separator or one character; [`FastFold::Slow`] otherwise.
+/// check needs no more than its combining class to pass it (a starter it passes whatever
+/// precedes it, [`FastQuickCheck::is_simple_starter_slot`], or a mark the key removes, such as
+/// tashkeel, that it passes in canonical order) and it becomes nothing, a separator or one
+/// character; [`FastFold::Slow`] otherwise.
 static FAST_FOLD: LazyLock<[FastFold; FAST_SLOTS]> = LazyLock::new(|| {
     let mut table = [FastFold::Slow; FAST_SLOTS];
     for (slot, entry) in table.iter_mut().enumerate() {
