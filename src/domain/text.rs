@@ -230,6 +230,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_character_has_the_same_fast_slot_from_its_code_and_from_its_bytes() {
+        for slot in 0..FAST_SLOTS {
+            let Some(c) = slot_char(slot) else {
+                continue;
+            };
+            assert_eq!(fast_slot(c as u32), Some(slot), "{c:?}");
+            let mut utf8 = [0; 4];
+            let bytes = c.encode_utf8(&mut utf8).as_bytes();
+            assert_eq!(fast_slot_utf8(bytes), Some((slot, bytes.len())), "{c:?}");
+        }
+        for c in ['\u{0800}', '\u{1FFF}', '\u{2080}', '\u{20AC}', 'ﻷ', '😀'] {
+            assert_eq!(fast_slot(c as u32), None, "{c:?}");
+            let mut utf8 = [0; 4];
+            assert_eq!(
+                fast_slot_utf8(c.encode_utf8(&mut utf8).as_bytes()),
+                None,
+                "{c:?}"
+            );
+        }
+        assert_eq!(fast_slot_utf8(&[]), None);
+    }
+
+    #[test]
     fn the_fast_quick_check_answers_as_the_full_one() {
         let seed = include_str!("../../tests/fixtures/seed-article-ar.txt");
         // Starters, Arabic marks in and out of canonical order, composable hamza and maddah,
