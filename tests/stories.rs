@@ -204,10 +204,8 @@ fn synthetic_fingerprint(rng: &mut labeled::Rng) -> Fingerprint {
         flags |= 1 << rng.below(SKETCH_SIZE);
     }
     bytes.extend_from_slice(&flags.to_le_bytes()[..SKETCH_SIZE / 8]);
-    let mut previous = 0;
-    for (i, value) in values.iter().enumerate() {
-        put_varint(&mut bytes, if i == 0 { *value } else { value - previous });
-        previous = *value;
+    for value in &values {
+        bytes.extend_from_slice(&value.to_le_bytes());
     }
     for _ in 0..khabar::stories::LEAD_KEYS {
         bytes.extend_from_slice(&(rng.next() as u32).to_le_bytes());
