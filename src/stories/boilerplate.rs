@@ -162,14 +162,7 @@ pub(crate) struct Opened<'a> {
 impl<'a> Opened<'a> {
     /// Leaves out the furniture lines that open `body`.
     pub(crate) fn of(body: &'a str) -> Self {
-        let mut dropped = 0;
-        let start = text_lines(body)
-            .find(|&(start, end)| {
-                let furniture = dropped < MAX_LINES_PER_END && is_furniture(&body[start..end]);
-                dropped += usize::from(furniture);
-                !furniture
-            })
-            .map_or(body.len(), |(start, _)| start);
+        let start = first_kept(body, text_lines(body)).map_or(body.len(), |(start, _)| start);
         Self {
             text: &body[start..],
         }
@@ -192,15 +185,22 @@ impl<'a> Opened<'a> {
     /// The body without the furniture lines that open or close it.
     pub(crate) fn without_closing_furniture(&self) -> &'a str {
         let text = self.text;
-        let mut dropped = 0;
-        text_lines_from_end(text)
-            .find(|&(start, end)| {
-                let furniture = dropped < MAX_LINES_PER_END && is_furniture(&text[start..end]);
-                dropped += usize::from(furniture);
-                !furniture
-            })
-            .map_or("", |(_, end)| &text[..end])
+        first_kept(text, text_lines_from_end(text)).map_or("", |(_, end)| &text[..end])
     }
+}
+
+/// The first of `lines` (of `text`, from one end) that is kept: past at most
+/// [`MAX_LINES_PER_END`] furniture lines.
+fn first_kept(
+    text: &str,
+    mut lines: impl Iterator<Item = (usize, usize)>,
+) -> Option<(usize, usize)> {
+    let mut dropped = 0;
+    lines.find(|&(start, end)| {
+        let furniture = dropped < MAX_LINES_PER_END && is_furniture(&text[start..end]);
+        dropped += usize::from(furniture);
+        !furniture
+    })
 }
 
 /// The lines of `body` that hold more than white space, as (start, end), first to last.
