@@ -173,7 +173,7 @@ static FAST_FOLD: LazyLock<[FastFold; FAST_SLOTS]> = LazyLock::new(|| {
         let Some(c) = slot_char(slot) else {
             continue;
         };
-        let folded = encode(fold(c), c);
+        let folded = encoded_fold(&FOLD_TABLE, c);
         if !NFKC_QUICK_CHECK.is_simple_starter_slot(slot) {
             let class = canonical_combining_class(c);
             if folded == FOLD_DROP
@@ -259,17 +259,23 @@ fn fold_into(source: &str, out: &mut impl Sink) {
 /// Folds one character into `out`.
 #[inline(always)]
 fn fold_char(table: &[u16; 0x800], c: char, out: &mut impl Sink) {
-    let code = c as u32;
-    let folded = if code < 0x800 {
-        table[code as usize]
-    } else {
-        encode(fold_slow(c), c)
-    };
-    match folded {
+    match encoded_fold(table, c) {
         FOLD_DROP => {}
         FOLD_SPACE => out.space(),
         FOLD_LOWER => c.to_lowercase().for_each(|lower| out.letter(lower)),
         folded => out.letter(char::from_u32(u32::from(folded)).unwrap_or(c)),
+    }
+}
+
+/// What `c` folds to, as [`FOLD_TABLE`] holds it: [`encode`]`(`[`fold`]`(c), c)`, read from the
+/// table below U+0800.
+#[inline(always)]
+fn encoded_fold(table: &[u16; 0x800], c: char) -> u16 {
+    let code = c as u32;
+    if code < 0x800 {
+        table[code as usize]
+    } else {
+        encode(fold_slow(c), c)
     }
 }
 
