@@ -397,15 +397,14 @@ fn open_index(dir: &Path, cache_capacity_bytes: u64, log: &Log) -> Result<sled::
     }
 }
 
-/// The fingerprint the log record of `head`'s current version holds, if it holds one this
-/// version of khabar reads.
-fn logged_fingerprint(log: &Log, head: &codec::ArticleHead) -> Result<Option<Fingerprint>> {
+/// The log record of `head`'s current version, if its location holds that version's event.
+fn logged_event(log: &Log, head: &codec::ArticleHead) -> Result<Option<codec::EventRecord>> {
     let payload = log.read(head.location)?;
     match codec::decode_record(payload, head.location)? {
         codec::Record::Event(record)
             if record.head.id == head.id && record.event.cursor == head.cursor =>
         {
-            Ok(Fingerprint::from_bytes(&record.fingerprint).ok())
+            Ok(Some(record))
         }
         _ => Ok(None),
     }
@@ -438,18 +437,26 @@ fn rebuild_stories(db: &sled::Db, log: &Log, config: StoryConfig) -> Result<Stor
     let mut computed = 0usize;
     for head in &heads {
         // The version's log record holds its fingerprint; a version stored without one (or
-        // with one of another encoding) has it computed once and kept in the index.
-        let logged = logged_fingerprint(log, head)?;
+        // with one of another encoding) has it computed once and kept in the index. The
+        // record is read once either way: its article is what the fingerprint is taken from.
+        let logged = logged_event(log, head)?;
         let cached = || -> Result<Option<Fingerprint>> {
             Ok(index::fingerprint(db, head.id)?
                 .and_then(|bytes| Fingerprint::from_bytes(&bytes).ok()))
         };
-        let fingerprint = match logged {
+        let fingerprint = match logged
+            .as_ref()
+            .and_then(|record| Fingerprint::from_bytes(&record.fingerprint).ok())
+        {
             Some(fingerprint) => fingerprint,
             None => match cached()? {
                 Some(fingerprint) => fingerprint,
                 None => {
-                    let article = read_article(log, head)?;
+                    let article = match &logged {
+                        Some(record) => record.event.decode_article()?,
+                        // Reading it again reports what the location holds instead.
+                        None => read_article(log, head)?,
+                    };
                     let fingerprint =
                         Fingerprint::of_article(&article.content.headline, &article.content.body);
                     db.insert(keys::fingerprint(head.id), fingerprint.to_bytes())?;
