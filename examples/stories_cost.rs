@@ -21,17 +21,11 @@ const ARTICLES: usize = 20_000;
 /// Runs of each measurement.
 const RUNS: usize = 7;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 fn main() -> Result<(), String> {
-    let seed = include_str!("../tests/fixtures/seed-article-ar.txt");
-    // Site name, headline, view count, ten paragraphs, then the source line.
-    let blocks: Vec<&str> = seed
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|block| !block.is_empty())
-        .collect();
-    let (Some(headline), Some(paragraphs)) = (blocks.get(1), blocks.get(3..13)) else {
-        return Err("the seed article has fewer blocks than the workload reads".into());
-    };
+    let (headline, paragraphs) = seed::headline_and_paragraphs()?;
     let articles: Vec<(String, String)> = (0..ARTICLES)
         .map(|i| {
             let mut body = paragraphs.to_vec();

@@ -9,18 +9,12 @@
 
 use khabar::stories::{BODY_WORDS, DEFAULT_THRESHOLD, Fingerprint};
 
+#[path = "support/seed.rs"]
+mod seed;
+
 fn main() -> Result<(), String> {
-    let seed = include_str!("../tests/fixtures/seed-article-ar.txt");
     let other = include_str!("../tests/fixtures/stories/articles/ar-budget.other.txt");
-    // Site name, headline, view count, ten paragraphs, then the source line.
-    let blocks: Vec<&str> = seed
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|block| !block.is_empty())
-        .collect();
-    let (Some(headline), Some(paragraphs)) = (blocks.get(1), blocks.get(3..13)) else {
-        return Err("the seed article has fewer blocks than this reads".into());
-    };
+    let (headline, paragraphs) = seed::headline_and_paragraphs()?;
     let body = paragraphs.join("\n\n");
     // The unrelated article's words after its headline.
     let filler: Vec<&str> = other
