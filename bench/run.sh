@@ -8,7 +8,8 @@
 # Prints a table of medians (min-max) over the repetitions, then one line per target. A
 # repetition that fails is tried once more and reported.
 #
-#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST] [--workloads LIST]
+#   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--rows FILE] [--systems LIST]
+#                [--workloads LIST]
 #
 # --quick uses N = 2,000 articles instead of 20,000. --systems runs only the listed systems
 # (comma-separated: khabar, khabar-nostories, khabar-traced, khabar-postgres, redis-always,
@@ -19,7 +20,8 @@
 # listens on 127.0.0.1 only, is started and stopped by its PID, and every load run is bounded by
 # --max-seconds. --workloads runs only the listed W1 loads (comma-separated: W1a, W1b, W1c; W2
 # follows W1c), for example `--systems khabar,khabar-nostories --workloads W1b --reps 15` for
-# many paired repetitions of what story linking costs.
+# many paired repetitions of what story linking costs. --out writes the report to FILE too;
+# --rows writes every repetition's measurement to FILE (JSON lines), so that runs can be pooled.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +30,7 @@ tail_articles=2000
 reps=3
 seed="$root/tests/fixtures/seed-article-ar.txt"
 out=""
+rows_out=""
 systems="khabar khabar-nostories khabar-traced khabar-postgres redis-always redis-everysec jetstream"
 only_systems=0
 workloads="W1a W1b W1c"
@@ -37,9 +40,10 @@ while [ $# -gt 0 ]; do
     --reps) reps="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --rows) rows_out="$2"; shift 2 ;;
     --systems) systems="${2//,/ }"; only_systems=1; shift 2 ;;
     --workloads) workloads="${2//,/ }"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--systems LIST] [--workloads LIST]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--rows FILE] [--systems LIST] [--workloads LIST]" >&2; exit 2 ;;
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
@@ -457,3 +461,4 @@ PY
 )
 echo "$report"
 if [ -n "$out" ]; then echo "$report" >"$out"; fi
+if [ -n "$rows_out" ]; then cp "$results" "$rows_out"; fi
