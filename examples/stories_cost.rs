@@ -25,7 +25,8 @@ const RUNS: usize = 7;
 mod seed;
 
 fn main() -> Result<(), String> {
-    let (headline, paragraphs) = seed::headline_and_paragraphs()?;
+    let (_, headline, paragraphs, _) =
+        seed::split(include_str!("../tests/fixtures/seed-article-ar.txt"))?;
     let articles: Vec<(String, String)> = (0..ARTICLES)
         .map(|i| {
             let mut body = paragraphs.to_vec();

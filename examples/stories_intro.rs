@@ -14,7 +14,8 @@ mod seed;
 
 fn main() -> Result<(), String> {
     let other = include_str!("../tests/fixtures/stories/articles/ar-budget.other.txt");
-    let (headline, paragraphs) = seed::headline_and_paragraphs()?;
+    let (_, headline, paragraphs, _) =
+        seed::split(include_str!("../tests/fixtures/seed-article-ar.txt"))?;
     let body = paragraphs.join("\n\n");
     // The unrelated article's words after its headline.
     let filler: Vec<&str> = other

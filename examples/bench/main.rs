@@ -32,6 +32,8 @@ use tonic::transport::Channel;
 mod ceilings;
 mod nats;
 mod redis;
+#[path = "../support/seed.rs"]
+mod seed;
 
 #[derive(Parser)]
 #[command(about = "Load generator for khabar benchmarks")]
@@ -325,27 +327,10 @@ struct Seed {
 impl Seed {
     fn load(path: &PathBuf) -> Result<Self, Failure> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let blocks: Vec<&str> = text
-            .split("\n\n")
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .collect();
-        // Site name, headline, view count, ten paragraphs, then "المصدر: <origin>".
-        let [site, headline, _views, body @ .., source] = blocks.as_slice() else {
-            return Err("seed text is too short".into());
-        };
-        if body.len() != 10 {
-            return Err(
-                format!("seed text has {} body paragraphs, expected 10", body.len()).into(),
-            );
-        }
-        let origin = source
-            .split_once(':')
-            .map_or(*source, |(_, name)| name)
-            .trim();
+        let (site, headline, body, origin) = seed::split(&text)?;
         Ok(Self {
-            site: (*site).to_owned(),
-            headline: (*headline).to_owned(),
+            site: site.to_owned(),
+            headline: headline.to_owned(),
             paragraphs: body.iter().map(|p| (*p).to_owned()).collect(),
             origin: origin.to_owned(),
         })

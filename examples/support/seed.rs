@@ -1,19 +1,27 @@
-//! The seed article as the benchmark workload (`bench/run.sh`) reads it, for the examples that
-//! measure stories on the same articles.
+//! The seed article split as the benchmark workload describes it, for the benchmark and for the
+//! examples that measure stories on the same articles.
 
-/// The seed article's text.
-const SEED: &str = include_str!("../../tests/fixtures/seed-article-ar.txt");
-
-/// The seed's headline and its ten body paragraphs: its blocks are the site name, the headline,
-/// the view count, the ten paragraphs and the source line.
-pub fn headline_and_paragraphs() -> Result<(&'static str, Vec<&'static str>), String> {
-    let blocks: Vec<&'static str> = SEED
+/// The seed's site name, headline, ten body paragraphs and origin (the name its closing
+/// "المصدر: <origin>" line gives): its blocks are the site name, the headline, the view count,
+/// the paragraphs and that line.
+pub fn split(text: &str) -> Result<(&str, &str, Vec<&str>, &str), String> {
+    let blocks: Vec<&str> = text
         .split("\n\n")
         .map(str::trim)
         .filter(|block| !block.is_empty())
         .collect();
-    match (blocks.get(1), blocks.get(3..13)) {
-        (Some(headline), Some(paragraphs)) => Ok((headline, paragraphs.to_vec())),
-        _ => Err("the seed article has fewer blocks than the workload reads".into()),
+    let [site, headline, _views, body @ .., source] = blocks.as_slice() else {
+        return Err("seed text is too short".into());
+    };
+    if body.len() != 10 {
+        return Err(format!(
+            "seed text has {} body paragraphs, expected 10",
+            body.len()
+        ));
     }
+    let origin = source
+        .split_once(':')
+        .map_or(*source, |(_, name)| name)
+        .trim();
+    Ok((site, headline, body.to_vec(), origin))
 }
