@@ -73,10 +73,19 @@ pub(crate) fn match_key_word_hashes_read(
     let mut state = QuickCheckState::default();
     let table = &*FOLD_TABLE;
     let fast = &*FAST_FOLD;
+    let runs = &*LETTER_RUNS;
     let bytes = text.as_bytes();
     let mut normalized = true;
     let mut at = 0;
     while at < bytes.len() && out.hashes.len() < max_words {
+        let after_run = out.letter_run(bytes, at, runs, max_words);
+        if after_run > at {
+            state.after_simple_starter();
+            at = after_run;
+            if at >= bytes.len() || out.hashes.len() >= max_words {
+                break;
+            }
+        }
         let passed = match fast_slot_utf8(&bytes[at..]) {
             Some((slot, width)) => match fast[slot] {
                 FastFold::Letter { code, settled } => {
@@ -200,6 +209,34 @@ static FAST_FOLD: LazyLock<[FastFold; FAST_SLOTS]> = LazyLock::new(|| {
     table
 });
 
+/// [`LETTER_RUNS`] entry bit: a letter, whose code point is in the low 32 bits.
+const RUN_LETTER: u64 = 1 << 32;
+/// [`LETTER_RUNS`] entry bit: a word separator.
+const RUN_SPACE: u64 = 1 << 33;
+/// [`LETTER_RUNS`] entry bit: a letter that is not [`is_settled`].
+const RUN_UNSETTLED: u64 = 1 << 34;
+/// [`LETTER_RUNS`] entry bit: a character a run stops at, left to the general path.
+const RUN_STOP: u64 = 1 << 35;
+
+/// [`FAST_FOLD`] of the characters of one or two UTF-8 bytes (below U+0800) packed for
+/// [`WordHashes::letter_run`]: a letter's code point with [`RUN_LETTER`] (and
+/// [`RUN_UNSETTLED`]), [`RUN_SPACE`], nothing for a removed character, [`RUN_STOP`] for
+/// every other.
+static LETTER_RUNS: LazyLock<[u64; 0x800]> = LazyLock::new(|| {
+    let mut table = [RUN_STOP; 0x800];
+    for (entry, fold) in table.iter_mut().zip(FAST_FOLD.iter()) {
+        *entry = match *fold {
+            FastFold::Letter { code, settled } => {
+                u64::from(code) | RUN_LETTER | if settled { 0 } else { RUN_UNSETTLED }
+            }
+            FastFold::Space => RUN_SPACE,
+            FastFold::Drop => 0,
+            FastFold::Mark { .. } | FastFold::Slow => RUN_STOP,
+        };
+    }
+    table
+});
+
 /// The hash of a word of a key: FNV-1a over its characters (their code points, one step per
 /// character rather than per UTF-8 byte). Stable across platforms and releases, as stored
 /// fingerprints require.
@@ -316,6 +353,61 @@ struct WordHashes {
 }
 
 impl WordHashes {
+    /// Folds the characters of `bytes` from `at` for as long as each is one or two bytes long
+    /// and a letter, a separator or removed, until `max_words` words are ended; returns where
+    /// it stopped (`at` itself when the first character is of another kind). Such runs are
+    /// almost all of Arabic and lowercase Latin text, and folding them here, with the word's
+    /// state in locals and one packed entry per character, costs about a quarter less than
+    /// the general path's dispatch on [`FastFold`] for each.
+    #[inline(always)]
+    fn letter_run(
+        &mut self,
+        bytes: &[u8],
+        mut at: usize,
+        runs: &[u64; 0x800],
+        max_words: usize,
+    ) -> usize {
+        let mut hash = self.hash;
+        let mut in_word = self.in_word;
+        let mut unsettled = 0;
+        while let Some(&lead) = bytes.get(at) {
+            // On a character boundary, a byte from 0x80 up is a lead byte.
+            let (slot, width) = if lead < 0x80 {
+                (usize::from(lead), 1)
+            } else if lead < 0xE0 {
+                let Some(&next) = bytes.get(at + 1) else {
+                    break;
+                };
+                (usize::from(lead & 0x1F) << 6 | usize::from(next & 0x3F), 2)
+            } else {
+                break;
+            };
+            let entry = runs[slot];
+            if entry & RUN_LETTER != 0 {
+                hash = word_hash_step(hash, entry as u32);
+                unsettled |= entry;
+                in_word = true;
+            } else if entry & RUN_SPACE != 0 {
+                if in_word {
+                    self.hashes.push(hash);
+                    hash = WORD_HASH_BASIS;
+                    in_word = false;
+                    if self.hashes.len() >= max_words {
+                        at += width;
+                        break;
+                    }
+                }
+            } else if entry & RUN_STOP != 0 {
+                break;
+            }
+            at += width;
+        }
+        self.hash = hash;
+        self.in_word = in_word;
+        self.settled &= unsettled & RUN_UNSETTLED == 0;
+        at
+    }
+
     /// A character of the key other than a space, by its code point, and whether it is
     /// [`is_settled`].
     #[inline(always)]
