@@ -343,8 +343,9 @@ impl SketchView<'_> {
         if self.sketch.is_empty() || other.sketch.is_empty() {
             return SimilarityParts::default();
         }
-        let (forward, lead_forward) = containment(self, other);
-        let (backward, lead_backward) = containment(other, self);
+        let shared = Shared::of(self, other);
+        let (forward, lead_forward) = containment(self, other, shared.hits, shared.lead_hits.0);
+        let (backward, lead_backward) = containment(other, self, shared.hits, shared.lead_hits.1);
         let (lower, higher) = match (forward, backward) {
             (Some(a), Some(b)) if a.ratio() <= b.ratio() => (a, b),
             (Some(a), Some(b)) => (b, a),
@@ -391,10 +392,45 @@ impl Sample {
     }
 }
 
-/// Shingles of `a` looked up in `b`, all of them and those of its lead: the values of `a`'s
-/// sketch that `b`'s sketch can answer for, those at or below `b`'s largest value when `b`'s
-/// sketch is truncated, all of them otherwise. `None` when there are none.
-fn containment(a: SketchView<'_>, b: SketchView<'_>) -> (Option<Sample>, Option<Sample>) {
+/// The values two sketches share.
+struct Shared {
+    /// How many.
+    hits: usize,
+    /// How many of them are lead shingles of the first sketch, and of the second.
+    lead_hits: (usize, usize),
+}
+
+impl Shared {
+    /// One merge of the two sketches, which both ascend strictly. Written without branches on
+    /// the values, which are random, so that the processor never guesses wrong.
+    fn of(a: SketchView<'_>, b: SketchView<'_>) -> Self {
+        let (mut i, mut j, mut hits, mut lead_a, mut lead_b) = (0, 0, 0, 0, 0);
+        while i < a.sketch.len() && j < b.sketch.len() {
+            let (x, y) = (a.sketch[i], b.sketch[j]);
+            let hit = usize::from(x == y);
+            hits += hit;
+            lead_a += hit & ((a.lead >> i) as usize & 1);
+            lead_b += hit & ((b.lead >> j) as usize & 1);
+            i += usize::from(x <= y);
+            j += usize::from(y <= x);
+        }
+        Self {
+            hits,
+            lead_hits: (lead_a, lead_b),
+        }
+    }
+}
+
+/// Shingles of `a` looked up in `b`, all of them and those of its lead, given how many of
+/// each the two sketches share: the values of `a`'s sketch that `b`'s sketch can answer for
+/// are those at or below `b`'s largest value when `b`'s sketch is truncated, all of them
+/// otherwise, and a shared value is one of those. `None` when there are none.
+fn containment(
+    a: SketchView<'_>,
+    b: SketchView<'_>,
+    hits: usize,
+    lead_hits: usize,
+) -> (Option<Sample>, Option<Sample>) {
     let Some(&last) = b.sketch.last() else {
         return (None, None);
     };
@@ -404,18 +440,6 @@ fn containment(a: SketchView<'_>, b: SketchView<'_>) -> (Option<Sample>, Option<
         a.sketch.partition_point(|&value| value <= last)
     };
     let cut = answered < a.sketch.len();
-    let values = &a.sketch[..answered];
-    // Both sketches ascend strictly: one merge finds the shared values. Written without
-    // branches on the values, which are random, so that the processor never guesses wrong.
-    let (mut i, mut j, mut hits, mut lead_hits) = (0, 0, 0, 0);
-    while i < values.len() && j < b.sketch.len() {
-        let (x, y) = (values[i], b.sketch[j]);
-        let hit = usize::from(x == y);
-        hits += hit;
-        lead_hits += hit & ((a.lead >> i) as usize & 1);
-        i += usize::from(x <= y);
-        j += usize::from(y <= x);
-    }
     let answered_mask = if answered >= 128 {
         u128::MAX
     } else {
@@ -884,5 +908,71 @@ mod tests {
                 assert_eq!(fa.similarity(&fb), fb.similarity(&fa));
             }
         }
+    }
+
+    /// [`containment`] as its definition reads: `a`'s values that `b` can answer for, looked
+    /// up in `b` one by one.
+    fn containment_by_lookup(
+        a: SketchView<'_>,
+        b: SketchView<'_>,
+    ) -> [Option<(usize, usize, bool)>; 2] {
+        let Some(&last) = b.sketch.last() else {
+            return [None, None];
+        };
+        let answered: Vec<usize> = (0..a.sketch.len())
+            .filter(|&i| b.is_complete() || a.sketch[i] <= last)
+            .collect();
+        let is_lead = |i: usize| a.lead >> i & 1 == 1;
+        let shared = |i: &&usize| b.sketch.contains(&a.sketch[**i]);
+        let exact = a.is_complete() && answered.len() == a.sketch.len();
+        let hits = answered.iter().filter(shared).count();
+        let lead: Vec<usize> = answered.iter().copied().filter(|&i| is_lead(i)).collect();
+        let lead_hits = lead.iter().filter(shared).count();
+        [
+            (!answered.is_empty()).then_some((hits, answered.len(), exact)),
+            (!lead.is_empty()).then_some((lead_hits, lead.len(), exact)),
+        ]
+    }
+
+    #[test]
+    fn one_merge_counts_what_looking_each_value_up_counts() {
+        // Texts of a few shingles to many more than a sketch holds, sharing runs of words, so
+        // that sketches are complete or cut, and share values in and out of their leads.
+        let body = seed_body();
+        let words: Vec<&str> = body.split_whitespace().collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut texts = Vec::new();
+        for _ in 0..40 {
+            state = mix(state);
+            let start = (state % words.len() as u64) as usize;
+            let len = 1 + (state >> 20) as usize % 200;
+            texts.push(words[start..(start + len).min(words.len())].join(" "));
+        }
+        let fingerprints: Vec<Fingerprint> = texts
+            .iter()
+            .map(|t| Fingerprint::of_article("", t))
+            .collect();
+        assert!(fingerprints.iter().any(|f| f.view().is_complete()));
+        assert!(fingerprints.iter().any(|f| !f.view().is_complete()));
+        let mut shared_leads = 0;
+        for fa in &fingerprints {
+            for fb in &fingerprints {
+                let (a, b) = (fa.view(), fb.view());
+                let shared = Shared::of(a, b);
+                shared_leads += shared.lead_hits.0;
+                let as_tuple = |(sample, lead): (Option<Sample>, Option<Sample>)| {
+                    [sample, lead].map(|s| s.map(|s| (s.hits, s.samples, s.exact)))
+                };
+                assert_eq!(
+                    as_tuple(containment(a, b, shared.hits, shared.lead_hits.0)),
+                    containment_by_lookup(a, b)
+                );
+                assert_eq!(
+                    as_tuple(containment(b, a, shared.hits, shared.lead_hits.1)),
+                    containment_by_lookup(b, a)
+                );
+            }
+        }
+        assert!(shared_leads > 0);
     }
 }
