@@ -135,10 +135,15 @@ impl Fingerprint {
         tagged.dedup_by_key(|t| *t >> 1);
         let shingles = u32::try_from(tagged.len()).unwrap_or(u32::MAX);
         tagged.truncate(SKETCH_SIZE);
-        let mut lead = 0u128;
-        for (i, t) in tagged.iter().enumerate() {
-            lead |= u128::from(*t & 1 == 0) << i;
-        }
+        // Two 64-bit halves: a 128-bit shift by a variable is several instructions and a branch.
+        let half = |tagged: &[u64]| {
+            tagged
+                .iter()
+                .enumerate()
+                .fold(0u64, |flags, (i, t)| flags | (!t & 1) << i)
+        };
+        let (low, high) = tagged.split_at(tagged.len().min(64));
+        let lead = u128::from(half(high)) << 64 | u128::from(half(low));
         let values = tagged.iter().map(|t| (*t >> 1) as u32).collect();
         Self {
             shingles,
