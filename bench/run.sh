@@ -10,6 +10,7 @@
 #
 #   bench/run.sh [--quick] [--reps N] [--seed PATH] [--out FILE] [--rows FILE] [--systems LIST]
 #                [--workloads LIST]
+#   bench/run.sh --pool FILE [--pool FILE ...] [--out FILE]
 #
 # --quick uses N = 2,000 articles instead of 20,000. --systems runs only the listed systems
 # (comma-separated: khabar, khabar-nostories, khabar-traced, khabar-postgres, redis-always,
@@ -21,7 +22,9 @@
 # --max-seconds. --workloads runs only the listed W1 loads (comma-separated: W1a, W1b, W1c; W2
 # follows W1c), for example `--systems khabar,khabar-nostories --workloads W1b --reps 15` for
 # many paired repetitions of what story linking costs. --out writes the report to FILE too;
-# --rows writes every repetition's measurement to FILE (JSON lines), so that runs can be pooled.
+# --rows writes every repetition's measurement to FILE (JSON lines), so that runs can be pooled:
+# --pool, given once per such file, runs nothing and reports on the repetitions of those runs
+# together (a stories pair stays within its run).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +37,7 @@ rows_out=""
 systems="khabar khabar-nostories khabar-traced khabar-postgres redis-always redis-everysec jetstream"
 only_systems=0
 workloads="W1a W1b W1c"
+pool=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) articles=2000; shift ;;
@@ -43,10 +47,32 @@ while [ $# -gt 0 ]; do
     --rows) rows_out="$2"; shift 2 ;;
     --systems) systems="${2//,/ }"; only_systems=1; shift 2 ;;
     --workloads) workloads="${2//,/ }"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--rows FILE] [--systems LIST] [--workloads LIST]" >&2; exit 2 ;;
+    --pool) pool+=("$2"); shift 2 ;;
+    *) echo "usage: $0 [--quick] [--reps N] [--seed PATH] [--out FILE] [--rows FILE] [--systems LIST] [--workloads LIST] | --pool FILE [--pool FILE ...] [--out FILE]" >&2; exit 2 ;;
   esac
 done
 [ -f "$seed" ] || { echo "seed article not found: $seed" >&2; exit 2; }
+if [ ${#pool[@]} -gt 0 ]; then
+  command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 2; }
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  results="$work/results.jsonl"
+  retries="$work/retries.txt"
+  : >"$retries"
+  # Each run's repetitions are numbered apart from the others', so that pairs stay within a run.
+  python3 - "${pool[@]}" >"$results" <<'PY'
+import json, sys
+for index, path in enumerate(sys.argv[1:]):
+    for line in open(path):
+        row = json.loads(line)
+        row["rep"] = index * 1_000_000 + row.get("rep", 0)
+        print(json.dumps(row))
+PY
+  read -r articles reps < <(python3 -c '
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print(max((r["articles"] for r in rows if "articles" in r), default=0), len({r["rep"] for r in rows}))' "$results")
+else
 pg_bin=""
 find_postgres() { for dir in /usr/lib/postgresql/*/bin; do [ -x "$dir/initdb" ] && pg_bin="$dir"; done; [ -n "$pg_bin" ]; }
 if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null || ! find_postgres; then
@@ -317,6 +343,7 @@ for rep in $(seq 1 "$reps"); do
   done
   echo "repetition $rep done" >&2
 done
+fi
 
 report=$(python3 - "$results" "$articles" "$reps" "$retries" <<'PY'
 import json, random, statistics, sys
